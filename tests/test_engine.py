@@ -1,0 +1,210 @@
+"""The conversation engine on the real offline stack: whole turns, barge-in, stop, silence."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import wav_frames_as_av
+from voicechat.audio import iter_wav_frames, read_audio, rms_dbfs
+from voicechat.config import Settings
+from voicechat.engine import Conversation
+from voicechat.events import (
+    AudioOut,
+    ErrorEvent,
+    FinalTranscript,
+    Interrupted,
+    ReplyDelta,
+    ReplyDone,
+    State,
+    StateChanged,
+    TurnMetrics,
+)
+from voicechat.session import run_turn_from_wav
+
+pytestmark = pytest.mark.slow
+
+QUESTION = "What is the capital of Italy?"
+
+
+@pytest.fixture(scope="module")
+def offline():  # type: ignore[no-untyped-def]
+    from voicechat.backends import make_llm, make_stt, make_tts
+
+    s = Settings.load({"stt": "local", "llm": "local", "tts": "local"}, environ={}, dotenv_path=None)
+    return s, make_stt(s), make_llm(s), make_tts(s)
+
+
+def _conv(offline, **kw) -> Conversation:  # type: ignore[no-untyped-def]
+    s, stt, llm, tts = offline
+    return Conversation(stt, llm, tts, settings=s, **kw)
+
+
+def test_full_offline_turn_gives_transcript_reply_and_audible_speech(offline, make_speech) -> None:  # type: ignore[no-untyped-def]
+    wav = make_speech(QUESTION, rate=48000)
+
+    async def run():  # type: ignore[no-untyped-def]
+        conv = _conv(offline)
+        try:
+            return await run_turn_from_wav(conv, wav, realtime=False)
+        finally:
+            await conv.aclose()
+
+    r = asyncio.run(run())
+    assert "capital" in r.transcript.lower() and "italy" in r.transcript.lower()
+    assert len(r.reply.split()) >= 2
+    assert r.errors == []
+    pcm = r.pcm
+    assert len(pcm) % 960 == 0 and len(pcm) / 48000 > 0.5
+    assert rms_dbfs(pcm) > -35  # speech, not silence
+    m = r.metrics
+    assert m is not None and all(v is not None and v >= 0 for v in
+                                 (m.stt_ms, m.llm_first_token_ms, m.tts_first_audio_ms, m.first_audio_ms))
+    assert m.first_audio_ms >= 500  # includes the end-of-turn wait
+    deltas = "".join(e.text for e in r.events if isinstance(e, ReplyDelta))
+    assert deltas.strip() == r.reply
+    states = [e.state for e in r.events if isinstance(e, StateChanged)]
+    assert states[:2] == [State.THINKING, State.SPEAKING]
+
+
+def test_speech_during_the_reply_interrupts_it_quickly(offline, make_speech) -> None:  # type: ignore[no-untyped-def]
+    question = wav_frames_as_av(make_speech(QUESTION, rate=48000, trail_s=0.8), "fltp")
+    interruption = wav_frames_as_av(make_speech("Wait, stop, I have another question.", rate=48000,
+                                                lead_s=0.0, trail_s=0.0), "fltp")
+
+    async def run():  # type: ignore[no-untyped-def]
+        conv = _conv(offline)
+        events: list[object] = []
+        for f in question:
+            await conv.feed(f)
+        while not any(isinstance(e, AudioOut) for e in events):
+            await asyncio.sleep(0.005)
+            events += conv.drain()
+        assert conv.replying
+        fed_ms = None
+        for i, f in enumerate(interruption):
+            await conv.feed(f)
+            events += conv.drain()
+            if any(isinstance(e, Interrupted) for e in events):
+                fed_ms = (i + 1) * 20
+                break
+        await asyncio.sleep(0.3)
+        events += conv.drain()
+        history = list(conv.history.entries)
+        await conv.aclose()
+        return events, fed_ms, history
+
+    events, fed_ms, history = asyncio.run(run())
+    cut = next(i for i, e in enumerate(events) if isinstance(e, Interrupted))
+    assert events[cut].turn == 1 and events[cut].reason == "barge-in"
+    assert fed_ms is not None and fed_ms <= 100 + 60  # voice onset to flush, in audio time (Piper lead-in ≈ 60 ms)
+    assert not any(isinstance(e, AudioOut) and e.turn == 1 for e in events[cut:])
+    assert history[-1].role == "assistant" and history[-1].interrupted
+
+
+def test_stop_button_cuts_reply_and_engine_listens_again(offline, make_speech) -> None:  # type: ignore[no-untyped-def]
+    first = wav_frames_as_av(make_speech("Tell me about the history of Rome.", rate=16000), "s16")
+    wav = make_speech(QUESTION, rate=16000)
+
+    async def run():  # type: ignore[no-untyped-def]
+        conv = _conv(offline)
+        events: list[object] = []
+        for f in first:
+            await conv.feed(f)
+        while not any(isinstance(e, (AudioOut, ReplyDelta)) for e in events):
+            await asyncio.sleep(0.005)
+            events += conv.drain()
+        conv.stop_speaking()
+        await asyncio.sleep(0.2)
+        events += conv.drain()
+        state, replying = conv.state, conv.replying
+        # and it still hears the next question
+        r = await run_turn_from_wav(conv, wav, realtime=False)
+        await conv.aclose()
+        return events, state, replying, r
+
+    events, state, replying, second = asyncio.run(run())
+    assert any(isinstance(e, Interrupted) and e.reason == "stop" for e in events)
+    assert any(isinstance(e, ReplyDone) and e.interrupted for e in events)
+    assert state == State.LISTENING and not replying
+    assert any(isinstance(e, FinalTranscript) and "italy" in e.text.lower() for e in second.events)
+
+
+def test_silence_and_noise_never_reach_the_llm(offline) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(3)
+
+    async def run():  # type: ignore[no-untyped-def]
+        conv = _conv(offline)
+        for _ in range(150):
+            await conv.feed(np.zeros(960, np.int16), 48000)
+        for _ in range(150):
+            await conv.feed((rng.standard_normal(960) * 1500).astype(np.int16), 48000)
+        await conv.end_of_input()
+        await conv.wait_reply()
+        events = conv.drain()
+        await conv.aclose()
+        return conv, events
+
+    conv, events = asyncio.run(run())
+    assert not any(isinstance(e, (FinalTranscript, ReplyDelta, AudioOut)) for e in events)
+    assert conv.history.entries == []
+
+
+def test_typed_text_from_the_browser_gets_a_spoken_reply_and_history_grows(offline) -> None:  # type: ignore[no-untyped-def]
+    async def run():  # type: ignore[no-untyped-def]
+        conv = _conv(offline, output_rate=24000)
+        conv.submit_text("What is two plus two?")
+        await conv.wait_reply()
+        conv.submit_text("And what is the capital of France?")
+        await conv.wait_reply()
+        events = conv.drain()
+        await conv.aclose()
+        return conv, events
+
+    conv, events = asyncio.run(run())
+    roles = [e.role for e in conv.history.entries]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert "paris" in conv.history.entries[3].content.lower()
+    assert {e.turn for e in events if isinstance(e, AudioOut)} == {1, 2}
+    assert all(e.sample_rate == 24000 and len(e.pcm) % 480 == 0 for e in events if isinstance(e, AudioOut))
+    assert len([e for e in events if isinstance(e, TurnMetrics)]) == 2
+    assert not [e for e in events if isinstance(e, ErrorEvent)]
+
+
+def test_cli_turn_prints_json_and_writes_reply_wav(make_speech, tmp_path: Path) -> None:
+    out = tmp_path / "reply.wav"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "voicechat", "turn", str(make_speech(QUESTION, rate=44100, channels=2)),
+         "--out", str(out), "--json", "--stt", "local", "--llm", "local", "--tts", "local"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "italy" in data["transcript"].lower() and data["reply"]
+    assert set(data["metrics"]) == {"stt_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_ms"}
+    assert all(isinstance(v, float) for v in data["metrics"].values())
+    reply = read_audio(out)
+    assert len(reply) > 8000 and rms_dbfs(reply) > -35
+    _frames, rate = iter_wav_frames(out)
+    assert rate == 48000
+
+
+def test_cli_transcribe_and_doctor(make_speech) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "voicechat", "transcribe",
+                           str(make_speech("Please close the window.", rate=8000)), "--stt", "local"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0 and "close the window" in proc.stdout.lower()
+    proc = subprocess.run([sys.executable, "-m", "voicechat", "doctor"], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0
+    assert "local (no OPENAI_API_KEY set: offline default)" in proc.stdout
+    assert "no OPENAI_API_KEY" in proc.stdout

@@ -1,0 +1,52 @@
+"""The thread boundary: audio pushed from a foreign thread drives a turn; close leaves no thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.conftest import wav_frames_as_av
+from voicechat.config import Settings
+from voicechat.events import AudioOut, Event, FinalTranscript, ReplyDone
+from voicechat.runner import ConversationThread, offline_or_configured
+
+pytestmark = pytest.mark.slow
+
+
+def test_frames_from_another_thread_make_a_turn_and_close_joins(make_speech) -> None:
+    frames = wav_frames_as_av(make_speech("What is the capital of Italy?", rate=48000), "s16")
+    got: list[Event] = []
+    lock = threading.Lock()
+
+    def listener(ev: Event) -> None:
+        with lock:
+            got.append(ev)
+
+    settings = Settings.load({"stt": "local", "llm": "local", "tts": "local"}, environ={}, dotenv_path=None)
+    before = {t.name for t in threading.enumerate()}
+    runner = ConversationThread(offline_or_configured(settings), listener)
+    runner.wait_ready(120)
+
+    def producer() -> None:  # plays the role of aiortc's track thread
+        for f in frames:
+            runner.push(f)
+            time.sleep(0.002)
+
+    t = threading.Thread(target=producer)
+    t.start()
+    t.join()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with lock:
+            if any(isinstance(e, ReplyDone) for e in got):
+                break
+        time.sleep(0.05)
+    runner.close()
+    assert not runner.alive
+    assert "voicechat-engine" not in {t.name for t in threading.enumerate()} - before
+    with lock:
+        assert any(isinstance(e, FinalTranscript) and "italy" in e.text.lower() for e in got)
+        assert any(isinstance(e, AudioOut) for e in got)
+    runner.push(frames[0])  # after close: ignored, no error

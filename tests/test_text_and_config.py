@@ -1,0 +1,90 @@
+"""Sentence cutting for early speech, settings precedence, and the key staying out of sight."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from voicechat.config import Settings
+from voicechat.errors import ConfigError
+from voicechat.history import Entry, History
+from voicechat.text import SentenceSplitter
+
+
+def _split(text: str, step: int = 3) -> list[str]:
+    s = SentenceSplitter()
+    out: list[str] = []
+    for i in range(0, len(text), step):
+        out += s.push(text[i : i + step])
+    return out + s.flush()
+
+
+def test_sentences_come_out_while_streaming_and_first_clause_early() -> None:
+    pieces = _split("Well, that is a great question, really. Mr. Smith paid $3.50 today! Is it 5.30 now? Yes.")
+    assert pieces[0] == "Well, that is a great question,"
+    assert "Mr. Smith paid $3.50 today!" in pieces
+    assert "Is it 5.30 now?" in pieces
+    assert pieces[-1] == "Yes."
+
+
+def test_cjk_sentences_split_without_spaces() -> None:
+    expected = ["안녕하세요。", "오늘 날씨가 좋네요！", "뭐 할까요？"]
+    assert _split("".join(expected)) == expected
+
+
+def test_long_text_without_punctuation_is_cut_at_a_space() -> None:
+    pieces = _split("word " * 100)
+    assert len(pieces) > 1 and all(len(p) <= 220 for p in pieces)
+
+
+def test_precedence_arguments_over_environment_over_dotenv(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("VOICECHAT_LANGUAGE=ja-JP\nVOICECHAT_MAX_TOKENS=77\nVOICECHAT_TTS_SPEED=1.5\n")
+    s = Settings.load({}, environ={}, dotenv_path=dotenv)
+    assert (s.language, s.max_tokens, s.tts_speed) == ("ja-JP", 77, 1.5)
+    s = Settings.load({}, environ={"VOICECHAT_LANGUAGE": "ko-KR"}, dotenv_path=dotenv)
+    assert s.language == "ko-KR" and s.max_tokens == 77
+    s = Settings.load({"language": "zh-CN", "max_tokens": None}, environ={"VOICECHAT_LANGUAGE": "ko-KR"},
+                      dotenv_path=dotenv)
+    assert s.language == "zh-CN" and s.max_tokens == 77
+
+
+def test_key_chooses_openai_and_never_shows(tmp_path: Path) -> None:
+    key = "sk-test-SECRET-0123456789"
+    s = Settings.load({}, environ={"OPENAI_API_KEY": key}, dotenv_path=None)
+    assert s.backend("llm") == "openai" and "OPENAI_API_KEY is set" in s.backend_reason("llm")
+    assert key not in repr(s) and key not in str(s.public_dict())
+    offline = Settings.load({}, environ={}, dotenv_path=None)
+    assert offline.backend("stt") == "local" and "offline" in offline.backend_reason("stt")
+    assert Settings.load({"tts": "local"}, environ={"OPENAI_API_KEY": key}, dotenv_path=None).backend("tts") == "local"
+
+
+def test_bad_settings_say_what_to_set() -> None:
+    with pytest.raises(ConfigError, match="VOICECHAT_LLM"):
+        Settings.load({"llm": "gpt"}, environ={}, dotenv_path=None)
+    with pytest.raises(ConfigError, match="VOICECHAT_MAX_TOKENS"):
+        Settings.load({}, environ={"VOICECHAT_MAX_TOKENS": "lots"}, dotenv_path=None)
+    with pytest.raises(ConfigError, match="ko-KR"):
+        Settings.load({"language": "fr-FR"}, environ={}, dotenv_path=None)
+
+
+def test_history_window_and_cut_off_marking() -> None:
+    h = History()
+    for i in range(6):
+        h.add(Entry("user", f"question {i}", i))
+        h.add(Entry("assistant", f"answer {i}", i, cut_off=(i == 5)))
+    msgs = h.messages("be brief", window=4)
+    assert [m.role for m in msgs] == ["system", "user", "assistant", "user", "assistant"]
+    assert msgs[1].content == "question 4" and msgs[-1].content.startswith("answer 5")
+    assert msgs[-1].content.endswith("…")  # the model learns its last answer was cut
+    assert len(h.entries) == 12  # nothing dropped from the record
+
+
+def test_markdown_export_escapes_links_and_html() -> None:
+    h = History()
+    h.add(Entry("user", "<img src=x onerror=alert(1)> [x](javascript:alert(1))", 1))
+    md = h.to_markdown()
+    assert not re.search(r"(?<!\\)<img", md) and "](javascript" not in md
+    assert "\\<img src=x onerror=alert\\(1\\)\\>" in md

@@ -1,0 +1,22 @@
+"""voicechat: talk to an AI with your voice and hear it answer, in real time.
+
+The core needs only numpy, PyAV and python-dotenv; backends import their packages
+when chosen. Neither Streamlit nor ipywidgets is imported from here.
+"""
+
+from voicechat.config import LANGUAGES, Settings
+from voicechat.engine import Conversation
+from voicechat.errors import VoicechatError
+from voicechat.events import State
+from voicechat.history import History
+
+__all__ = ["LANGUAGES", "Conversation", "History", "Settings", "State", "VoicechatError", "create_conversation"]
+__version__ = "0.1.0"
+
+
+def create_conversation(settings: Settings | None = None, *, output_rate: int = 48_000, **kw: object) -> Conversation:
+    """A conversation on the backends ``settings`` choose (OpenAI with a key, offline without)."""
+    from voicechat.backends import make_llm, make_stt, make_tts
+
+    s = settings or Settings.load()
+    return Conversation(make_stt(s), make_llm(s), make_tts(s), settings=s, output_rate=output_rate, **kw)  # type: ignore[arg-type]

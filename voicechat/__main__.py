@@ -1,0 +1,5 @@
+import sys
+
+from voicechat.cli import main
+
+sys.exit(main())

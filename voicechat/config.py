@@ -1,0 +1,187 @@
+"""Settings: arguments > environment > ``.env`` > defaults, and which backends are live and why.
+
+The OpenAI key is held in a field excluded from ``repr`` and from :meth:`Settings.public_dict`,
+so printing or logging settings never shows it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from voicechat.errors import ConfigError
+
+LANGUAGES: dict[str, str] = {
+    "ko-KR": "한국어",
+    "en-US": "English (US)",
+    "ja-JP": "日本語",
+    "zh-CN": "中文",
+}
+
+# The seed's Korean prompt, and the same instruction in the other languages it offered.
+SYSTEM_PROMPTS: dict[str, str] = {
+    "ko-KR": "당신은 친근하고 도움이 되는 AI 어시스턴트입니다. 간결하고 자연스럽게 대답해주세요.",
+    "en-US": "You are a friendly and helpful AI assistant. Answer briefly and naturally.",
+    "ja-JP": "あなたは親切で役に立つAIアシスタントです。簡潔で自然に答えてください。",
+    "zh-CN": "你是一个友好且乐于助人的AI助手。请简洁自然地回答。",
+}
+
+BACKEND_CHOICES = ("auto", "local", "openai")
+STT_CHOICES = (*BACKEND_CHOICES, "browser")
+OPENAI_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
+
+
+def _env(name: str) -> dict[str, Any]:
+    return {"env": name}
+
+
+@dataclass
+class Settings:
+    """Everything a conversation needs to know; one instance per session."""
+
+    stt: str = field(default="auto", metadata=_env("VOICECHAT_STT"))
+    llm: str = field(default="auto", metadata=_env("VOICECHAT_LLM"))
+    tts: str = field(default="auto", metadata=_env("VOICECHAT_TTS"))
+    language: str = field(default="en-US", metadata=_env("VOICECHAT_LANGUAGE"))
+
+    openai_api_key: str | None = field(default=None, repr=False, metadata=_env("OPENAI_API_KEY"))
+    openai_base_url: str | None = field(default=None, metadata=_env("OPENAI_BASE_URL"))
+    openai_stt_model: str = field(default="whisper-1", metadata=_env("VOICECHAT_OPENAI_STT_MODEL"))
+    openai_llm_model: str = field(default="gpt-4o-mini", metadata=_env("VOICECHAT_OPENAI_LLM_MODEL"))
+    openai_tts_model: str = field(default="tts-1", metadata=_env("VOICECHAT_OPENAI_TTS_MODEL"))
+    openai_voice: str = field(default="alloy", metadata=_env("VOICECHAT_OPENAI_VOICE"))
+    tts_speed: float = field(default=1.2, metadata=_env("VOICECHAT_TTS_SPEED"))
+    request_timeout_s: float = field(default=30.0, metadata=_env("VOICECHAT_REQUEST_TIMEOUT_S"))
+    max_retries: int = field(default=3, metadata=_env("VOICECHAT_MAX_RETRIES"))
+
+    local_stt_model: str | None = field(default=None, metadata=_env("VOICECHAT_LOCAL_STT_MODEL"))
+    local_llm_model: str | None = field(default=None, metadata=_env("VOICECHAT_LOCAL_LLM_MODEL"))
+    piper_voice: str | None = field(default=None, metadata=_env("VOICECHAT_PIPER_VOICE"))
+    llm_threads: int = field(default=0, metadata=_env("VOICECHAT_LLM_THREADS"))
+
+    system_prompt: str | None = field(default=None, metadata=_env("VOICECHAT_SYSTEM_PROMPT"))
+    max_tokens: int = field(default=50, metadata=_env("VOICECHAT_MAX_TOKENS"))
+    temperature: float = field(default=0.3, metadata=_env("VOICECHAT_TEMPERATURE"))
+    history_messages: int = field(default=8, metadata=_env("VOICECHAT_HISTORY_MESSAGES"))
+
+    vad: str = field(default="silero", metadata=_env("VOICECHAT_VAD"))
+    vad_threshold: float = field(default=0.5, metadata=_env("VOICECHAT_VAD_THRESHOLD"))
+    min_speech_ms: int = field(default=200, metadata=_env("VOICECHAT_MIN_SPEECH_MS"))
+    barge_in_ms: int = field(default=64, metadata=_env("VOICECHAT_BARGE_IN_MS"))
+    end_of_turn_ms: int = field(default=500, metadata=_env("VOICECHAT_END_OF_TURN_MS"))
+    max_utterance_s: float = field(default=30.0, metadata=_env("VOICECHAT_MAX_UTTERANCE_S"))
+    partial_interval_ms: int = field(default=800, metadata=_env("VOICECHAT_PARTIAL_INTERVAL_MS"))
+    max_audio_bytes: int = field(default=10 * 1024 * 1024, metadata=_env("VOICECHAT_MAX_AUDIO_BYTES"))
+
+    ice_servers: str | None = field(default=None, metadata=_env("VOICECHAT_ICE_SERVERS"))
+
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        dotenv_path: str | Path | None = ".env",
+    ) -> Settings:
+        """Build settings: ``overrides`` (arguments) win over ``environ``, which wins over ``.env``.
+
+        ``None`` values in ``overrides`` mean "not given" so CLI flags left unset fall through.
+        """
+        env = os.environ if environ is None else environ
+        file_values: Mapping[str, str | None] = {}
+        if dotenv_path is not None and Path(dotenv_path).is_file():
+            file_values = dotenv_values(dotenv_path)
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        known = {f.name for f in fields(cls)}
+        unknown = set(given) - known
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            if f.name in given:
+                raw: Any = given[f.name]
+            elif env.get(name) not in (None, ""):
+                raw = env[name]
+            elif file_values.get(name) not in (None, ""):
+                raw = file_values[name]
+            else:
+                continue
+            values[f.name] = _coerce(f, raw)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for kind, choices in (("stt", STT_CHOICES), ("llm", BACKEND_CHOICES), ("tts", BACKEND_CHOICES)):
+            value = getattr(self, kind)
+            if value not in choices:
+                raise ConfigError(
+                    f"{kind} backend {value!r} is not one of {', '.join(choices)}",
+                    f"set VOICECHAT_{kind.upper()} or --{kind} to one of them",
+                )
+        if self.language not in LANGUAGES:
+            raise ConfigError(
+                f"language {self.language!r} is not supported",
+                f"use one of {', '.join(LANGUAGES)} (VOICECHAT_LANGUAGE)",
+            )
+        if self.vad not in ("silero", "webrtc"):
+            raise ConfigError(f"vad {self.vad!r} is not silero or webrtc", "set VOICECHAT_VAD")
+        if not 0.0 < self.vad_threshold < 1.0:
+            raise ConfigError("vad_threshold must be between 0 and 1", "set VOICECHAT_VAD_THRESHOLD")
+
+    def replace(self, **changes: Any) -> Settings:
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+    @property
+    def has_openai(self) -> bool:
+        """An OpenAI-compatible server is usable: a key, or a custom base_url (Ollama needs none)."""
+        return bool(self.openai_api_key) or bool(self.openai_base_url)
+
+    def backend(self, kind: str) -> str:
+        """The concrete backend for ``kind`` ("stt", "llm", "tts"): resolves ``auto``."""
+        value = str(getattr(self, kind))
+        if value != "auto":
+            return value
+        return "openai" if self.openai_api_key else "local"
+
+    def backend_reason(self, kind: str) -> str:
+        """Why that backend was chosen, in words a user can act on."""
+        value = str(getattr(self, kind))
+        chosen = self.backend(kind)
+        if value != "auto":
+            return f"{chosen} (set explicitly)"
+        if chosen == "openai":
+            return "openai (OPENAI_API_KEY is set)"
+        return "local (no OPENAI_API_KEY set: offline default)"
+
+    def prompt(self) -> str:
+        return self.system_prompt or SYSTEM_PROMPTS[self.language]
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings safe to show or export: the key is reduced to whether it is set."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "openai_api_key"}
+        out["openai_api_key_set"] = bool(self.openai_api_key)
+        return out
+
+
+def _coerce(f: dataclasses.Field[Any], raw: Any) -> Any:
+    kind = str(f.type)
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"setting {f.name} = {raw!r} is not a number", f"fix {f.metadata['env']}"
+        ) from exc
+    return raw if raw is None else str(raw)

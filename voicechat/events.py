@@ -1,0 +1,141 @@
+"""Everything the engine emits, as frozen dataclasses.
+
+Surfaces (CLI, Streamlit, notebook) consume one stream of these and never reach into
+the engine's state, which keeps the engine the single owner of the conversation.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class State(str, enum.Enum):
+    """What the conversation is doing now; drives the status lights."""
+
+    IDLE = "idle"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    state: State
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """The user started talking (after the minimum speech length)."""
+
+    at_s: float  # position in the input stream, seconds
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    """End of turn confirmed; ``forced`` when the maximum utterance length cut it."""
+
+    at_s: float
+    duration_s: float
+    forced: bool = False
+
+
+@dataclass(frozen=True)
+class PartialTranscript:
+    text: str
+
+
+@dataclass(frozen=True)
+class FinalTranscript:
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplyDelta:
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplyDone:
+    """The reply ended. ``interrupted``: barge-in or stop; ``cut_off``: the provider failed mid-reply."""
+
+    turn: int
+    text: str
+    interrupted: bool = False
+    cut_off: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class AudioOut:
+    """Reply audio: mono int16 at ``sample_rate`` (the surface's rate), 20 ms multiples."""
+
+    turn: int
+    pcm: np.ndarray
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """Queued reply audio must be dropped now (barge-in or stop)."""
+
+    turn: int
+    reason: str  # "barge-in" | "stop"
+
+
+@dataclass(frozen=True)
+class TurnMetrics:
+    """Per-turn latency in milliseconds; ``None`` where a stage did not run."""
+
+    turn: int
+    stt_ms: float | None = None
+    llm_first_token_ms: float | None = None
+    tts_first_audio_ms: float | None = None
+    first_audio_ms: float | None = None
+    eot_ms: float | None = None
+    first_sentence_ms: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        out: dict[str, float | int | None] = {
+            "turn": self.turn,
+            "stt_ms": self.stt_ms,
+            "llm_first_token_ms": self.llm_first_token_ms,
+            "tts_first_audio_ms": self.tts_first_audio_ms,
+            "first_audio_ms": self.first_audio_ms,
+            "eot_ms": self.eot_ms,
+            "first_sentence_ms": self.first_sentence_ms,
+        }
+        out.update(self.extra)
+        return out
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """Something failed; the session keeps going unless ``fatal``."""
+
+    message: str
+    stage: str  # "stt" | "llm" | "tts" | "audio" | "engine"
+    fatal: bool = False
+
+
+Event = (
+    StateChanged
+    | SpeechStarted
+    | SpeechEnded
+    | PartialTranscript
+    | FinalTranscript
+    | ReplyDelta
+    | ReplyDone
+    | AudioOut
+    | Interrupted
+    | TurnMetrics
+    | ErrorEvent
+)

