@@ -208,3 +208,37 @@ def test_cli_transcribe_and_doctor(make_speech) -> None:
     assert proc.returncode == 0
     assert "local (no OPENAI_API_KEY set: offline default)" in proc.stdout
     assert "no OPENAI_API_KEY" in proc.stdout
+
+
+def test_a_pause_mid_question_runs_ahead_but_leaves_no_trace_when_speech_resumes(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import piper_pcm
+    from voicechat.audio import InputConverter
+
+    def speech(text: str) -> np.ndarray:
+        pcm, rate = piper_pcm(piper_voice, text)
+        x = InputConverter().convert(pcm, rate)
+        loud = np.flatnonzero(np.abs(x) > 0.02)  # trim Piper's own silence so the pause is exact
+        return x[loud[0] : loud[-1] + 1]
+
+    # 350 ms pause: past the 200 ms speculative point, short of the 500 ms end of turn.
+    audio = np.concatenate([np.zeros(4800, np.float32), speech("What is the capital"), np.zeros(5600, np.float32),
+                            speech("of Italy?"), np.zeros(16000, np.float32)])
+
+    async def run():  # type: ignore[no-untyped-def]
+        conv = _conv(offline)
+        for i in range(0, len(audio), 320):  # real time, so the speculative turn really runs
+            conv.feed_16k(audio[i : i + 320])
+            await asyncio.sleep(0.02)
+        await conv.wait_reply()
+        events = conv.drain()
+        await conv.aclose()
+        return conv, events
+
+    conv, events = asyncio.run(run())
+    finals = [e for e in events if isinstance(e, FinalTranscript)]
+    assert len(finals) == 1 and finals[0].turn == 1
+    assert "italy" in finals[0].text.lower() and "capital" in finals[0].text.lower()
+    assert [e.role for e in conv.history.entries] == ["user", "assistant"]
+    assert {e.turn for e in events if isinstance(e, (AudioOut, ReplyDelta, TurnMetrics))} == {1}
+    metrics = next(e for e in events if isinstance(e, TurnMetrics))
+    assert metrics.extra["speculative"] == 1.0  # the final turn was prepared before its end was confirmed

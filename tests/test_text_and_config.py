@@ -22,11 +22,18 @@ def _split(text: str, step: int = 3) -> list[str]:
 
 
 def test_sentences_come_out_while_streaming_and_first_clause_early() -> None:
-    pieces = _split("Well, that is a great question, really. Mr. Smith paid $3.50 today! Is it 5.30 now? Yes.")
-    assert pieces[0] == "Well, that is a great question,"
+    pieces = _split("Well, that is great, really. Mr. Smith paid $3.50 today! Is it 5.30 now? Yes.")
+    assert pieces[0] == "Well, that is great,"
     assert "Mr. Smith paid $3.50 today!" in pieces
     assert "Is it 5.30 now?" in pieces
     assert pieces[-1] == "Yes."
+
+
+def test_first_piece_starts_after_a_few_words_when_no_punctuation_comes() -> None:
+    pieces = _split("The capital of Italy is Rome and it is lovely in spring.", step=2)
+    assert pieces[0] == "The capital of Italy is"
+    assert pieces[1] == "Rome and it is lovely in spring."
+    assert _split("Yes.") == ["Yes."]  # short replies are not cut
 
 
 def test_cjk_sentences_split_without_spaces() -> None:

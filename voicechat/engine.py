@@ -26,21 +26,19 @@ from voicechat.events import (
     AudioOut,
     ErrorEvent,
     Event,
-    FinalTranscript,
     Interrupted,
     PartialTranscript,
-    ReplyDone,
     SpeechEnded,
     SpeechStarted,
     State,
     StateChanged,
     TurnMetrics,
 )
-from voicechat.history import Entry, History
-from voicechat.llm.base import ChatModel, Message
-from voicechat.reply import ReplyPipeline
+from voicechat.history import History
+from voicechat.llm.base import ChatModel
 from voicechat.stt.base import SpeechToText
 from voicechat.tts.base import TextToSpeech
+from voicechat.turn import Turn, TurnInput
 from voicechat.turns import RATE, SpeechPause, SpeechResume, SpeechStart, TurnConfig, TurnDetector, TurnEnd
 from voicechat.vad import VoiceActivityDetector, make_vad
 
@@ -67,19 +65,18 @@ class Conversation:
         self.state = State.LISTENING
         self.half_duplex = False
         cfg = TurnConfig(threshold=s.vad_threshold, min_speech_ms=s.min_speech_ms,
-                         end_of_turn_ms=s.end_of_turn_ms, max_utterance_s=s.max_utterance_s)
+                         end_of_turn_ms=s.end_of_turn_ms, max_utterance_s=s.max_utterance_s,
+                         pause_ms=s.speculative_pause_ms)
         self.turns = TurnDetector(vad or make_vad(s.vad), cfg)
         self._input = InputConverter(RATE)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._listener = listener or self._queue.put_nowait
         self._turn = 0
-        self._reply: asyncio.Task[None] | None = None
-        self._reply_turn = 0
+        self._current: Turn | None = None
         self._playback_end = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._partial: asyncio.Task[None] | None = None
         self._last_partial_pos = 0
-        self._speculative: tuple[int, asyncio.Task[str]] | None = None
         self._pieces: list[asyncio.Task[str]] = []
         self._closed = False
 
@@ -112,8 +109,8 @@ class Conversation:
 
     @property
     def generating(self) -> bool:
-        """A turn is being transcribed or its reply generated (playback not counted)."""
-        return self._reply is not None and not self._reply.done()
+        """A committed turn is being transcribed or its reply generated (playback not counted)."""
+        return self._current is not None and not self._current.held and not self._current.done
 
     @property
     def replying(self) -> bool:
@@ -144,7 +141,7 @@ class Conversation:
             elif isinstance(ev, SpeechPause):
                 self._start_speculative(ev)
             elif isinstance(ev, SpeechResume):
-                self._speculative = None
+                self._drop_speculative()
             elif isinstance(ev, TurnEnd):
                 self._on_turn_end(ev)
         self._maybe_partial()
@@ -178,13 +175,6 @@ class Conversation:
             earlier = " ".join(t.result() for t in self._pieces if t.done() and not t.exception())
             self._emit(PartialTranscript(f"{earlier} {text}".strip()))
 
-    def _start_speculative(self, ev: SpeechPause) -> None:
-        """Transcribe at the first pause, while end of turn is still being confirmed."""
-        if self.stt is None:
-            return
-        task = asyncio.create_task(self.stt.transcribe(ev.audio, language=self.settings.language))
-        self._speculative = (ev.last_voiced, task)
-
     def _on_turn_end(self, ev: TurnEnd) -> None:
         if self.stt is None:
             return
@@ -193,14 +183,31 @@ class Conversation:
             self._pieces.append(asyncio.create_task(self.stt.transcribe(ev.audio, language=self.settings.language)))
             self._emit(SpeechEnded(ev.at / RATE, (ev.at - ev.start) / RATE, forced=True))
             return
-        spec = self._speculative
-        self._speculative = None
-        final = spec[1] if spec and spec[0] == ev.last_voiced else None
-        eot_s = (ev.at - ev.last_voiced) / RATE
+        eot_ms = round((ev.at - ev.last_voiced) / RATE * 1000, 1)
         self._emit(SpeechEnded(ev.last_voiced / RATE, (ev.last_voiced - ev.start) / RATE))
-        pieces, self._pieces = self._pieces, []
-        self._begin_turn(audio=ev.audio, text=None, pieces=pieces, speculative=final,
-                         eot_ms=round(eot_s * 1000, 1))
+        turn = self._current
+        if turn is not None and turn.held and turn.source.last_voiced == ev.last_voiced:
+            turn.commit(eot_ms)  # the speculative turn was right: release it now
+            return
+        self._drop_speculative()
+        pieces, self._pieces = tuple(self._pieces), []
+        self._start_turn(TurnInput(audio=ev.audio, pieces=pieces, last_voiced=ev.last_voiced), eot_ms=eot_ms)
+
+    def _start_speculative(self, ev: SpeechPause) -> None:
+        """At the first pause, run the whole turn ahead while end of turn is still being confirmed."""
+        if self.stt is None or self._pieces or (self._current is not None and not self._current.done):
+            return
+        self._turn += 1
+        lead = round((ev.at - ev.last_voiced) / RATE * 1000, 1)
+        source = TurnInput(audio=ev.audio, last_voiced=ev.last_voiced, started_after_eos_ms=lead)
+        self._current = Turn(self._turn, self, source, held=True)
+
+    def _drop_speculative(self) -> None:
+        turn = self._current
+        if turn is not None and turn.held:
+            turn.cancel()
+            self._current = None
+            self._turn -= 1  # it never happened
 
     def submit_text(self, text: str) -> None:
         """A final transcript from elsewhere (the browser's speech recognition): reply to it."""
@@ -208,7 +215,8 @@ class Conversation:
         if text:
             if self.replying:
                 self._interrupt("barge-in")
-            self._begin_turn(audio=None, text=text, pieces=[], speculative=None, eot_ms=0.0)
+            self._drop_speculative()
+            self._start_turn(TurnInput(text=text), eot_ms=0.0)
 
     async def end_of_input(self) -> None:
         """The input ended (end of a file): treat trailing speech as a finished turn."""
@@ -217,82 +225,25 @@ class Conversation:
             self.feed_16k(silence)
 
     # ------------------------------------------------------------------ turns
-    def _begin_turn(self, *, audio: np.ndarray | None, text: str | None, pieces: list[asyncio.Task[str]],
-                    speculative: asyncio.Task[str] | None, eot_ms: float) -> None:
+    def _start_turn(self, source: TurnInput, *, eot_ms: float) -> None:
         self._turn += 1
-        decided = time.perf_counter()
-        self._reply_turn = self._turn
-        self._reply = asyncio.create_task(
-            self._run_turn(self._turn, audio, text, pieces, speculative, eot_ms, decided))
+        turn = Turn(self._turn, self, source, held=False)
+        turn.eot_ms = eot_ms
+        self._current = turn
 
-    async def _transcribe_turn(self, audio: np.ndarray | None, pieces: list[asyncio.Task[str]],
-                               speculative: asyncio.Task[str] | None) -> str:
-        assert self.stt is not None
-        parts = [await p for p in pieces]
-        if speculative is not None:
-            parts.append(await speculative)
-        elif audio is not None:
-            parts.append(await self.stt.transcribe(audio, language=self.settings.language))
-        return " ".join(p for p in parts if p).strip()
-
-    async def _run_turn(self, turn: int, audio: np.ndarray | None, text: str | None,
-                        pieces: list[asyncio.Task[str]], speculative: asyncio.Task[str] | None,
-                        eot_ms: float, decided: float) -> None:
-        s = self.settings
-        self._set_state(State.THINKING)
-        metrics = TurnMetrics(turn, eot_ms=eot_ms)
-        pipeline: ReplyPipeline | None = None
-        try:
-            if text is None:
-                t0 = time.perf_counter()
-                try:
-                    text = await self._transcribe_turn(audio, pieces, speculative)
-                except VoicechatError as exc:
-                    self._emit(ErrorEvent(str(exc), "stt"))
-                    text = ""
-                metrics = TurnMetrics(turn, stt_ms=_ms(t0, time.perf_counter()), eot_ms=eot_ms)
-            if not text:
-                self._set_state(State.LISTENING)  # silence or noise: no LLM call
-                return
-            self._emit(FinalTranscript(turn, text))
-            messages = self.history.messages(s.prompt(), s.history_messages)
-            self.history.add(Entry("user", text, turn))
-            messages.append(Message("user", text))
-            pipeline = ReplyPipeline(turn, self.llm, self.tts, self.output_rate, self._on_reply_event)
-            times = await pipeline.run(messages)
-            self._finish_reply(turn, pipeline, interrupted=False)
-            metrics = TurnMetrics(
-                turn, stt_ms=metrics.stt_ms, eot_ms=eot_ms,
-                llm_first_token_ms=_ms(times.llm_start, times.llm_first_token),
-                first_sentence_ms=_ms(times.llm_start, times.first_sentence),
-                tts_first_audio_ms=_ms(times.tts_first_start, times.first_audio),
-                first_audio_ms=None if times.first_audio is None
-                else round(eot_ms + (times.first_audio - decided) * 1000.0, 1),
-                extra={"reply_audio_s": round(times.audio_s, 3)},
-            )
-            self.metrics.append(metrics)
-            self._emit(metrics)
-            self._schedule_idle()
-        except asyncio.CancelledError:
-            if pipeline is not None:
-                self._finish_reply(turn, pipeline, interrupted=True)
-            raise
-        except Exception as exc:  # a backend bug must not kill the session
-            self._emit(ErrorEvent(f"turn {turn} failed: {exc!r}", "engine"))
-            self._set_state(State.LISTENING)
-
-    def _on_reply_event(self, event: Event) -> None:
+    # TurnHost: called by the running Turn on this loop
+    def deliver(self, event: Event) -> None:
         if isinstance(event, AudioOut):
             now = time.perf_counter()
             self._playback_end = max(now, self._playback_end) + event.duration_s
             self._set_state(State.SPEAKING)
         self._emit(event)
 
-    def _finish_reply(self, turn: int, pipeline: ReplyPipeline, *, interrupted: bool) -> None:
-        t = pipeline.times
-        if t.text.strip():
-            self.history.add(Entry("assistant", t.text.strip(), turn, interrupted=interrupted, cut_off=t.cut_off))
-        self._emit(ReplyDone(turn, t.text.strip(), interrupted=interrupted, cut_off=t.cut_off))
+    def set_state(self, state: State) -> None:
+        self._set_state(state)
+
+    def reply_finished(self) -> None:
+        self._schedule_idle()
 
     def _schedule_idle(self) -> None:
         """Back to listening when the surface has played the last reply audio."""
@@ -307,14 +258,16 @@ class Conversation:
             self._set_state(State.LISTENING)
 
     def _interrupt(self, reason: str) -> None:
-        if self._reply is not None and self.generating:
-            self._reply.cancel()  # its handler records the partial reply as interrupted
+        turn = self._current
+        number = turn.number if turn is not None else self._turn
+        if turn is not None and self.generating:
+            turn.cancel()  # its handler records the partial reply as interrupted
         else:
-            self.history.mark_interrupted(self._reply_turn)  # generated, but still playing
+            self.history.mark_interrupted(number)  # generated, but still playing
         self._playback_end = 0.0
         if self._idle_timer is not None:
             self._idle_timer.cancel()
-        self._emit(Interrupted(self._reply_turn, reason))
+        self._emit(Interrupted(number, reason))
         self._set_state(State.LISTENING)
 
     def stop_speaking(self) -> None:
@@ -324,9 +277,21 @@ class Conversation:
 
     async def wait_reply(self) -> None:
         """Until the current reply (if any) has been generated."""
-        if self._reply is not None:
+        turn = self._current
+        if turn is not None:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reply
+                await turn.task
+
+    async def warm_up(self) -> None:
+        """Load every model and prime the LLM's prompt cache, so the first real turn is as fast as later ones."""
+        warm = getattr(self.llm, "warm_up", None)
+        if warm is not None:
+            await asyncio.to_thread(warm, self.history.messages(self.settings.prompt(), 0))
+        if self.stt is not None and not self.stt.name.startswith("openai"):
+            await self.stt.transcribe(np.zeros(RATE, dtype=np.float32), language=self.settings.language)
+        if self.tts is not None and not self.tts.name.startswith("openai"):
+            async for _chunk in self.tts.synthesize("Hello."):
+                pass
 
     def clear(self) -> None:
         self.stop_speaking()
@@ -336,8 +301,10 @@ class Conversation:
     async def aclose(self) -> None:
         """Cancel everything in flight; the backends' worker threads finish their current step."""
         self._closed = True
-        tasks: list[asyncio.Task[Any]] = [t for t in (self._reply, self._partial) if t is not None]
-        tasks += self._pieces + ([self._speculative[1]] if self._speculative else [])
+        tasks: list[asyncio.Task[Any]] = [t for t in (self._partial,) if t is not None]
+        if self._current is not None:
+            tasks.append(self._current.task)
+        tasks += self._pieces
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

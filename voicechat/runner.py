@@ -43,8 +43,11 @@ class ConversationThread:
         asyncio.set_event_loop(self._loop)
         try:
             self._conv = factory(self._listener)
+            with contextlib.suppress(Exception):  # a failed warm-up shows up again, clearly, on the first turn
+                self._loop.run_until_complete(self._conv.warm_up())
         except BaseException as exc:  # reported to whoever waits in ``wait_ready``
             self._error = exc
+            self._conv = None
         finally:
             self._ready.set()
         if self._conv is not None:

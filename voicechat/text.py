@@ -16,8 +16,9 @@ _ABBREVIATIONS = ("mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "et
 class SentenceSplitter:
     """Feed text deltas; get back complete pieces to speak. ``flush()`` returns the rest."""
 
-    def __init__(self, first_clause_words: int = 4, max_chars: int = 220) -> None:
+    def __init__(self, first_clause_words: int = 4, first_piece_words: int = 5, max_chars: int = 220) -> None:
         self.first_clause_words = first_clause_words
+        self.first_piece_words = first_piece_words
         self.max_chars = max_chars
         self._buf = ""
         self._emitted = 0
@@ -44,6 +45,8 @@ class SentenceSplitter:
         cut = self._find_sentence_end()
         if cut is None and self._emitted == 0:
             cut = self._find_clause_end()
+        if cut is None and self._emitted == 0 and self.first_piece_words > 0:
+            cut = self._find_word_cut()
         if cut is None and len(self._buf) > self.max_chars:
             space = self._buf.rfind(" ", 0, self.max_chars)
             cut = space if space > 0 else self.max_chars
@@ -68,6 +71,19 @@ class SentenceSplitter:
                     continue
             return end
         return None
+
+    def _find_word_cut(self) -> int | None:
+        """After ``first_piece_words`` whole words with no punctuation yet, start speaking anyway.
+
+        Only when another word has begun after them, so the last word is known to be complete,
+        and never right before a short tail (a following word ending the sentence is not known yet).
+        """
+        words = list(re.finditer(r"\S+", self._buf))
+        if len(words) <= self.first_piece_words or re.search(r"[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]", self._buf):
+            return None  # CJK has no spaces between words: wait for punctuation
+        if re.search(r"[.!?…][\"')\]]*$", self._buf.rstrip()):
+            return None  # a sentence end is probably here already; the next delta will confirm it
+        return words[self.first_piece_words - 1].end()
 
     def _find_clause_end(self) -> int | None:
         for m in _CLAUSE_END.finditer(self._buf):

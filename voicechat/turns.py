@@ -43,6 +43,7 @@ class SpeechPause:
 
     audio: np.ndarray
     last_voiced: int
+    at: int  # sample index where the pause was noticed
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ class TurnDetector:
             self._silence_run += self._win
             if not self._paused and self._silence_run * 1000 >= cfg.pause_ms * RATE:
                 self._paused = True
-                events.append(SpeechPause(self._trimmed(), self._last_voiced))
+                events.append(SpeechPause(self._trimmed(), self._last_voiced, self._pos))
             if self._silence_run * 1000 >= cfg.end_of_turn_ms * RATE:
                 events.append(TurnEnd(self._trimmed(), self._start, self._last_voiced, self._pos))
                 self._reset_turn()

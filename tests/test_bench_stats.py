@@ -1,0 +1,49 @@
+"""The benchmark's own arithmetic, on small synthetic inputs with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from voicechat.bench.stats import median, paired_ratio, percentile, summary, true_end_of_speech
+
+
+def test_end_of_speech_is_read_from_the_recording() -> None:
+    rate = 16000
+    rng = np.random.default_rng(0)
+    speech = (np.sin(2 * np.pi * 200 * np.arange(rate) / rate) * 0.5).astype(np.float32)
+    noise_floor = (rng.standard_normal(rate // 2) * 0.001).astype(np.float32)
+    audio = np.concatenate([noise_floor, speech, noise_floor, noise_floor])
+    assert true_end_of_speech(audio, rate) == pytest.approx(1.5, abs=0.011)
+    as_int = (audio * 32767).astype(np.int16)
+    assert true_end_of_speech(as_int, rate) == pytest.approx(1.5, abs=0.011)
+    stereo = np.stack([as_int, as_int], axis=1)
+    assert true_end_of_speech(stereo, rate) == pytest.approx(1.5, abs=0.011)
+
+
+def test_a_quiet_last_word_still_counts_but_noise_does_not() -> None:
+    rate = 16000
+    loud = np.full(rate, 0.5, np.float32) * np.sign(np.sin(np.arange(rate)))
+    quiet = loud[: rate // 4] * 0.05  # -26 dB: a soft final syllable
+    audio = np.concatenate([loud, quiet, np.zeros(rate, np.float32)])
+    assert true_end_of_speech(audio, rate) == pytest.approx(1.25, abs=0.011)
+    assert true_end_of_speech(np.zeros(rate, np.float32), rate) == 0.0
+
+
+def test_percentiles_and_summary() -> None:
+    values = [100.0, 200.0, 300.0, 400.0, 1000.0]
+    assert median(values) == 300.0
+    assert percentile(values, 95) == pytest.approx(880.0)
+    assert percentile([42.0], 95) == 42.0
+    assert math.isnan(percentile([], 50))
+    assert summary(values) == {"p50": 300.0, "p95": 880.0, "max": 1000.0}
+
+
+def test_ratio_is_taken_turn_by_turn() -> None:
+    ours = [300.0, 400.0, 2000.0]
+    sequential = [1000.0, 1000.0, 2000.0]
+    assert paired_ratio(ours, sequential) == pytest.approx(0.4)  # median of 0.3, 0.4, 1.0
+    with pytest.raises(ValueError):
+        paired_ratio([1.0], [1.0, 2.0])

@@ -1,0 +1,1 @@
+"""``voicechat bench``: voice-to-voice latency through the real engine, against a sequential pipeline."""

@@ -1,0 +1,60 @@
+"""``voicechat bench [--audio FILE…] [--rounds N] [--json] [--write-docs]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from voicechat.config import Settings
+
+
+def add_bench_parser(sub: Any) -> None:
+    sp = sub.add_parser("bench", help="voice-to-voice latency through the real engine, vs a sequential pipeline")
+    sp.add_argument("--audio", nargs="+", help="WAV questions (16-bit, any rate); default: the bundled set")
+    sp.add_argument("--rounds", type=int, default=2, help="measured passes over the questions (after one warm-up)")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.add_argument("--write-docs", metavar="DIR", help="write benchmarks.md figures and the plot into DIR")
+    for kind in ("stt", "llm", "tts"):
+        sp.add_argument(f"--{kind}", choices=("auto", "local", "openai"), default=None)
+    sp.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from voicechat.bench.runner import default_questions, run_benchmark
+
+    settings = Settings.load({"stt": args.stt or "local", "llm": args.llm or "local", "tts": args.tts or "local"})
+    questions = [Path(a) for a in args.audio] if args.audio else default_questions()
+    if not questions:
+        print("error: no questions to play (pass --audio FILE.wav)", file=sys.stderr)
+        return 2
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    result = asyncio.run(run_benchmark(settings, questions, rounds=args.rounds, progress=log))
+    if args.write_docs:
+        from voicechat.bench.report import write_docs
+
+        write_docs(result, Path(args.write_docs))
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items()}, ensure_ascii=False))
+    else:
+        print(table(result))
+    return 0 if result["turns"] else 1
+
+
+def table(r: dict[str, Any]) -> str:
+    v, st = r["voice_to_voice_ms"], r["stages_ms"]
+    rows = [
+        ("voice-to-voice p50 / p95 / max", f"{v.get('p50')} / {v.get('p95')} / {v.get('max')} ms"),
+        ("sequential pipeline p50", f"{r['sequential_ms'].get('p50')} ms"),
+        ("sequential_ratio (median per turn)", f"{r['sequential_ratio']}"),
+        *[(f"  {k}", f"{val} ms") for k, val in st.items()],
+        ("overhead (median)", f"{r['overhead_ms']} ms"),
+        ("frame path realtime factor", f"{r['frame_path_realtime_factor']}x"),
+        ("rss peak / growth", f"{r['rss_mb']} MB / {r['rss_growth_mb']} MB"),
+        ("turns measured", str(r["turns"])),
+    ]
+    width = max(len(a) for a, _ in rows)
+    return "\n".join(f"{a:<{width}}  {b}" for a, b in rows)

@@ -1,0 +1,211 @@
+"""Feed recorded questions through the real engine in real time and time every stage.
+
+Each question is played as a microphone would: 20 ms frames, paced by the wall clock,
+followed by silence until the reply has finished playing. Voice-to-voice is measured from
+the true end of speech (read from the recording) to the first reply frame leaving the engine.
+The same question then runs through a sequential pipeline (whole transcript → whole reply →
+whole speech) on the same backends, so the ratio compares like with like in one run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicechat.audio import InputConverter, iter_wav_frames
+from voicechat.bench.stats import median, paired_ratio, summary, true_end_of_speech
+from voicechat.config import Settings
+from voicechat.engine import Conversation
+from voicechat.events import AudioOut, Event, FinalTranscript, ReplyDone, TurnMetrics
+from voicechat.llm.base import Message
+from voicechat.turns import TurnDetector
+from voicechat.vad import make_vad
+
+FRAME_S = 0.02
+QUESTIONS_DIR = Path(__file__).parent / "questions"
+
+
+def default_questions() -> list[Path]:
+    return sorted(QUESTIONS_DIR.glob("*.wav"))
+
+
+@dataclass
+class TurnSample:
+    question: str
+    transcript: str
+    reply: str
+    v2v_ms: float
+    sequential_ms: float
+    eot_ms: float
+    stt_ms: float
+    llm_first_token_ms: float
+    first_sentence_ms: float
+    tts_first_audio_ms: float
+    started_after_eos_ms: float
+    critical_path_ms: float
+    overhead_ms: float
+    speculative: bool
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set size in MiB, from /proc."""
+    cur = peak = 0.0
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                cur = int(line.split()[1]) / 1024
+            elif line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) / 1024
+    return cur, peak
+
+
+class _Recorder:
+    """The engine's listener: timestamps every event as it leaves the engine (engine loop thread)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, Event]] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append((time.perf_counter(), event))
+
+    def since(self, index: int) -> list[tuple[float, Event]]:
+        return self.events[index:]
+
+
+async def _play(conv: Conversation, frames: list[np.ndarray], rate: int, rec: _Recorder, turn: int,
+                timeout_s: float = 60.0) -> float:
+    """Feed frames in real time, then silence until ``turn``'s reply is done and played. Returns t0."""
+    silence = np.zeros_like(frames[0])
+    t0 = time.perf_counter()
+    i = 0
+    deadline = t0 + timeout_s
+    while time.perf_counter() < deadline:
+        frame = frames[i] if i < len(frames) else silence
+        delay = t0 + i * FRAME_S - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await conv.feed(frame, rate)
+        i += 1
+        done = any(isinstance(e, TurnMetrics) and e.turn == turn for _, e in rec.events[-50:])
+        nothing_heard = conv.turn < turn and not conv.turns.speaking and i > len(frames) + 150
+        if i >= len(frames) and (done or nothing_heard) and not conv.replying:
+            break
+    return t0
+
+
+async def _sequential(conv: Conversation, audio16k: np.ndarray, history: list[Message]) -> tuple[float, str]:
+    """Whole transcript, then whole reply, then whole speech: time to the first audio (ms), compute only."""
+    assert conv.stt is not None and conv.tts is not None
+    t0 = time.perf_counter()
+    text = await conv.stt.transcribe(audio16k, language=conv.settings.language)
+    reply = "".join([d async for d in conv.llm.stream([*history, Message("user", text)])])
+    _audio = [c async for c in conv.tts.synthesize(reply)] if reply.strip() else []
+    return (time.perf_counter() - t0) * 1000.0, text
+
+
+async def run_benchmark(settings: Settings, questions: list[Path], rounds: int = 2,
+                        progress: Any = None) -> dict[str, Any]:
+    from voicechat.backends import make_llm, make_stt, make_tts
+
+    rec = _Recorder()
+    conv = Conversation(make_stt(settings), make_llm(settings), make_tts(settings), settings=settings,
+                        listener=rec)
+    await conv.warm_up()
+    loaded = [(q, *iter_wav_frames(q)) for q in questions]
+    samples: list[TurnSample] = []
+    rss_start = None
+    peak = 0.0
+    try:
+        for r in range(rounds + 1):  # round 0 warms caches and is not counted
+            for path, frames, rate in loaded:
+                pcm = np.concatenate(frames)
+                eos_s = true_end_of_speech(pcm, rate)
+                history = conv.history.messages(settings.prompt(), settings.history_messages)
+                start_index = len(rec.events)
+                turn = conv.turn + 1
+                t0 = await _play(conv, frames, rate, rec, turn)
+                evs = rec.since(start_index)
+                sample = _sample(path, evs, turn, t0 + eos_s)
+                if sample is None:
+                    if progress:
+                        progress(f"{path.name}: no reply (heard nothing?)")
+                    continue
+                audio16k = InputConverter().convert(pcm, rate)[: int(16000 * (eos_s + 0.15))]
+                seq_ms, _ = await _sequential(conv, audio16k, history)
+                sample.sequential_ms = round(sample.eot_ms + seq_ms, 1)
+                if r == 0:
+                    continue
+                if rss_start is None:
+                    rss_start = _rss_mb()[0]
+                samples.append(sample)
+                peak = max(peak, _rss_mb()[1])
+                if progress:
+                    progress(f"{path.name}: {sample.v2v_ms:.0f} ms voice-to-voice "
+                             f"(sequential {sample.sequential_ms:.0f} ms) — {sample.transcript!r} → {sample.reply!r}")
+    finally:
+        await conv.aclose()
+    rss_end, peak_now = _rss_mb()
+    return _report(settings, samples, questions, rss_start or rss_end, rss_end, max(peak, peak_now))
+
+
+def _sample(path: Path, evs: list[tuple[float, Event]], turn: int, eos_wall: float) -> TurnSample | None:
+    first_audio = next((t for t, e in evs if isinstance(e, AudioOut) and e.turn == turn), None)
+    metrics = next((e for _, e in evs if isinstance(e, TurnMetrics) and e.turn == turn), None)
+    if first_audio is None or metrics is None:
+        return None
+    transcript = next((e.text for _, e in evs if isinstance(e, FinalTranscript) and e.turn == turn), "")
+    reply = next((e.text for _, e in evs if isinstance(e, ReplyDone) and e.turn == turn), "")
+    v = lambda x: float(x) if x is not None else 0.0  # noqa: E731
+    started = v(metrics.extra.get("started_after_eos_ms", metrics.eot_ms))
+    chain = started + v(metrics.stt_ms) + v(metrics.first_sentence_ms) + v(metrics.tts_first_audio_ms)
+    critical = max(v(metrics.eot_ms), chain)
+    v2v = (first_audio - eos_wall) * 1000.0
+    return TurnSample(
+        question=path.name, transcript=transcript, reply=reply, v2v_ms=round(v2v, 1), sequential_ms=0.0,
+        eot_ms=v(metrics.eot_ms), stt_ms=v(metrics.stt_ms), llm_first_token_ms=v(metrics.llm_first_token_ms),
+        first_sentence_ms=v(metrics.first_sentence_ms), tts_first_audio_ms=v(metrics.tts_first_audio_ms),
+        started_after_eos_ms=started, critical_path_ms=round(critical, 1), overhead_ms=round(v2v - critical, 1),
+        speculative=bool(metrics.extra.get("speculative")),
+    )
+
+
+def frame_path_realtime_factor(questions: list[Path], vad_kind: str = "silero") -> float:
+    """Audio seconds per CPU second of decode + resample + VAD + turn detection, on one thread."""
+    loaded = [iter_wav_frames(q) for q in questions]
+    audio_s = sum(len(np.concatenate(f)) / r for f, r in loaded)
+    conv, det = InputConverter(), TurnDetector(make_vad(vad_kind))
+    conv.convert(loaded[0][0][0], loaded[0][1])  # first call builds the resampler
+    t0 = time.thread_time()
+    for frames, rate in loaded:
+        for f in frames:
+            det.feed(conv.convert(f, rate))
+    return audio_s / max(1e-9, time.thread_time() - t0)
+
+
+def _report(settings: Settings, samples: list[TurnSample], questions: list[Path], rss_start: float,
+            rss_end: float, rss_peak: float) -> dict[str, Any]:
+    v2v = [s.v2v_ms for s in samples]
+    stage = lambda name: round(median([getattr(s, name) for s in samples]), 1)  # noqa: E731
+    return {
+        "backends": {k: settings.backend(k) for k in ("stt", "llm", "tts")},
+        "turns": len(samples),
+        "questions": [q.name for q in questions],
+        "cpu_count": os.cpu_count(),
+        "end_of_turn_ms": settings.end_of_turn_ms,
+        "voice_to_voice_ms": summary(v2v) if v2v else {},
+        "stages_ms": {k: stage(k) for k in ("eot_ms", "stt_ms", "llm_first_token_ms", "first_sentence_ms",
+                                           "tts_first_audio_ms", "started_after_eos_ms")} if samples else {},
+        "overhead_ms": round(median([s.overhead_ms for s in samples]), 1) if samples else None,
+        "sequential_ms": summary([s.sequential_ms for s in samples]) if samples else {},
+        "sequential_ratio": round(paired_ratio(v2v, [s.sequential_ms for s in samples]), 3) if samples else None,
+        "frame_path_realtime_factor": round(frame_path_realtime_factor(questions, settings.vad), 1),
+        "rss_mb": round(rss_peak, 1),
+        "rss_growth_mb": round(rss_end - rss_start, 1),
+        "per_turn": [asdict(s) for s in samples],
+    }

@@ -1,0 +1,178 @@
+"""One user turn, from transcript to the last reply frame — possibly run ahead of time.
+
+A turn may start *speculatively* at the first pause in speech, before the end-of-turn
+silence has been confirmed: it transcribes, asks the LLM and synthesises the first
+sentence while the engine is still waiting. Until :meth:`Turn.commit` every side effect
+(events, history, state) is held back in order; if the user resumes speaking the turn is
+cancelled and leaves no trace. On commit the held effects run at once, so the first reply
+audio leaves the moment the end of turn is confirmed.
+
+Runs entirely on the engine's event loop; backends do their blocking work on worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from voicechat.config import Settings
+from voicechat.errors import VoicechatError
+from voicechat.events import AudioOut, ErrorEvent, Event, FinalTranscript, ReplyDone, State, TurnMetrics
+from voicechat.history import Entry, History
+from voicechat.llm.base import ChatModel, Message
+from voicechat.reply import ReplyPipeline
+from voicechat.stt.base import SpeechToText
+from voicechat.tts.base import TextToSpeech
+
+
+def _ms(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round((b - a) * 1000.0, 1)
+
+
+class TurnHost(Protocol):
+    """What a turn needs from its conversation (implemented by :class:`voicechat.engine.Conversation`)."""
+
+    settings: Settings
+    stt: SpeechToText | None
+    llm: ChatModel
+    tts: TextToSpeech | None
+    history: History
+    output_rate: int
+    metrics: list[TurnMetrics]
+
+    def deliver(self, event: Event) -> None: ...
+
+    def set_state(self, state: State) -> None: ...
+
+    def reply_finished(self) -> None: ...
+
+
+@dataclass
+class TurnInput:
+    audio: np.ndarray | None = None
+    text: str | None = None
+    pieces: tuple[asyncio.Task[str], ...] = ()  # transcripts of forced cuts of a long utterance
+    last_voiced: int = -1  # identifies the speech a speculative turn was started on
+    started_after_eos_ms: float = 0.0  # how long after the end of speech the work began
+
+
+class Turn:
+    """A running turn; ``held`` until :meth:`commit` (speculative) or live from the start."""
+
+    def __init__(self, number: int, host: TurnHost, source: TurnInput, *, held: bool) -> None:
+        self.number = number
+        self.host = host
+        self.source = source
+        self.held = held
+        self.speculative = held
+        self._pending: list[Callable[[], None]] = []
+        self.committed_at: float | None = None if held else time.perf_counter()
+        self.eot_ms = 0.0
+        self.first_audio_out: float | None = None
+        self.task: asyncio.Task[None] = asyncio.create_task(self._run())
+
+    # ------------------------------------------------------------------ hold / release
+    def _do(self, effect: Callable[[], None]) -> None:
+        if self.held:
+            self._pending.append(effect)
+        else:
+            effect()
+
+    def commit(self, eot_ms: float) -> None:
+        """The end of turn is confirmed: release everything held, in order, now."""
+        self.eot_ms = eot_ms
+        self.committed_at = time.perf_counter()
+        self.held = False
+        pending, self._pending = self._pending, []
+        for effect in pending:
+            effect()
+
+    @property
+    def done(self) -> bool:
+        return self.task.done()
+
+    def cancel(self) -> None:
+        if self.held:
+            self._pending.clear()  # never happened, as far as anyone can tell
+        self.task.cancel()
+
+    # ------------------------------------------------------------------ the work
+    async def _transcribe(self, stats: dict[str, float]) -> str:
+        src, host = self.source, self.host
+        if src.text is not None:
+            return src.text
+        assert host.stt is not None
+        t0 = time.perf_counter()
+        parts = [await p for p in src.pieces]
+        if src.audio is not None:
+            parts.append(await host.stt.transcribe(src.audio, language=host.settings.language))
+        stats["stt"] = (time.perf_counter() - t0) * 1000.0
+        return " ".join(p for p in parts if p).strip()
+
+    async def _run(self) -> None:
+        host, n = self.host, self.number
+        stats: dict[str, float] = {}
+        self._do(lambda: host.set_state(State.THINKING))
+        pipeline: ReplyPipeline | None = None
+        try:
+            try:
+                text = await self._transcribe(stats)
+            except VoicechatError as exc:
+                message = str(exc)
+                self._do(lambda: host.deliver(ErrorEvent(message, "stt")))
+                text = ""
+            if not text:
+                self._do(lambda: host.set_state(State.LISTENING))  # silence or noise: no LLM call
+                return
+            s = host.settings
+            messages = [*host.history.messages(s.prompt(), s.history_messages), Message("user", text)]
+            self._do(lambda: host.deliver(FinalTranscript(n, text)))
+            self._do(lambda: host.history.add(Entry("user", text, n)))
+            pipeline = ReplyPipeline(n, host.llm, host.tts, host.output_rate, self._reply_event)
+            await pipeline.run(messages)
+            self._do(lambda: self._finish(pipeline, interrupted=False, stats=stats))
+        except asyncio.CancelledError:
+            if pipeline is not None and not self.held:
+                self._finish(pipeline, interrupted=True, stats=None)
+            raise
+        except Exception as exc:  # a backend bug must not end the session
+            message = f"turn {n} failed: {exc!r}"
+            self._do(lambda: host.deliver(ErrorEvent(message, "engine")))
+            self._do(lambda: host.set_state(State.LISTENING))
+
+    def _reply_event(self, event: Event) -> None:
+        def deliver() -> None:
+            if isinstance(event, AudioOut) and self.first_audio_out is None:
+                self.first_audio_out = time.perf_counter()
+            self.host.deliver(event)
+
+        self._do(deliver)
+
+    def _finish(self, pipeline: ReplyPipeline, *, interrupted: bool, stats: dict[str, float] | None) -> None:
+        host, t, n = self.host, pipeline.times, self.number
+        text = t.text.strip()
+        if text:
+            host.history.add(Entry("assistant", text, n, interrupted=interrupted, cut_off=t.cut_off))
+        host.deliver(ReplyDone(n, text, interrupted=interrupted, cut_off=t.cut_off))
+        if stats is None:
+            return
+        committed = self.committed_at or time.perf_counter()
+        metrics = TurnMetrics(
+            n, stt_ms=round(stats["stt"], 1) if "stt" in stats else None, eot_ms=self.eot_ms,
+            llm_first_token_ms=_ms(t.llm_start, t.llm_first_token),
+            first_sentence_ms=_ms(t.llm_start, t.first_sentence),
+            tts_first_audio_ms=_ms(t.tts_first_start, t.first_audio),
+            first_audio_ms=None if self.first_audio_out is None
+            else round(self.eot_ms + (self.first_audio_out - committed) * 1000.0, 1),
+            extra={"reply_audio_s": round(t.audio_s, 3), "speculative": float(self.speculative),
+                   "started_after_eos_ms": self.source.started_after_eos_ms if self.speculative else self.eot_ms,
+                   "speculative_lead_ms": round(max(0.0, (committed - t.llm_start) * 1000.0), 1)},
+        )
+        host.metrics.append(metrics)
+        host.deliver(metrics)
+        host.reply_finished()
