@@ -1,0 +1,90 @@
+"""Write the benchmark's figures into docs: a JSON file, a Markdown table and a plot of stage times."""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+START = "<!-- bench:results -->"
+END = "<!-- /bench:results -->"
+
+
+def write_docs(result: dict[str, Any], docs: Path) -> None:
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / "benchmarks.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    plotted = plot(result, docs / "benchmarks.png")
+    page = docs / "benchmarks.md"
+    block = f"{START}\n{markdown(result, plotted)}\n{END}"
+    text = page.read_text() if page.is_file() else f"# Benchmarks\n\n{START}\n{END}\n"
+    if START in text and END in text:
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
+    else:
+        text += "\n" + block + "\n"
+    page.write_text(text)
+
+
+def markdown(r: dict[str, Any], plotted: bool) -> str:
+    v, st, seq = r["voice_to_voice_ms"], r["stages_ms"], r["sequential_ms"]
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"Measured {when} on {platform.machine()} with {r['cpu_count']} CPUs, Python {platform.python_version()}, "
+        f"backends {r['backends']}, {r['turns']} turns over {len(r['questions'])} questions, "
+        f"end of turn after {r['end_of_turn_ms']} ms of silence.",
+        "",
+        "| figure | value | target |",
+        "|---|---|---|",
+        f"| voice_to_voice_ms p50 / p95 / max | {v.get('p50')} / {v.get('p95')} / {v.get('max')} | ≤ 600 / ≤ 900 |",
+        f"| sequential pipeline p50 / p95 | {seq.get('p50')} / {seq.get('p95')} | — |",
+        f"| sequential_ratio | {r['sequential_ratio']} | ≤ 0.35 |",
+        f"| overhead_ms | {r['overhead_ms']} | ≤ 30 |",
+        f"| frame_path_realtime_factor | {r['frame_path_realtime_factor']} | ≥ 100 |",
+        f"| rss_mb / rss_growth_mb | {r['rss_mb']} / {r['rss_growth_mb']} | ≤ 1200 / ≤ 5 |",
+        "",
+        "Stage medians (ms): " + ", ".join(f"`{k}` {val}" for k, val in st.items()) + ".",
+        "",
+        "| turn | question | heard | reply | v2v ms | sequential ms | speculative |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, t in enumerate(r["per_turn"], 1):
+        lines.append(f"| {i} | {t['question']} | {t['transcript']} | {t['reply']} | {t['v2v_ms']} | "
+                     f"{t['sequential_ms']} | {'yes' if t['speculative'] else 'no'} |")
+    if plotted:
+        lines += ["", "![stage times per turn](benchmarks.png)"]
+    return "\n".join(lines)
+
+
+def plot(r: dict[str, Any], path: Path) -> bool:
+    """Stacked stage times per turn beside the measured voice-to-voice; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    turns = r["per_turn"]
+    if not turns:
+        return False
+    xs = range(1, len(turns) + 1)
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    bottom = [0.0] * len(turns)
+    stages = [("started_after_eos_ms", "wait before work starts"), ("stt_ms", "STT"),
+              ("first_sentence_ms", "LLM to first piece"), ("tts_first_audio_ms", "TTS first audio")]
+    for key, label in stages:
+        vals = [float(t[key]) for t in turns]
+        ax.bar(xs, vals, bottom=bottom, label=label, width=0.6)
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    ax.plot(xs, [t["v2v_ms"] for t in turns], "k^-", label="voice-to-voice (measured)")
+    ax.plot(xs, [t["sequential_ms"] for t in turns], "rv--", label="sequential pipeline")
+    ax.axhline(600, color="grey", linestyle=":", label="600 ms target")
+    ax.set_xlabel("turn")
+    ax.set_ylabel("ms after the true end of speech")
+    ax.set_title("voicechat offline: stage times per turn")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
