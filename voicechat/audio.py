@@ -14,7 +14,7 @@ from typing import Any
 import av
 import numpy as np
 
-from voicechat.errors import AudioFormatError
+from voicechat.errors import AudioFormatError, AudioTooLarge
 
 STT_RATE = 16_000
 FRAME_MS = 20
@@ -176,6 +176,16 @@ def float_to_int16(audio: np.ndarray) -> np.ndarray:
 
 def int16_to_float(pcm: np.ndarray) -> np.ndarray:
     return (np.asarray(pcm, dtype=np.int16).astype(np.float32)) / 32768.0
+
+
+def check_size(path: str | Path, limit: int) -> None:
+    """Refuse a file over ``limit`` bytes before reading any of it."""
+    size = Path(path).stat().st_size if Path(path).is_file() else 0
+    if size > limit:
+        raise AudioTooLarge(
+            f"{path} is {size / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB limit for audio",
+            "send a shorter recording, or raise VOICECHAT_MAX_AUDIO_BYTES",
+        )
 
 
 def read_audio(path: str | Path, rate: int = STT_RATE) -> np.ndarray:

@@ -41,10 +41,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from voicechat.audio import read_audio
+    from voicechat.audio import check_size, read_audio
     from voicechat.backends import make_stt
 
     s = _settings(args)
+    check_size(args.file, s.max_audio_bytes)
     stt = make_stt(s)
     audio = read_audio(args.file)
     print(asyncio.run(stt.transcribe(audio, language=s.language)))
@@ -71,12 +72,13 @@ def cmd_say(args: argparse.Namespace) -> int:
 
 
 def cmd_turn(args: argparse.Namespace) -> int:
-    from voicechat.audio import write_wav
+    from voicechat.audio import check_size, write_wav
     from voicechat.backends import make_llm, make_stt, make_tts
     from voicechat.engine import Conversation
     from voicechat.session import run_turn_from_wav
 
     s = _settings(args)
+    check_size(args.file, s.max_audio_bytes)
     stt, llm, tts = make_stt(s), make_llm(s), make_tts(s)
 
     async def run() -> Any:

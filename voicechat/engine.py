@@ -19,6 +19,7 @@ from typing import Any
 import av
 import numpy as np
 
+from voicechat import workers
 from voicechat.audio import InputConverter
 from voicechat.config import Settings
 from voicechat.errors import VoicechatError
@@ -36,6 +37,7 @@ from voicechat.events import (
 )
 from voicechat.history import History
 from voicechat.llm.base import ChatModel
+from voicechat.models import SHARED_MODELS
 from voicechat.stt.base import SpeechToText
 from voicechat.tts.base import TextToSpeech
 from voicechat.turn import Turn, TurnInput
@@ -283,14 +285,19 @@ class Conversation:
                 await turn.task
 
     async def warm_up(self) -> None:
-        """Load every model and prime the LLM's prompt cache, so the first real turn is as fast as later ones."""
+        """Prime the models once per process, so the first real turn is as fast as later ones.
+
+        Sessions share the loaded models, so a later session finds them warm and skips this.
+        """
         warm = getattr(self.llm, "warm_up", None)
-        if warm is not None:
-            await asyncio.to_thread(warm, self.history.messages(self.settings.prompt(), 0))
-        if self.stt is not None and not self.stt.name.startswith("openai"):
-            await self.stt.transcribe(np.zeros(RATE, dtype=np.float32), language=self.settings.language)
-        if self.tts is not None and not self.tts.name.startswith("openai"):
-            async for _chunk in self.tts.synthesize("Hello."):
+        prompt = self.settings.prompt()
+        if warm is not None and SHARED_MODELS.first_time(("warm", self.llm.name, prompt)):
+            await workers.run(warm, self.history.messages(prompt, 0))
+        stt, tts = self.stt, self.tts
+        if stt is not None and not stt.name.startswith("openai") and SHARED_MODELS.first_time(("warm", stt.name)):
+            await stt.transcribe(np.zeros(RATE, dtype=np.float32), language=self.settings.language)
+        if tts is not None and not tts.name.startswith("openai") and SHARED_MODELS.first_time(("warm", tts.name)):
+            async for _chunk in tts.synthesize("Hello."):
                 pass
 
     def clear(self) -> None:

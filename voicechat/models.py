@@ -7,6 +7,8 @@ holds them and loads each at most once even when sessions start together.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -117,6 +119,7 @@ class ModelCache:
         self._lock = threading.Lock()
         self._keys: dict[tuple[Any, ...], threading.Lock] = {}
         self._models: dict[tuple[Any, ...], Any] = {}
+        self._done: set[tuple[Any, ...]] = set()
 
     def get(self, key: tuple[Any, ...], load: Callable[[], T]) -> T:
         with self._lock:
@@ -132,14 +135,36 @@ class ModelCache:
                 self._models[key] = model
             return model
 
+    def first_time(self, key: tuple[Any, ...]) -> bool:
+        """True once per key per process: for work worth doing only once, like warming a model."""
+        with self._lock:
+            if key in self._done:
+                return False
+            self._done.add(key)
+            return True
+
     def loaded(self) -> list[tuple[Any, ...]]:
         with self._lock:
             return list(self._models)
+
+    def close(self) -> None:
+        """Free native models while their libraries are still loaded (at interpreter exit)."""
+        with self._lock:
+            models = list(self._models.values())
+        for model in models:
+            for obj in model if isinstance(model, tuple) else (model,):
+                close = getattr(obj, "close", None)
+                if callable(close):
+                    with contextlib.suppress(Exception):
+                        close()
+        self.clear()
 
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
             self._keys.clear()
+            self._done.clear()
 
 
 SHARED_MODELS = ModelCache()
+atexit.register(SHARED_MODELS.close)

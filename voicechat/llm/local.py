@@ -18,6 +18,7 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from voicechat import workers
 from voicechat.errors import BackendUnavailable, ModelFileError
 from voicechat.llm.base import Message
 from voicechat.models import LOCAL_INSTALL_HINT, SHARED_MODELS, gemma_gguf_path
@@ -120,7 +121,7 @@ class LocalChat:
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
-        worker = loop.run_in_executor(None, work)
+        worker = workers.submit(work)
         started = False
         try:
             while True:

@@ -1,13 +1,12 @@
 """Offline speech-to-text with faster-whisper (CTranslate2), default the bundled tiny.en model.
 
-Transcription runs in a worker thread (``asyncio.to_thread``) under a per-model lock:
+Transcription runs on the shared worker pool (:mod:`voicechat.workers`) under a per-model lock:
 the model is shared by every session in the process, and on two cores running two
 transcriptions at once is slower for both than running them in turn.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import threading
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from voicechat import workers
 from voicechat.errors import BackendUnavailable, ModelFileError
 from voicechat.models import LOCAL_INSTALL_HINT, SHARED_MODELS, whisper_model_path
 from voicechat.stt.base import language_code
@@ -52,7 +52,7 @@ class LocalSTT:
         self.multilingual = bool(getattr(self._model.model, "is_multilingual", False))
 
     async def transcribe(self, audio: np.ndarray, *, language: str | None = None) -> str:
-        return await asyncio.to_thread(self.transcribe_sync, audio, language)
+        return await workers.run(self.transcribe_sync, audio, language)
 
     def transcribe_sync(self, audio: np.ndarray, language: str | None = None) -> str:
         """Blocking; runs on a worker thread. Drops segments Whisper itself rates as non-speech."""
@@ -69,7 +69,7 @@ class LocalSTT:
                 best_of=1,
                 temperature=0.0,
                 condition_on_previous_text=False,
-                without_timestamps=True,
+                without_timestamps=False,  # timestamps keep long-form decoding from looping
                 vad_filter=False,
             )
             kept = [s.text for s in segments if not (s.no_speech_prob > 0.6 and s.avg_logprob < -1.0)]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from voicechat import workers
 from voicechat.errors import BackendUnavailable, ModelFileError, ProviderError
 from voicechat.models import LOCAL_INSTALL_HINT, SHARED_MODELS, piper_voice_paths
 
@@ -58,7 +59,7 @@ async def _stream_from_thread(produce: Any, *args: Any) -> AsyncIterator[np.ndar
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
-    worker = loop.run_in_executor(None, work)
+    worker = workers.submit(work)
     try:
         while True:
             item = await queue.get()
