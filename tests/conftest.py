@@ -36,7 +36,7 @@ def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def piper_voice():  # type: ignore[no-untyped-def]
     from voicechat.tts.local import PiperTTS
 
-    return PiperTTS()
+    return PiperTTS(deterministic=True)  # reproducible speech: a failure can be replayed
 
 
 def piper_pcm(voice, text: str) -> tuple[np.ndarray, int]:  # type: ignore[no-untyped-def]

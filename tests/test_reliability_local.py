@@ -56,3 +56,21 @@ def test_audio_over_the_limit_is_refused_with_a_message(tmp_path: Path) -> None:
                               timeout=60, env=env)
         assert proc.returncode == 2
         assert "over the 1.0 MB limit" in proc.stderr and "VOICECHAT_MAX_AUDIO_BYTES" in proc.stderr
+
+
+def test_languages_without_a_piper_voice_speak_through_espeak_ng() -> None:
+    import asyncio
+
+    from voicechat.backends import make_tts
+    from voicechat.config import Settings
+    from voicechat.tts.local import EspeakTTS
+
+    for lang, text in (("ko-KR", "안녕하세요. 만나서 반가워요."), ("ja-JP", "こんにちは。"), ("zh-CN", "你好。")):
+        tts = make_tts(Settings.load({"tts": "local", "language": lang}, environ={}, dotenv_path=None))
+        assert isinstance(tts, EspeakTTS)
+
+        async def speak(t: EspeakTTS = tts, words: str = text) -> list[np.ndarray]:
+            return [c async for c in t.synthesize(words)]
+
+        pcm = np.concatenate(asyncio.run(speak()))
+        assert len(pcm) / tts.sample_rate > 0.3 and np.abs(pcm).max() > 3000

@@ -75,6 +75,7 @@ class Conversation:
         self._listener = listener or self._queue.put_nowait
         self._turn = 0
         self._current: Turn | None = None
+        self._utterance = 0  # counts SpeechStarts, so late interim transcripts of an old one are dropped
         self._playback_end = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._partial: asyncio.Task[None] | None = None
@@ -152,6 +153,7 @@ class Conversation:
         if self.replying:
             self._interrupt("barge-in")
         self._last_partial_pos = self.turns.position
+        self._utterance += 1
         self._set_state(State.LISTENING)
         self._emit(SpeechStarted(ev.at / RATE))
 
@@ -164,16 +166,15 @@ class Conversation:
             return
         self._last_partial_pos = self.turns.position
         audio = self.turns.current_audio()
-        turn = self._turn
-        self._partial = asyncio.create_task(self._partial_transcript(audio, turn))
+        self._partial = asyncio.create_task(self._partial_transcript(audio, self._utterance))
 
-    async def _partial_transcript(self, audio: np.ndarray, turn: int) -> None:
+    async def _partial_transcript(self, audio: np.ndarray, utterance: int) -> None:
         assert self.stt is not None
         try:
             text = await self.stt.transcribe(audio, language=self.settings.language)
         except VoicechatError:
             return  # an interim result is best-effort; the final transcript reports errors
-        if text and turn == self._turn and self.turns.speaking:
+        if text and utterance == self._utterance and self.turns.speaking:
             earlier = " ".join(t.result() for t in self._pieces if t.done() and not t.exception())
             self._emit(PartialTranscript(f"{earlier} {text}".strip()))
 
@@ -301,7 +302,9 @@ class Conversation:
                 pass
 
     def clear(self) -> None:
+        """Forget the conversation: stop any reply, drop work prepared ahead, empty history and metrics."""
         self.stop_speaking()
+        self._drop_speculative()
         self.history.clear()
         self.metrics.clear()
 

@@ -13,9 +13,10 @@ cancelled consumer sets an event the worker checks after every token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from voicechat import workers
@@ -61,6 +62,23 @@ def build_prompt(messages: Sequence[Message], language: str = "en") -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence native writes to file descriptor 2 (red noise under a notebook cell); Python's errors still surface."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _load(path: str, threads: int, n_ctx: int) -> tuple[Any, threading.Lock]:
     try:
         from llama_cpp import Llama
@@ -70,7 +88,8 @@ def _load(path: str, threads: int, n_ctx: int) -> tuple[Any, threading.Lock]:
         raise ModelFileError(f"GGUF model file {path} does not exist",
                              "set VOICECHAT_LOCAL_LLM_MODEL to an existing .gguf file")
     try:
-        llm = Llama(path, n_ctx=n_ctx, n_threads=threads, n_batch=256, verbose=False)
+        with _quiet_stderr():  # llama.cpp prints "using full-size SWA cache" even with verbose=False
+            llm = Llama(path, n_ctx=n_ctx, n_threads=threads, n_batch=256, verbose=False)
     except Exception as exc:  # llama-cpp raises ValueError for an unreadable or corrupt GGUF
         raise ModelFileError(f"could not load GGUF model {path}: {exc}",
                              "set VOICECHAT_LOCAL_LLM_MODEL to a valid .gguf file") from exc

@@ -82,7 +82,7 @@ def _split(pcm: np.ndarray, rate: int) -> list[np.ndarray]:
 class PiperTTS:
     """Piper voice; ``speed`` > 1 speaks faster (length_scale = 1 / speed)."""
 
-    def __init__(self, voice: str | None = None, speed: float = 1.0) -> None:
+    def __init__(self, voice: str | None = None, speed: float = 1.0, *, deterministic: bool = False) -> None:
         if voice:
             model, config = voice, (voice + ".json" if Path(voice + ".json").is_file() else None)
         else:
@@ -90,12 +90,15 @@ class PiperTTS:
         self._voice, self._lock = SHARED_MODELS.get(("piper", model), lambda: _load_piper(model, config))
         self.sample_rate = int(self._voice.config.sample_rate)
         self.speed = speed
+        self.deterministic = deterministic  # no sampling noise: the same text gives the same audio
         self.name = f"local:piper:{Path(model).stem}"
 
     def _produce(self, text: str) -> Any:
         from piper import SynthesisConfig
 
         cfg = SynthesisConfig(length_scale=1.0 / max(0.5, min(self.speed, 2.0)))
+        if self.deterministic:
+            cfg.noise_scale, cfg.noise_w_scale = 0.0, 0.0
         with self._lock:
             for chunk in self._voice.synthesize(text, cfg):
                 yield from _split(chunk.audio_int16_array.reshape(-1), self.sample_rate)
