@@ -62,7 +62,8 @@ def test_cli_turn_on_openai_backends_by_default_when_a_key_is_set(server: FakeOp
     assert chat["messages"][0]["role"] == "system" and chat["messages"][-1]["content"] == data["transcript"]
     speech = server.requests_to(SPEECH)
     assert speech[0].json["model"] == "tts-1" and speech[0].json["voice"] == "alloy"
-    assert speech[0].json["input"] == "The capital of Italy is Rome."  # first sentence spoken on its own
+    # Sentence by sentence: the first is spoken while the second is still arriving.
+    assert [r.json["input"] for r in speech] == ["The capital of Italy is Rome.", "Anything else?"]
     assert KEY not in proc.stdout + proc.stderr
 
 

@@ -16,7 +16,7 @@ _ABBREVIATIONS = ("mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "et
 class SentenceSplitter:
     """Feed text deltas; get back complete pieces to speak. ``flush()`` returns the rest."""
 
-    def __init__(self, first_clause_words: int = 4, first_piece_words: int = 5, max_chars: int = 220) -> None:
+    def __init__(self, first_clause_words: int = 4, first_piece_words: int = 4, max_chars: int = 220) -> None:
         self.first_clause_words = first_clause_words
         self.first_piece_words = first_piece_words
         self.max_chars = max_chars
