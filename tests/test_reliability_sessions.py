@@ -53,6 +53,8 @@ def test_100_start_stop_cycles_leave_nothing_behind() -> None:
     assert threading.active_count() <= threads0
     assert _fds() <= fds0 + 2
     growth = _rss_mb() - rss0
+    print(f"100 cycles: RSS {rss0:.0f} → {_rss_mb():.0f} MB, threads {threads0} → {threading.active_count()}, "
+          f"fds {fds0} → {_fds()}")
     assert growth < 20, f"RSS grew {growth:.1f} MB over 100 cycles"
 
 
