@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-from collections.abc import Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -27,3 +28,50 @@ def submit(fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]
 
 async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await submit(fn, *args, **kwargs)
+
+
+async def iterate(produce: Callable[..., Iterator[T]], *args: Any) -> AsyncIterator[T]:
+    """Drive a blocking generator on the pool and yield its items on the caller's loop.
+
+    Items cross to the loop with ``call_soon_threadsafe`` as soon as each is made. When the
+    consumer stops early (barge-in cancels it, or it closes the iterator) the worker stops
+    before its next item and closes the generator, releasing whatever lock it held.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    cancelled = threading.Event()
+    end = object()
+
+    def work() -> None:
+        gen = produce(*args)
+        try:
+            for item in gen:
+                if cancelled.is_set():
+                    break
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+        except BaseException as exc:  # handed to the consumer, which re-raises it on its loop
+            loop.call_soon_threadsafe(queue.put_nowait, _Failure(exc))
+        finally:
+            close = getattr(gen, "close", None)
+            if close is not None:
+                close()
+            loop.call_soon_threadsafe(queue.put_nowait, end)
+
+    worker = submit(work)
+    try:
+        while True:
+            item = await queue.get()
+            if item is end:
+                break
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+    finally:
+        cancelled.set()
+        if not worker.done():
+            worker.add_done_callback(lambda f: f.exception())
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc

@@ -12,7 +12,6 @@ cancelled consumer sets an event the worker checks after every token.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import threading
@@ -118,43 +117,24 @@ class LocalChat:
 
     async def stream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
         prompt = build_prompt(messages, self.language)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
-        cancelled = threading.Event()
-
-        def work() -> None:
-            try:
-                with self._lock:
-                    stream = self._llm.create_completion(
-                        prompt, max_tokens=self.max_tokens, temperature=self.temperature,
-                        top_p=0.9, repeat_penalty=1.1, stop=STOP, stream=True,
-                    )
-                    for chunk in stream:
-                        if cancelled.is_set():
-                            break
-                        text = chunk["choices"][0]["text"]
-                        if text:
-                            loop.call_soon_threadsafe(queue.put_nowait, text)
-            except BaseException as exc:  # re-raised on the loop by the consumer
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, None)
-
-        worker = workers.submit(work)
         started = False
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                if not started:
-                    item = item.lstrip()
-                    started = bool(item)
-                if item:
-                    yield item
-        finally:
-            cancelled.set()
-            if not worker.done():
-                worker.add_done_callback(lambda f: f.exception())
+        async for text in workers.iterate(self._generate, prompt):
+            if not started:
+                text = text.lstrip()
+                started = bool(text)
+            if text:
+                yield text
+
+    def _generate(self, prompt: str) -> Iterator[str]:
+        """Blocking, on a worker thread: holds the model's lock until done or closed early."""
+        with self._lock:
+            stream = self._llm.create_completion(
+                prompt, max_tokens=self.max_tokens, temperature=self.temperature,
+                top_p=0.9, repeat_penalty=1.1, stop=STOP, stream=True,
+            )
+            try:
+                for chunk in stream:
+                    if text := chunk["choices"][0]["text"]:
+                        yield text
+            finally:
+                stream.close()

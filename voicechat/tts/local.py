@@ -6,7 +6,6 @@ is ready, so the first audio leaves while later sentences are still being made.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import shutil
 import subprocess
@@ -42,38 +41,6 @@ def _load_piper(model: str, config: str | None) -> tuple[Any, threading.Lock]:
     return voice, threading.Lock()
 
 
-async def _stream_from_thread(produce: Any, *args: Any) -> AsyncIterator[np.ndarray]:
-    """Run a blocking chunk generator on a worker thread; stop it promptly when the consumer leaves."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[np.ndarray | BaseException | None] = asyncio.Queue()
-    cancelled = threading.Event()
-
-    def work() -> None:
-        try:
-            for chunk in produce(*args):
-                if cancelled.is_set():
-                    return
-                loop.call_soon_threadsafe(queue.put_nowait, chunk)
-        except BaseException as exc:  # handed to the consumer, which re-raises it on the loop
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
-
-    worker = workers.submit(work)
-    try:
-        while True:
-            item = await queue.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        cancelled.set()
-        if not worker.done():
-            worker.add_done_callback(lambda f: f.exception())
-
-
 def _split(pcm: np.ndarray, rate: int) -> list[np.ndarray]:
     step = max(1, int(rate * CHUNK_S))
     return [pcm[i : i + step] for i in range(0, len(pcm), step)]
@@ -104,7 +71,7 @@ class PiperTTS:
                 yield from _split(chunk.audio_int16_array.reshape(-1), self.sample_rate)
 
     def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
-        return _stream_from_thread(self._produce, text)
+        return workers.iterate(self._produce, text)
 
 
 ESPEAK_VOICES = {"ko-KR": "ko", "ja-JP": "ja", "zh-CN": "cmn", "en-US": "en-us"}
@@ -139,4 +106,4 @@ class EspeakTTS:
         yield from _split(pcm, rate)
 
     def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
-        return _stream_from_thread(self._produce, text)
+        return workers.iterate(self._produce, text)
