@@ -320,4 +320,9 @@ class Conversation:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+        for backend in (self.stt, self.llm, self.tts):
+            close = getattr(backend, "aclose", None)  # remote backends hold pooled connections
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
         self._set_state(State.IDLE)
