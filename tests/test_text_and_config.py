@@ -95,3 +95,12 @@ def test_markdown_export_escapes_links_and_html() -> None:
     md = h.to_markdown()
     assert not re.search(r"(?<!\\)<img", md) and "](javascript" not in md
     assert "\\<img src=x onerror=alert\\(1\\)\\>" in md
+
+
+def test_env_example_copied_to_dotenv_gives_the_defaults(tmp_path: Path) -> None:
+    """A newcomer's first step is `cp .env.example .env`: that must not change any setting."""
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(example.read_text())
+    loaded = Settings.load({}, environ={}, dotenv_path=dotenv)
+    assert loaded.public_dict() == Settings().public_dict()
