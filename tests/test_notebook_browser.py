@@ -89,6 +89,23 @@ class Lab:
         self._log.close()
 
 
+# True once the current notebook's kernel has started and is idle.
+KERNEL_IDLE_JS = ("(() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget; "
+                  "const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel; "
+                  "return !!k && k.status === 'idle'; })()")
+
+
+def launch_chromium(p: Any, fake_audio: Path | None = None) -> Any:
+    """Debian's headless Chromium; with ``fake_audio`` its fake microphone plays that WAV once."""
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed (scripts/install.sh --dev installs it)"
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    if fake_audio is not None:
+        args.append(f"--use-file-for-fake-audio-capture={fake_audio}%noloop")
+    return p.chromium.launch(executable_path=chromium, args=args)
+
+
 def poll(what: str, cond: Callable[[], Any], timeout: float, detail: Callable[[], str] = str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -121,13 +138,8 @@ def test_talk_to_the_widget_in_jupyterlab(lab: Lab, question_wav: Path, mode: st
     name = f"voice_{mode}.ipynb"
     write_notebook(lab.notebooks / name, CELL.format(mode=mode))
     console: list[str] = []
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed (scripts/install.sh --dev installs it)"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={question_wav}%noloop"])
+        browser = launch_chromium(p, question_wav)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
@@ -144,9 +156,7 @@ def test_talk_to_the_widget_in_jupyterlab(lab: Lab, question_wav: Path, mode: st
 
             # A workspace of its own, so the other test's notebook is not restored beside this one.
             page.goto(f"{lab.url}/lab/workspaces/{mode}/tree/{name}?reset")
-            until("the notebook's kernel", "(() => { const w = window.jupyterapp && window.jupyterapp.shell"
-                  ".currentWidget; const k = w && w.sessionContext && w.sessionContext.session && "
-                  "w.sessionContext.session.kernel; return !!k && k.status === 'idle'; })()", 120)
+            until("the notebook's kernel", KERNEL_IDLE_JS, 120)
             page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
             until("the widget with its models loaded", "!!document.querySelector('.vc-lights.vc-ready')", 300)
 

@@ -27,11 +27,15 @@ QUESTION = "What is the capital of Italy?"
 class Kernel:
     """A real kernel plus every iopub message it has sent so far."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, env: dict[str, str] | None = None, output: Path | None = None) -> None:
+        """``env`` is laid over the isolated Jupyter environment; ``output`` receives the kernel
+        process's own stdout and stderr (what never reaches a notebook, but may reach a log)."""
         from jupyter_client import KernelManager
 
         self.km = KernelManager(kernel_name="python3", connection_file=str(root / "kernel.json"))
-        self.km.start_kernel(env=jupyter_env(root), cwd=str(root))
+        self._output = output.open("wb") if output is not None else None
+        self.km.start_kernel(env={**jupyter_env(root), **(env or {})}, cwd=str(root),
+                             stdout=self._output, stderr=self._output)
         self.kc = self.km.client()
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=120)
@@ -84,6 +88,8 @@ class Kernel:
     def shutdown(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=False)
+        if self._output is not None:
+            self._output.close()
 
 
 @pytest.fixture(scope="module")

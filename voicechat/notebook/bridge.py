@@ -15,6 +15,13 @@ kernel → browser
 ``gen`` counts engine restarts (language/backend switch) so that audio of an old conversation,
 whose turn numbers start again at 1, is never mistaken for the new one's.
 
+Input bounds: the page is untrusted (any code in the notebook's origin can post on the comm), and
+each accepted chunk becomes a task on the engine loop. So a message carrying more than
+:data:`MAX_CHUNK_BYTES` (1 s of 16 kHz Int16; the page sends 100 ms) is refused, and so is audio
+arriving more than :attr:`VoiceBridge.max_audio_bytes` ahead of real time (a flood). A real
+microphone never hits either; a refusal is reported through :attr:`VoiceBridge.on_refused` (the
+widget shows it) and the next acceptable chunk is taken as usual.
+
 Thread boundaries
     * Custom messages and trait changes from the browser are handled on the **kernel's main
       thread** (ipykernel dispatches comm messages there); :attr:`on_audio` and friends are
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,6 +50,9 @@ import traitlets
 log = logging.getLogger(__name__)
 
 MIC_RATE = 16_000
+REALTIME_BYTES_PER_S = 2 * MIC_RATE  # what a live microphone sends: 16 kHz mono Int16
+MAX_CHUNK_S = 1.0  # ten times the page's chunk; also the upper bound of ``chunk_ms``
+MAX_CHUNK_BYTES = int(REALTIME_BYTES_PER_S * MAX_CHUNK_S)
 _HERE = Path(__file__).parent
 
 
@@ -68,11 +79,26 @@ class VoiceBridge(anywidget.AnyWidget):
     mic_state = traitlets.Unicode("off").tag(sync=True)  # "off" | "starting" | "on" | "error: …"
     stt_state = traitlets.Unicode("").tag(sync=True)  # "server" | "browser" | "fallback: <reason>"
 
+    @traitlets.validate("chunk_ms")
+    def _check_chunk_ms(self, proposal: Any) -> int:
+        """Chunks longer than :data:`MAX_CHUNK_S` would be refused, so such a setting is an error."""
+        value = int(proposal["value"])
+        if not 10 <= value <= MAX_CHUNK_S * 1000:
+            raise traitlets.TraitError(f"chunk_ms must be between 10 and {MAX_CHUNK_S * 1000:g}, not {value}")
+        return value
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(instance_id=uuid.uuid4().hex, **kwargs)
         # Hooks the owner sets; all are called on the kernel's main thread.
         self.on_audio: Callable[[np.ndarray, int], None] | None = None
         self.on_transcript: Callable[[str, bool], None] | None = None
+        self.on_refused: Callable[[str], None] | None = None  # a message saying what was refused
+        # How far ahead of real time the page may send (Settings.max_audio_bytes; the widget sets it).
+        self.max_audio_bytes = 10 * 1024 * 1024
+        self._credit: float | None = None  # bytes the page may still send now (a token bucket)
+        self._credit_at = 0.0
+        self._refusing = False
+        self.chunks_refused = 0
         self._stats_lock = threading.Lock()
         self.chunks_in = 0
         self.chunks_out = 0
@@ -87,6 +113,11 @@ class VoiceBridge(anywidget.AnyWidget):
         kind = content.get("type")
         try:
             if kind == "audio" and buffers:
+                size = memoryview(buffers[0]).nbytes
+                refusal = self._admit(size)
+                if refusal is not None:
+                    self._refuse(refusal)
+                    return
                 # Copy out of the zmq frame: the array crosses to the engine thread.
                 pcm = np.frombuffer(bytes(buffers[0]), dtype="<i2").astype(np.int16)
                 rate = int(content.get("rate", MIC_RATE))
@@ -98,6 +129,33 @@ class VoiceBridge(anywidget.AnyWidget):
                 self.on_transcript(str(content.get("text", "")), bool(content.get("final", False)))
         except Exception:  # a bad message from the page must not break the comm handler
             log.exception("voicechat: could not handle a %r message from the browser", kind)
+
+    def _admit(self, size: int) -> str | None:
+        """``None`` if an audio message of ``size`` bytes may be taken, else why it is refused."""
+        if size > MAX_CHUNK_BYTES:
+            return (f"refused an audio message of {size} bytes from the page: at most {MAX_CHUNK_S:g} s of "
+                    f"16 kHz Int16 audio ({MAX_CHUNK_BYTES} bytes) per message")
+        now = time.monotonic()
+        credit = self.max_audio_bytes if self._credit is None else self._credit
+        credit = min(float(self.max_audio_bytes), credit + (now - self._credit_at) * REALTIME_BYTES_PER_S)
+        self._credit_at = now
+        if size > credit:
+            self._credit = credit
+            return (f"refused audio arriving faster than real time: the page is more than "
+                    f"{self.max_audio_bytes} bytes ahead (limit: VOICECHAT_MAX_AUDIO_BYTES)")
+        self._credit = credit - size
+        self._refusing = False
+        return None
+
+    def _refuse(self, why: str) -> None:
+        """Count a refused message; report only the first of a run, so a flood is one message."""
+        with self._stats_lock:
+            self.chunks_refused += 1
+        if not self._refusing:
+            self._refusing = True
+            log.info("voicechat: %s", why)  # the widget shows it; no stderr noise
+            if self.on_refused is not None:
+                self.on_refused(why)
 
     # ------------------------------------------------------------ any thread
     def send_audio(self, pcm: np.ndarray, sample_rate: int, *, gen: int, turn: int) -> None:

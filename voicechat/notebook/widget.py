@@ -81,6 +81,8 @@ class VoiceChatWidget(widgets.VBox):
         self.bridge = VoiceBridge(echo_cancellation=echo_cancellation, stt_mode=stt_mode, language=s.language)
         self.bridge.on_audio = self._on_mic_audio
         self.bridge.on_transcript = self._on_browser_transcript
+        self.bridge.on_refused = self._on_refused
+        self.bridge.max_audio_bytes = s.max_audio_bytes
         self.bridge.observe(lambda _c: self._request_refresh(), names=["mic_state", "stt_state"])
         self._session = EngineSession(self.bridge, self._request_refresh, output_rate)
 
@@ -245,6 +247,11 @@ class VoiceChatWidget(widgets.VBox):
 
     def _on_mic_audio(self, pcm: np.ndarray, rate: int) -> None:
         self._session.push(pcm, rate)
+
+    def _on_refused(self, why: str) -> None:
+        """Oversized or flooding audio from the page: say so where errors show; the session goes on."""
+        self._session.ui.handle(ErrorEvent(why, "audio"))
+        self._request_refresh()
 
     def _on_browser_transcript(self, text: str, final: bool) -> None:
         if final:
