@@ -162,6 +162,8 @@ class Conversation:
         if (self.stt is None or not self.turns.speaking or s.partial_interval_ms <= 0
                 or (self._partial is not None and not self._partial.done())):
             return
+        if self._current is not None and self._current.held and not self._current.done:
+            return  # a reply is being prepared ahead: it needs the CPU more than the live caption does
         if (self.turns.position - self._last_partial_pos) * 1000 < s.partial_interval_ms * RATE:
             return
         self._last_partial_pos = self.turns.position
