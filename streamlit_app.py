@@ -1,14 +1,21 @@
-"""voicechat's Streamlit dashboard (the full WebRTC page arrives with its own issue)."""
+"""voicechat's Streamlit dashboard: ``streamlit run streamlit_app.py``.
 
-import streamlit as st
+Thin on purpose: the page lives in :mod:`webapp.page`, the WebRTC wiring in
+:mod:`webapp.webrtc`, the per-session engine in :mod:`webapp.session`.
+``VOICECHAT_WEBRTC_DEBUG=1`` prints streamlit-webrtc's debug log (signalling, context resets).
+"""
 
-from voicechat.backends import check_backends
-from voicechat.config import Settings
+import logging
+import os
 
-st.set_page_config(page_title="voicechat", page_icon="🎙️")
-st.title("voicechat")
-settings = Settings.load()
-for kind in ("stt", "llm", "tts"):
-    st.write(f"**{kind.upper()}**: {settings.backend_reason(kind)}")
-st.dataframe([{"kind": b.kind, "backend": b.name, "usable": b.usable, "why": b.reason}
-              for b in check_backends(settings)])
+from webapp.page import main
+
+if os.environ.get("VOICECHAT_WEBRTC_DEBUG"):
+    _webrtc_log = logging.getLogger("streamlit_webrtc")
+    if not _webrtc_log.handlers:  # the script reruns; add the handler once per process
+        _handler = logging.StreamHandler()
+        _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        _webrtc_log.addHandler(_handler)
+        _webrtc_log.setLevel(logging.DEBUG)
+
+main()

@@ -1,0 +1,178 @@
+"""The live part of the page, redrawn twice a second by a fragment from one bridge snapshot.
+
+Script thread only: the fragment reads :meth:`UiBridge.snapshot` (a frozen copy taken under the
+bridge's lock) and never touches the engine's objects directly. User and model text is shown
+with ``st.text`` (no Markdown, HTML or autolinking) and error messages with Markdown escaped —
+never with ``unsafe_allow_html`` — so a transcript saying ``<img src=x onerror=...>``,
+``[link](...)`` or a bare URL is displayed as those characters.
+
+The fragment never contains ``webrtc_streamer`` (see :mod:`webapp.webrtc`): fragment runs do
+not count as script runs, and the component must be rendered by every full run.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+
+import pandas as pd
+import streamlit as st
+
+from voicechat.bridge import Snapshot
+from voicechat.config import Settings
+from voicechat.events import State, TurnMetrics
+from webapp.browser_stt import browser_stt
+from webapp.session import VoiceSession
+from webapp.testing import write_stats
+
+LATENCY_COLUMNS = ("stt_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_ms")
+BROWSER_STT_KEY = "voicechat-browser-stt"
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
+
+
+def escape_markdown(text: str) -> str:
+    """Backslash-escape everything Streamlit's Markdown would interpret (incl. ``$`` math and HTML)."""
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
+
+
+def status_lights(state: State, t: dict[str, str]) -> list[str]:
+    """The seed's three lights: 듣고 있음 / AI 생각 중 / 말하는 중, each 대기 중 when off."""
+    on = {State.LISTENING: 0, State.THINKING: 1, State.SPEAKING: 2}.get(state)
+    names = (("🟢", t["listening"]), ("🟡", t["thinking"]), ("🔵", t["speaking"]))
+    return [f"{icon} **{name}**" if i == on else f"⚪ {t['idle']}" for i, (icon, name) in enumerate(names)]
+
+
+def light_state(state: State, *, webrtc_active: bool, engine_running: bool) -> State:
+    """What the lights show: the engine listens only while the microphone is connected."""
+    if not engine_running:
+        return State.IDLE
+    if state == State.IDLE:  # a fresh engine has not reported a state yet
+        return State.LISTENING if webrtc_active else State.IDLE
+    if state == State.LISTENING and not webrtc_active:
+        return State.IDLE
+    return state
+
+
+def latency_frame(metrics: tuple[TurnMetrics, ...]) -> pd.DataFrame:
+    """One row per completed turn, the four latency columns in ms (None → NaN)."""
+    rows = [{"turn": m.turn, **{c: m.as_dict().get(c) for c in LATENCY_COLUMNS}} for m in metrics]
+    return pd.DataFrame(rows, columns=["turn", *LATENCY_COLUMNS], dtype="float64")
+
+
+def medians(metrics: tuple[TurnMetrics, ...]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for c in LATENCY_COLUMNS:
+        values = [v for m in metrics if isinstance(v := m.as_dict().get(c), (int, float))]
+        out[c] = round(statistics.median(values), 1) if values else None
+    return out
+
+
+def _render_transcript(snap: Snapshot, interim: str, t: dict[str, str]) -> None:
+    """Chat bubbles; the words themselves go through ``st.text`` (no Markdown, no HTML, no autolinks)."""
+    if not snap.lines and not interim:
+        st.caption(t["empty"])
+    for line in snap.lines:
+        with st.chat_message("user" if line.role == "user" else "assistant"):
+            who = t["you"] if line.role == "user" else t["assistant"]
+            flag = f" · {t['interrupted']}" if line.interrupted else f" · {t['cut_off']}" if line.cut_off else ""
+            st.caption(f"{who} · {line.at}{flag}")
+            st.text(line.text + (" ▌" if line.streaming else ""))
+    if interim:
+        with st.chat_message("user"):
+            st.caption(f"{t['interim']} …")
+            st.text(interim)
+
+
+def _render_latency(metrics: tuple[TurnMetrics, ...], t: dict[str, str]) -> None:
+    st.subheader(t["latency"])
+    if not metrics:
+        st.caption(t["no_turns"])
+        return
+    med = medians(metrics)
+    for col, name in zip(st.columns(len(LATENCY_COLUMNS)), LATENCY_COLUMNS, strict=True):
+        value = med[name]
+        col.metric(f"{name} ({t['median']})", "—" if value is None else f"{value:.0f}")
+    df = latency_frame(metrics)
+    measured = [c for c in LATENCY_COLUMNS if df[c].notna().any()]
+    if measured:
+        st.line_chart(df, x="turn", y=measured)
+    st.dataframe(df, hide_index=True)
+
+
+def _render_engine_status(session: VoiceSession, t: dict[str, str]) -> None:
+    runner = session.runner
+    if runner is None:
+        if session.webrtc_starts:
+            st.info(t["stopped"])
+        return
+    if runner.ready:
+        return
+    if not runner.alive:  # the factory raised: show its one-line error with the remedy
+        try:
+            runner.wait_ready(0)
+        except Exception as exc:
+            st.error(f"{t['load_failed']}: {escape_markdown(str(exc))}")
+        return
+    with st.status(t["loading"], state="running"):
+        st.caption(t["loading"])
+
+
+def _on_buttons(action: str) -> None:
+    session: VoiceSession | None = st.session_state.get("voicechat_session")
+    if session is None:
+        return
+    if action == "stop":
+        session.stop_speaking()
+    else:
+        session.clear()
+
+
+def _browser_stt(session: VoiceSession, settings: Settings, t: dict[str, str]) -> str:
+    """Mount the Web Speech component when chosen; returns its interim text."""
+    if settings.stt != "browser":
+        return ""
+
+    def on_final() -> None:
+        value = st.session_state.get(BROWSER_STT_KEY)
+        final = getattr(value, "final", None) if value is not None else None
+        if isinstance(final, dict) and str(final.get("text", "")).strip() and session.runner is not None:
+            session.runner.submit_text(str(final["text"]))
+
+    def on_error() -> None:
+        value = st.session_state.get(BROWSER_STT_KEY)
+        error = getattr(value, "error", None) if value is not None else None
+        if error:
+            session.browser_stt_error = str(error)
+
+    result = browser_stt(enabled=session.webrtc_active, language=settings.language, label=t["browser_listening"],
+                         key=BROWSER_STT_KEY, on_final=on_final, on_error=on_error)
+    if session.browser_stt_error:
+        st.rerun(scope="app")  # the full run rebuilds the engine with server STT and says why
+    return str(getattr(result, "interim", "") or "")
+
+
+@st.fragment(run_every=0.5)
+def live_panel(session: VoiceSession, settings: Settings, t: dict[str, str]) -> None:
+    """Everything that changes while you talk; reruns alone every 0.5 s (never the WebRTC component)."""
+    _render_engine_status(session, t)
+    interim = _browser_stt(session, settings, t)
+    snap = session.bridge.snapshot()
+    state = light_state(snap.state, webrtc_active=session.webrtc_active,
+                        engine_running=session.runner is not None and session.runner.ready)
+    for col, light in zip(st.columns(3), status_lights(state, t), strict=True):
+        col.markdown(light)
+    b1, b2, _ = st.columns([1, 1, 2])
+    b1.button(f"🔇 {t['stop_speaking']}", key="vc_stop_speaking", on_click=_on_buttons, args=("stop",),
+              width="stretch")
+    b2.button(f"🗑️ {t['clear']}", key="vc_clear", on_click=_on_buttons, args=("clear",), width="stretch")
+    _render_transcript(snap, interim or (snap.partial if session.webrtc_active else ""), t)
+    for message in snap.errors[-3:]:
+        st.warning(escape_markdown(message))
+    _render_latency(snap.metrics, t)
+    history = session.history()
+    d1, d2 = st.columns(2)
+    d1.download_button(f"⬇️ {t['download_json']}", history.to_json(), file_name="voicechat-transcript.json",
+                       mime="application/json", key="vc_dl_json", on_click="ignore")
+    d2.download_button(f"⬇️ {t['download_md']}", history.to_markdown(title="voicechat"),
+                       file_name="voicechat-transcript.md", mime="text/markdown", key="vc_dl_md", on_click="ignore")
+    write_stats(session.id, session.stats())

@@ -1,0 +1,310 @@
+"""One voice conversation per browser session: the engine thread, its bridge and the audio outlet.
+
+Streamlit reruns the page script on every interaction, so anything that must outlive a run
+(the engine, the transcript, the reply audio queue) lives in a :class:`VoiceSession` kept in
+``st.session_state``. The session object itself imports no Streamlit, which keeps it
+unit-testable.
+
+Thread boundaries, all of them, and which methods each one calls:
+
+- **aiortc's loop** (Streamlit's server event loop in streamlit-webrtc): :meth:`VoiceSession.push`
+  with every microphone frame. It only counts and hands the frame to
+  :meth:`ConversationThread.push`, which schedules work on the engine loop.
+- **the engine thread** (``voicechat-engine``): :meth:`UiBridge.handle`, which calls
+  :meth:`AudioOutlet.push` with reply audio and :meth:`AudioOutlet.clear` on barge-in/stop.
+- **aiortc's loop again**: pulls 20 ms frames out of the attached ``PcmAudioSource``
+  (guarded by that class's own lock).
+- **Streamlit's script thread**: every other method (``ensure_engine``, ``submit_text``,
+  ``webrtc_changed``, ``history``, ``stats``...).
+- **streamlit-webrtc's ``ShutdownPolling_*`` thread**: :meth:`VoiceSession.close` when the browser
+  session ends (registered through ``SessionShutdownObserver`` by the page).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from voicechat.bridge import UiBridge
+from voicechat.config import Settings
+from voicechat.engine import Conversation
+from voicechat.events import AudioOut, Event, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, TurnMetrics
+from voicechat.history import Entry, History
+from voicechat.runner import ConversationThread
+
+log = logging.getLogger(__name__)
+
+OUTPUT_RATE = 48_000  # the engine speaks at WebRTC's native Opus rate: no resampling on the way out
+ENGINE_THREAD = "voicechat-engine"
+
+
+class PcmSink(Protocol):
+    """What the outlet needs from streamlit-webrtc's ``PcmAudioSource`` (so tests can pass the real one)."""
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    def push(self, pcm: np.ndarray) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+class AudioOutlet:
+    """Thread-safe holder of the PCM source that currently feeds the browser.
+
+    streamlit-webrtc makes a new ``PcmAudioSource`` for every WebRTC session (its
+    ``webrtc-session`` lifecycle), while the engine outlives them; the script thread
+    re-attaches the current source on every run and the engine thread pushes through here,
+    so neither holds a stale source. Barge-in calls :meth:`clear` from the engine thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._source: PcmSink | None = None
+        self.pushed_samples = 0
+        self.clears = 0
+
+    def attach(self, source: PcmSink | None) -> None:
+        """Script thread: route reply audio to ``source`` (``None`` drops it)."""
+        with self._lock:
+            self._source = source
+
+    def push(self, pcm: np.ndarray, sample_rate: int) -> None:
+        """Engine thread: queue reply audio (int16 mono) for the browser."""
+        with self._lock:
+            source = self._source
+            if source is None:
+                return
+            if sample_rate != source.sample_rate:
+                log.warning("dropping reply audio at %d Hz for a %d Hz source", sample_rate, source.sample_rate)
+                return
+            self.pushed_samples += len(pcm)
+        source.push(np.ascontiguousarray(pcm, dtype=np.int16))
+
+    def clear(self) -> None:
+        """Engine thread (barge-in, stop) or script thread: drop every queued reply sample."""
+        with self._lock:
+            source = self._source
+            self.clears += 1
+        if source is not None:
+            source.clear()
+
+
+def engine_factory(settings: Settings, *, half_duplex: bool = False, history: list[Entry] | None = None
+                   ) -> Callable[[Callable[[Event], None]], Conversation]:
+    """A ConversationThread factory; runs on the engine thread, so the model loading happens there.
+
+    ``stt == "browser"`` builds the conversation without server STT: the page's Web Speech
+    component sends final text instead, while server VAD still drives barge-in.
+    """
+
+    def factory(listener: Callable[[Event], None]) -> Conversation:
+        from voicechat.backends import make_llm, make_stt, make_tts
+
+        stt = None if settings.stt == "browser" else make_stt(settings)
+        conv = Conversation(stt, make_llm(settings), make_tts(settings), settings=settings,
+                            output_rate=OUTPUT_RATE, listener=listener)
+        conv.half_duplex = half_duplex
+        for entry in history or []:
+            conv.history.add(entry)
+        return conv
+
+    return factory
+
+
+_TURN_EVENTS = (AudioOut, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, TurnMetrics)
+
+
+def shifted(listener: Callable[[Event], None], offset: int) -> Callable[[Event], None]:
+    """Engine thread: pass events on with turn numbers moved up by ``offset``.
+
+    Each engine counts turns from 1; a session restarts its engine on every WebRTC start and
+    settings change, and the transcript and latency chart must keep counting, not repeat turn 1.
+    """
+    if offset == 0:
+        return listener
+
+    def handle(event: Event) -> None:
+        if isinstance(event, _TURN_EVENTS):
+            event = replace(event, turn=event.turn + offset)
+        listener(event)
+
+    return handle
+
+
+class VoiceSession:
+    """Everything one browser session needs; see the module docstring for who calls what."""
+
+    def __init__(self, factory: Callable[..., Callable[[Callable[[Event], None]], Conversation]] = engine_factory
+                 ) -> None:
+        self.id = uuid.uuid4().hex[:8]
+        self.outlet = AudioOutlet()
+        self.bridge = UiBridge(on_audio=self.outlet.push, on_flush=self.outlet.clear)
+        self._factory = factory
+        self._lock = threading.Lock()  # guards _runner swaps against push() on aiortc's loop
+        self._runner: ConversationThread | None = None
+        self._settings: Settings | None = None
+        self._half_duplex = False
+        self._archive: list[Entry] = []  # history of engines already closed (carried into the next one)
+        self._turn_offset = 0  # turns before the current engine (it counts from 1 again)
+        self._frames_in = 0
+        self._frames_this_start = 0
+        self.webrtc_starts = 0
+        self.webrtc_active = False
+        self.browser_stt_error: str | None = None
+        self.engine_started_once = False
+        self.engine_starts = 0
+        self.page_info: dict[str, Any] = {}  # counters the page adds to stats() (e.g. the run-count barrier)
+        self.closed = False
+
+    # ------------------------------------------------------------------ aiortc loop
+    def push(self, frame: Any) -> None:
+        """aiortc loop: one microphone frame (an ``av.AudioFrame``) for the engine."""
+        with self._lock:
+            self._frames_in += 1
+            self._frames_this_start += 1
+            runner = self._runner
+        if runner is not None:
+            runner.push(frame)
+
+    # ------------------------------------------------------------------ script thread
+    @property
+    def runner(self) -> ConversationThread | None:
+        return self._runner
+
+    @property
+    def settings(self) -> Settings | None:
+        return self._settings
+
+    def ensure_engine(self, settings: Settings, *, half_duplex: bool = False) -> ConversationThread:
+        """Start the engine, or restart it when the settings changed; half-duplex changes apply live."""
+        runner = self._runner
+        if runner is not None and runner.alive and self._settings == settings:
+            if half_duplex != self._half_duplex and runner.ready:
+                with contextlib.suppress(RuntimeError, TimeoutError):
+                    runner.run(lambda c: setattr(c, "half_duplex", half_duplex), timeout=2.0)
+                    self._half_duplex = half_duplex
+            return runner
+        if self._settings is not None:
+            changed = sorted(f for f, v in vars(settings).items() if getattr(self._settings, f) != v)
+            log.info("restarting the engine: %s changed", ", ".join(changed) or "nothing (it had stopped)")
+        self.close_engine()
+        self.engine_starts += 1
+        snap = self.bridge.snapshot()
+        self._turn_offset = max([0, *(line.turn for line in snap.lines), *(m.turn for m in snap.metrics)])
+        runner = ConversationThread(
+            self._factory(settings, half_duplex=half_duplex, history=list(self._archive)),
+            shifted(self.bridge.handle, self._turn_offset), name=ENGINE_THREAD)
+        with self._lock:
+            closed = self.closed
+            if not closed:
+                self._runner = runner
+                self._settings = settings
+                self._half_duplex = half_duplex
+        if closed:  # the session ended (ShutdownPolling thread) while this run was starting an engine
+            runner.close()
+        self.engine_started_once = True
+        return runner
+
+    def close_engine(self) -> None:
+        """Stop the engine thread (WebRTC stopped, settings changed); its history is kept for the next one."""
+        with self._lock:
+            runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        if runner.ready:
+            with contextlib.suppress(RuntimeError, TimeoutError):
+                self._archive = self._merged(runner.run(lambda c: list(c.history.entries), timeout=2.0))
+        runner.close()
+        self.outlet.clear()
+
+    def webrtc_changed(self, active: bool) -> bool:
+        """Record the WebRTC state seen by this run; returns True when it just stopped."""
+        if active and not self.webrtc_active:
+            self.webrtc_starts += 1
+            with self._lock:
+                self._frames_this_start = 0
+        stopped = self.webrtc_active and not active
+        self.webrtc_active = active
+        return stopped
+
+    def submit_text(self, text: str, settings: Settings, *, half_duplex: bool = False, timeout: float = 120.0
+                    ) -> None:
+        """Typed or browser-recognised text: reply to it (waits for the models the first time)."""
+        runner = self.ensure_engine(settings, half_duplex=half_duplex)
+        runner.wait_ready(timeout)
+        runner.submit_text(text)
+
+    def stop_speaking(self) -> None:
+        if self._runner is not None:
+            self._runner.stop_speaking()
+        self.outlet.clear()
+
+    def clear(self) -> None:
+        """The "clear conversation" button: engine history, archived history and the on-screen transcript."""
+        if self._runner is not None:
+            self._runner.clear()
+        self._archive = []
+        self.outlet.clear()
+        self.bridge.reset()
+
+    def _merged(self, entries: list[Entry]) -> list[Entry]:
+        """An engine's history (the archive it was seeded with, then its own) with its turns renumbered."""
+        if entries[:len(self._archive)] != self._archive:  # cleared meanwhile: all of it is new
+            return [replace(e, turn=e.turn + self._turn_offset) for e in entries]
+        own = entries[len(self._archive):]
+        return [*self._archive, *(replace(e, turn=e.turn + self._turn_offset) for e in own)]
+
+    def history(self) -> History:
+        """The whole conversation so far, for export (the live engine's, or the last closed one's)."""
+        out = History()
+        runner = self._runner
+        entries = self._archive
+        if runner is not None and runner.ready:
+            with contextlib.suppress(RuntimeError, TimeoutError):
+                entries = self._merged(runner.run(lambda c: list(c.history.entries), timeout=2.0))
+        for entry in entries:
+            out.add(entry)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """What the server has seen, for the test hook and the stress script."""
+        snap = self.bridge.snapshot()
+        runner = self._runner
+        with self._lock:
+            frames_in, frames_start = self._frames_in, self._frames_this_start
+        return {
+            "frames_in": frames_in,
+            "frames_this_start": frames_start,
+            "webrtc_starts": self.webrtc_starts,
+            "webrtc_active": self.webrtc_active,
+            "engine_alive": bool(runner and runner.alive),
+            "engine_ready": bool(runner and runner.ready),
+            "engine_starts": self.engine_starts,
+            "engine_threads": sum(t.name == ENGINE_THREAD for t in threading.enumerate()),
+            "state": snap.state.value,
+            "heard_speech": snap.heard_speech,
+            "user_lines": [line.text for line in snap.lines if line.role == "user"],
+            "assistant_lines": [line.text for line in snap.lines if line.role == "assistant" and not line.streaming],
+            "audio_frames_out": snap.audio_frames_out,
+            "pushed_samples": self.outlet.pushed_samples,
+            "errors": list(snap.errors),
+            "browser_stt_error": self.browser_stt_error,
+            "closed": self.closed,
+            **self.page_info,
+        }
+
+    # ------------------------------------------------------------------ any thread
+    def close(self) -> None:
+        """End of the browser session (ShutdownPolling thread) or of a test: nothing is left running."""
+        with self._lock:
+            self.closed = True
+        self.close_engine()
+        self.outlet.attach(None)

@@ -1,0 +1,157 @@
+"""The WebRTC component: mic frames into the session, reply PCM out, rendered safely on every run.
+
+**The orphan-context trap.** streamlit-webrtc 0.79 stores, on its context, the session's
+``script_run_count`` seen when ``webrtc_streamer(key=...)`` last rendered. If a later run reads
+a count more than one above it, the library decides the component was not rendered for a run
+(a page switch in a multi-page app), logs "Context for key=… was not rendered for 1 script
+runs; resetting stale state" and stops the live worker — the browser stays "connected" but the
+server never sees another frame. Two things make the counts jump:
+
+1. A full run that completes without calling ``webrtc_streamer`` (it sits in a fragment, behind
+   a condition, or after code that raised or called ``st.stop()``). The page avoids this by
+   rendering it unconditionally, at top level, with one fixed key, before anything that can
+   fail, and by catching exceptions in the rest of the page so every run ends normally.
+2. A race inside Streamlit: ``script_run_count`` is incremented on the server's event loop when
+   the previous run's ``script_finished`` message is *sent*, while the next run (queued while
+   the previous one was finishing, which happens constantly during WebRTC signalling) may
+   already be executing on the script thread. That run reads the stale count, stores it, and
+   the run after it sees a gap of two: reset. :class:`RunCountBarrier` closes this window by
+   letting the server's event loop settle the previous run's message first (a few
+   milliseconds, bounded).
+
+The barrier reads the count and reaches the event loop through streamlit-webrtc's public
+``session_info`` and ``eventloop`` helpers; it patches nothing in either library.
+
+Threads: :func:`render_streamer` runs on the script thread; the sink callback
+(``VoiceSession.push``) runs on aiortc's loop; the PCM source is pulled on aiortc's loop and
+pushed from the engine thread (see :mod:`webapp.session`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import time
+from typing import Any, cast
+
+from streamlit_webrtc import (
+    Translations,
+    WebRtcMode,
+    WebRtcStreamerContext,
+    create_audio_sink_track,
+    create_pcm_audio_source_track,
+    webrtc_streamer,
+)
+from streamlit_webrtc.eventloop import get_global_event_loop
+from streamlit_webrtc.session_info import get_script_run_count, get_this_session_info
+
+from webapp.session import OUTPUT_RATE, VoiceSession
+
+STREAMER_KEY = "voicechat-webrtc"
+SINK_KEY = "voicechat-mic"
+SOURCE_KEY = "voicechat-reply"
+
+
+class RunCountBarrier:
+    """Makes each run read a settled ``script_run_count`` before ``webrtc_streamer`` does.
+
+    How it knows when to wait: if the previous full run that rendered the streamer ran to its
+    last line (``run_completed``) and the count has not moved since that run read it, that run's
+    ``script_finished`` message is still on the server's event loop. It then ends one of two
+    ways: Streamlit sends it (the count goes up) or, if it was still queued when this run
+    started, turns it into "finished early for rerun" (the count never moves). So the barrier
+    runs a small coroutine on that loop: when its first step runs, this run's own start has
+    been handled and the message's fate is sealed; it then yields one loop iteration at a
+    time — the runtime sends one message of its batch per iteration — until the count moves
+    or ``max_rounds`` iterations pass. Typically that takes a few milliseconds.
+
+    Script thread only (it blocks it, briefly). One per browser session, kept in
+    ``st.session_state``; plain attributes, so updating them is no Streamlit rerun point.
+    ``run_completed`` must be the last statement of every full run.
+    """
+
+    def __init__(self, max_rounds: int = 64, max_wait_s: float = 1.0) -> None:
+        self.max_rounds = max_rounds
+        self.max_wait_s = max_wait_s
+        self.enabled = os.environ.get("VOICECHAT_WEBRTC_BARRIER", "1") != "0"
+        self._seq = 0  # full runs that reached the streamer
+        self._rendered_at: int | None = None  # script_run_count seen by the last of them
+        self._completed_seq = -1  # the last of them that ran to the end
+        self.waits = 0  # runs that had to wait for the event loop
+        self.counted = 0  # ... and saw the previous run counted while waiting (a stale read avoided)
+        self.max_rounds_used = 0
+        self.max_wait_ms = 0.0
+
+    async def settle(self, info: Any, seen: int) -> int:
+        """On the event loop: yield one iteration at a time until the count moves; returns the rounds used."""
+        for rounds in range(1, self.max_rounds + 1):
+            await asyncio.sleep(0)
+            if get_script_run_count(info) != seen:
+                return rounds
+        return 0
+
+    def before_render(self) -> int | None:
+        """Wait until the previous completed run is settled; returns the count the library will see."""
+        info = get_this_session_info()
+        count = get_script_run_count(info) if info is not None else None
+        if info is None or count is None or not self.enabled:
+            return count
+        if self._rendered_at is not None and self._completed_seq == self._seq and count == self._rendered_at:
+            self.waits += 1
+            t0 = time.monotonic()
+            with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+                future = asyncio.run_coroutine_threadsafe(self.settle(info, count), get_global_event_loop())
+                try:
+                    rounds = future.result(self.max_wait_s)
+                finally:
+                    future.cancel()  # a no-op when done; stops the coroutine after a timeout
+                if rounds:
+                    self.counted += 1
+                    self.max_rounds_used = max(self.max_rounds_used, rounds)
+            self.max_wait_ms = max(self.max_wait_ms, (time.monotonic() - t0) * 1000)
+            count = get_script_run_count(info)
+        self._seq += 1
+        self._rendered_at = count
+        return count
+
+    def counters(self) -> dict[str, float]:
+        return {"barrier_waits": self.waits, "barrier_counted": self.counted,
+                "barrier_max_rounds": self.max_rounds_used, "barrier_max_wait_ms": round(self.max_wait_ms, 1)}
+
+    def run_completed(self) -> None:
+        """The full run that rendered the streamer reached its last line (Streamlit may count it)."""
+        self._completed_seq = self._seq
+
+
+def media_constraints(echo_cancellation: bool) -> dict[str, Any]:
+    """Audio only; the browser's echo canceller, noise suppressor and AGC switched together."""
+    return {
+        "audio": {
+            "echoCancellation": echo_cancellation,
+            "noiseSuppression": echo_cancellation,
+            "autoGainControl": echo_cancellation,
+        },
+        "video": False,
+    }
+
+
+def render_streamer(session: VoiceSession, barrier: RunCountBarrier, *, rtc_configuration: dict[str, Any] | None,
+                    echo_cancellation: bool, translations: dict[str, str]) -> WebRtcStreamerContext:
+    """Render the SENDRECV component. Call exactly once on EVERY full run, at top level, same key."""
+    pcm_out = create_pcm_audio_source_track(key=SOURCE_KEY, sample_rate=OUTPUT_RATE)
+    session.outlet.attach(pcm_out)  # a new source after each WebRTC session; the engine pushes here
+    mic = create_audio_sink_track(session.push, key=SINK_KEY)
+    barrier.before_render()
+    return webrtc_streamer(
+        key=STREAMER_KEY,
+        mode=WebRtcMode.SENDRECV,
+        rtc_configuration=rtc_configuration,
+        media_stream_constraints=media_constraints(echo_cancellation),
+        sink_audio_track=mic,
+        source_audio_track=pcm_out.track,
+        sendback_video=False,
+        translations=cast(Translations, translations),
+        audio_html_attrs={"autoPlay": True, "controls": False, "style": {"display": "none"}},
+    )
