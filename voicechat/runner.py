@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import ctypes
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import av
 import numpy as np
 
+from voicechat import workers
 from voicechat.config import Settings
 from voicechat.engine import Conversation
 from voicechat.events import Event
@@ -134,24 +134,11 @@ class ConversationThread:
                 fut.result(timeout)
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
-        release_freed_memory()
+        workers.trim_heap()
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
-
-
-def release_freed_memory() -> None:
-    """Hand memory a closed session freed back to the OS (glibc keeps it cached otherwise).
-
-    Without this, a server that opens and closes many sessions sees its RSS climb by about
-    100 MB before glibc's arenas stop growing, though nothing is leaked.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to do
-        return
-    libc.malloc_trim(0)
 
 
 def offline_or_configured(settings: Settings | None = None, output_rate: int = 48_000

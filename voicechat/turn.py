@@ -71,7 +71,8 @@ class Turn:
         self.held = held
         self.speculative = held
         self._pending: list[Callable[[], None]] = []
-        self.committed_at: float | None = None if held else time.perf_counter()
+        self.created_at = time.perf_counter()
+        self.committed_at: float | None = None if held else self.created_at
         self.eot_ms = 0.0
         self.first_audio_out: float | None = None
         self.task: asyncio.Task[None] = asyncio.create_task(self._run())
@@ -171,6 +172,7 @@ class Turn:
             else round(self.eot_ms + (self.first_audio_out - committed) * 1000.0, 1),
             extra={"reply_audio_s": round(t.audio_s, 3), "speculative": float(self.speculative),
                    "started_after_eos_ms": self.source.started_after_eos_ms if self.speculative else self.eot_ms,
+                   "started_perf_s": self.created_at,  # time.perf_counter() when work began (benchmarks)
                    "speculative_lead_ms": round(max(0.0, (committed - t.llm_start) * 1000.0), 1)},
         )
         host.metrics.append(metrics)

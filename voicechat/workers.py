@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ctypes
 import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -70,6 +71,20 @@ async def iterate(produce: Callable[..., Iterator[T]], *args: Any) -> AsyncItera
         cancelled.set()
         if not worker.done():
             worker.add_done_callback(lambda f: f.exception())
+
+
+def trim_heap() -> None:
+    """Hand freed heap back to the OS (glibc otherwise keeps it cached in per-thread arenas).
+
+    Called when a session closes and after each reply: without it a long-running server's RSS
+    climbs by tens of MB over a conversation, and about 100 MB over many sessions, before the
+    arenas stop growing, though nothing is leaked. A no-op where libc is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)
 
 
 class _Failure:

@@ -88,7 +88,7 @@ def _load(path: str, threads: int, n_ctx: int) -> tuple[Any, threading.Lock]:
                              "set VOICECHAT_LOCAL_LLM_MODEL to an existing .gguf file")
     try:
         with _quiet_stderr():  # llama.cpp prints "using full-size SWA cache" even with verbose=False
-            llm = Llama(path, n_ctx=n_ctx, n_threads=threads, n_batch=256, verbose=False)
+            llm = Llama(path, n_ctx=n_ctx, n_threads=threads, n_batch=64, n_ubatch=64, verbose=False)
     except Exception as exc:  # llama-cpp raises ValueError for an unreadable or corrupt GGUF
         raise ModelFileError(f"could not load GGUF model {path}: {exc}",
                              "set VOICECHAT_LOCAL_LLM_MODEL to a valid .gguf file") from exc
