@@ -230,3 +230,17 @@ def _translate_generic(exc: BaseException, where: str) -> VoicechatError:
             "check OPENAI_BASE_URL points at an OpenAI-compatible API",
         )
     return ProviderError(f"unexpected error talking to {where}: {type(exc).__name__}: {exc}")
+
+
+class OpenAIBackend:
+    """What the three OpenAI backends share: their settings, one client per loop, and closing it."""
+
+    name = "openai"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client = LoopLocalClient(settings)
+
+    async def aclose(self) -> None:
+        """Release pooled HTTP connections (call at session end, on the loop that used them)."""
+        await self._client.aclose()

@@ -10,24 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, cast
 
-from voicechat.config import Settings
 from voicechat.errors import StreamInterrupted, VoicechatError
 from voicechat.llm.base import Message
-from voicechat.openai_client import LoopLocalClient, base_url_of, translate_error
+from voicechat.openai_client import OpenAIBackend, base_url_of, translate_error
 
 
-class OpenAIChat:
+class OpenAIChat(OpenAIBackend):
     """Streams replies from ``settings.openai_llm_model`` with the configured token budget."""
-
-    name = "openai"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._client = LoopLocalClient(settings)
-
-    async def aclose(self) -> None:
-        """Release pooled HTTP connections (call at session end, on the loop that used them)."""
-        await self._client.aclose()
 
     async def stream(self, messages: Sequence[Message]) -> AsyncGenerator[str, None]:
         """Yield content deltas in order.

@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from voicechat.config import Settings
 from voicechat.errors import AudioFormatError, AudioTooLarge, VoicechatError
-from voicechat.openai_client import LoopLocalClient, translate_error
+from voicechat.openai_client import OpenAIBackend, translate_error
 from voicechat.stt.base import STT_SAMPLE_RATE, language_code
 
 # OpenAI refuses uploads over 25 MB; refusing locally saves uploading them first.
@@ -55,18 +54,8 @@ def _as_mono(audio: np.ndarray) -> np.ndarray:
     return array
 
 
-class OpenAISTT:
+class OpenAISTT(OpenAIBackend):
     """Transcribes one utterance per request with ``settings.openai_stt_model`` (whisper-1)."""
-
-    name = "openai"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._client = LoopLocalClient(settings)
-
-    async def aclose(self) -> None:
-        """Release pooled HTTP connections (call at session end, on the loop that used them)."""
-        await self._client.aclose()
 
     async def transcribe(self, audio: np.ndarray, *, language: str | None = None) -> str:
         """Upload the utterance and return its text; ``language`` None lets the server detect it."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from voicechat.config import OPENAI_VOICES, Settings
 from voicechat.errors import ConfigError, VoicechatError
-from voicechat.openai_client import LoopLocalClient, translate_error
+from voicechat.openai_client import OpenAIBackend, translate_error
 
 SAMPLE_RATE = 24_000
 BYTES_PER_SAMPLE = 2
@@ -51,10 +51,9 @@ class PcmChunker:
         return np.frombuffer(piece, dtype="<i2").astype(np.int16)
 
 
-class OpenAITTS:
+class OpenAITTS(OpenAIBackend):
     """Speaks with ``settings.openai_tts_model`` in ``settings.openai_voice`` at ``tts_speed``."""
 
-    name = "openai"
     sample_rate = SAMPLE_RATE
 
     def __init__(self, settings: Settings) -> None:
@@ -68,12 +67,7 @@ class OpenAITTS:
                 f"speech speed {settings.tts_speed:g} is outside OpenAI's 0.25–4.0",
                 "set VOICECHAT_TTS_SPEED between 0.25 and 4.0",
             )
-        self.settings = settings
-        self._client = LoopLocalClient(settings)
-
-    async def aclose(self) -> None:
-        """Release pooled HTTP connections (call at session end, on the loop that used them)."""
-        await self._client.aclose()
+        super().__init__(settings)
 
     async def synthesize(self, text: str) -> AsyncGenerator[np.ndarray, None]:
         """Yield int16 mono chunks at 24 kHz as the response body arrives.
