@@ -128,11 +128,14 @@ class ConversationThread:
             return
         self._closed = True
         self._ready.wait(timeout)
-        if self._conv is not None and self._loop.is_running():
+        if self._conv is not None and not self._loop.is_closed():
+            # Not ``is_running()``: just after ready, the thread may not have entered run_forever
+            # yet; work queued now runs as soon as it does, and ``stop`` then ends it.
             fut = asyncio.run_coroutine_threadsafe(self._conv.aclose(), self._loop)
             with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
                 fut.result(timeout)
-            self._loop.call_soon_threadsafe(self._loop.stop)
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
         workers.trim_heap()
 

@@ -18,6 +18,13 @@ Thread boundaries, all of them, and which methods each one calls:
   ``webrtc_changed``, ``history``, ``stats``...).
 - **streamlit-webrtc's ``ShutdownPolling_*`` thread**: :meth:`VoiceSession.close` when the browser
   session ends (registered through ``SessionShutdownObserver`` by the page).
+- **aiortc's loop**, when the WebRTC connection ends: :meth:`VoiceSession.connection_ended`, from
+  the mic sink track's ``on_ended`` (aiortc saw the peer close) or from the page's disconnect
+  watch (:class:`webapp.webrtc.DisconnectWatch`: the browser's websocket is gone and no mic
+  frame came for 0.5 s — a closed tab whose goodbye packets aiortc never got). Streamlit
+  keeps a disconnected browser session alive for minutes and no script run happens after a
+  closed tab, so this is what stops a departed browser's engine; it must not block the loop,
+  so it hands the stop to a short ``voicechat-disconnect`` thread.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -38,6 +46,7 @@ from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, TurnMetrics
 from voicechat.history import Entry, History
 from voicechat.runner import ConversationThread
+from webapp.testing import write_stats
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +158,10 @@ class VoiceSession:
         self.bridge = UiBridge(on_audio=self.outlet.push, on_flush=self.outlet.clear)
         self._factory = factory
         self._lock = threading.Lock()  # guards _runner swaps against push() on aiortc's loop
+        # Serialises starting and stopping engines: two script threads of one session can overlap (a
+        # rerun while the old run is stopping) and each would start an engine, the first one leaked;
+        # the disconnect thread stops engines too. Never taken by push() or stats().
+        self._engine_lock = threading.RLock()
         self._runner: ConversationThread | None = None
         self._settings: Settings | None = None
         self._half_duplex = False
@@ -163,6 +176,8 @@ class VoiceSession:
         self.engine_starts = 0
         self.page_info: dict[str, Any] = {}  # counters the page adds to stats() (e.g. the run-count barrier)
         self.closed = False
+        self.last_frame_at = 0.0  # time.monotonic() of the last mic frame (aiortc loop writes, any reads)
+        self.watching = False  # a DisconnectWatch is ticking for this session (aiortc loop)
 
     # ------------------------------------------------------------------ aiortc loop
     def push(self, frame: Any) -> None:
@@ -170,9 +185,29 @@ class VoiceSession:
         with self._lock:
             self._frames_in += 1
             self._frames_this_start += 1
+            self.last_frame_at = time.monotonic()
             runner = self._runner
         if runner is not None:
             runner.push(frame)
+
+    def connection_ended(self, cause: str = "track-ended") -> None:
+        """aiortc loop: the WebRTC connection ended; stop the engine it was feeding, off the loop.
+
+        Only the engine running now is stopped (a later start may already have made a new one
+        by the time the thread runs); the stop is logged to the test hook with its latency.
+        """
+        with self._lock:
+            runner = self._runner
+        if runner is None:
+            return
+        ended = time.time()
+
+        def stop() -> None:
+            self.close_engine(only=runner)
+            write_stats(self.id, self.stats(), event="webrtc-ended", cause=cause, ended_at=round(ended, 3),
+                        stop_s=round(time.time() - ended, 3))
+
+        threading.Thread(target=stop, name="voicechat-disconnect", daemon=True).start()
 
     # ------------------------------------------------------------------ script thread
     @property
@@ -185,6 +220,10 @@ class VoiceSession:
 
     def ensure_engine(self, settings: Settings, *, half_duplex: bool = False) -> ConversationThread:
         """Start the engine, or restart it when the settings changed; half-duplex changes apply live."""
+        with self._engine_lock:
+            return self._ensure_engine(settings, half_duplex)
+
+    def _ensure_engine(self, settings: Settings, half_duplex: bool) -> ConversationThread:
         runner = self._runner
         if runner is not None and runner.alive and self._settings == settings:
             if half_duplex != self._half_duplex and runner.ready:
@@ -213,12 +252,26 @@ class VoiceSession:
         self.engine_started_once = True
         return runner
 
-    def close_engine(self) -> None:
-        """Stop the engine thread (WebRTC stopped, settings changed); its history is kept for the next one."""
+    def close_engine(self, only: ConversationThread | None = None) -> None:
+        """Stop the engine thread (WebRTC stopped, settings changed); its history is kept for the next one.
+
+        With ``only``, stop the engine only if it is still that one (see :meth:`connection_ended`).
+        """
+        with self._engine_lock:
+            self._close_engine(only)
+
+    def _close_engine(self, only: ConversationThread | None) -> None:
         with self._lock:
+            if only is not None and self._runner is not only:
+                return
             runner, self._runner = self._runner, None
         if runner is None:
             return
+        # Let a starting engine finish loading, then make one call on its loop: once that returns the
+        # loop is running, so ConversationThread.close() stops it (closing in the instant between
+        # "ready" and the loop starting skips the stop and leaves the thread running for good).
+        with contextlib.suppress(Exception):
+            runner.wait_ready(5.0)
         if runner.ready:
             with contextlib.suppress(RuntimeError, TimeoutError):
                 self._archive = self._merged(runner.run(lambda c: list(c.history.entries), timeout=2.0))

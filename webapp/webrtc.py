@@ -23,8 +23,8 @@ The barrier reads the count and reaches the event loop through streamlit-webrtc'
 ``session_info`` and ``eventloop`` helpers; it patches nothing in either library.
 
 Threads: :func:`render_streamer` runs on the script thread; the sink callback
-(``VoiceSession.push``) runs on aiortc's loop; the PCM source is pulled on aiortc's loop and
-pushed from the engine thread (see :mod:`webapp.session`).
+(``VoiceSession.push``), its ``on_ended`` and :class:`DisconnectWatch` run on aiortc's loop; the
+PCM source is pulled on aiortc's loop and pushed from the engine thread (see :mod:`webapp.session`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import os
 import time
 from typing import Any, cast
 
+from streamlit.runtime.runtime import Runtime
 from streamlit_webrtc import (
     Translations,
     WebRtcMode,
@@ -45,7 +46,7 @@ from streamlit_webrtc import (
     webrtc_streamer,
 )
 from streamlit_webrtc.eventloop import get_global_event_loop
-from streamlit_webrtc.session_info import get_script_run_count, get_this_session_info
+from streamlit_webrtc.session_info import get_script_run_count, get_session_id, get_this_session_info
 
 from webapp.session import OUTPUT_RATE, VoiceSession
 
@@ -125,6 +126,56 @@ class RunCountBarrier:
         self._completed_seq = self._seq
 
 
+class DisconnectWatch:
+    """aiortc loop: stop the engine of a browser that left without closing its WebRTC connection.
+
+    A closing tab usually says goodbye (RTCP BYE / DTLS close) and the mic sink's ``on_ended``
+    fires at once, but not always (a killed or busy renderer): aiortc then notices only when
+    ICE consent expires, ~30 s later. Streamlit, though, sees the tab's websocket close at once.
+    So every ``interval`` s, while the engine runs: if this session's websocket is gone (not an
+    active Streamlit session) AND no mic frame (one per 20 ms) arrived for ``stall_s``, the
+    connection is over and :meth:`VoiceSession.connection_ended` stops the engine. Both must hold: a websocket
+    blip with the call still up keeps sending frames, and a network stall with the tab still
+    open keeps its websocket. The watch stops itself once there is nothing left to watch.
+
+    :meth:`track_ended` is the fast path (the sink's ``on_ended``, ~0.1 s after a tab closes). It
+    acts only when the websocket is gone too: ``on_ended`` runs in the track coroutine's
+    ``finally``, so an old track that is cancelled or collected late may fire it after the next
+    start made a new engine, and stopping that one would be wrong. A stop button press is the
+    page's job (``webrtc_changed``), with the websocket still up.
+    """
+
+    def __init__(self, session: VoiceSession, session_id: str, interval: float = 0.1, stall_s: float = 0.5) -> None:
+        self.session, self.session_id, self.interval, self.stall_s = session, session_id, interval, stall_s
+        self.enabled = os.environ.get("VOICECHAT_DISCONNECT_WATCH", "1") != "0"  # "0": off (to test without it)
+
+    def start(self) -> None:
+        """Script thread: start ticking on the event loop (once per session; the page calls it every run)."""
+        if self.session.watching or not self.enabled:
+            return
+        self.session.watching = True
+        get_global_event_loop().call_soon_threadsafe(self.tick)
+
+    def websocket_gone(self) -> bool:
+        return not Runtime.instance().is_active_session(self.session_id)  # thread-safe per Streamlit
+
+    def track_ended(self) -> None:
+        """The mic sink track ended (aiortc's loop, or whichever thread collected an old track)."""
+        if self.enabled and self.websocket_gone():
+            self.session.connection_ended("track-ended")
+
+    def tick(self) -> None:
+        session = self.session
+        websocket_gone = self.websocket_gone()
+        if session.closed or (websocket_gone and session.runner is None):
+            session.watching = False  # nothing left to stop; a reconnect's next run starts a new watch
+            return
+        stalled = session.last_frame_at > 0 and time.monotonic() - session.last_frame_at > self.stall_s
+        if websocket_gone and stalled and session.webrtc_active:
+            session.connection_ended("websocket-gone")
+        get_global_event_loop().call_later(self.interval, self.tick)
+
+
 def media_constraints(echo_cancellation: bool) -> dict[str, Any]:
     """Audio only; the browser's echo canceller, noise suppressor and AGC switched together."""
     return {
@@ -142,7 +193,10 @@ def render_streamer(session: VoiceSession, barrier: RunCountBarrier, *, rtc_conf
     """Render the SENDRECV component. Call exactly once on EVERY full run, at top level, same key."""
     pcm_out = create_pcm_audio_source_track(key=SOURCE_KEY, sample_rate=OUTPUT_RATE)
     session.outlet.attach(pcm_out)  # a new source after each WebRTC session; the engine pushes here
-    mic = create_audio_sink_track(session.push, key=SINK_KEY)
+    # A closed tab: no script run will see it; the watch (and the sink's on_ended) stop its engine.
+    watch = DisconnectWatch(session, get_session_id())
+    mic = create_audio_sink_track(session.push, key=SINK_KEY, on_ended=watch.track_ended)
+    watch.start()
     barrier.before_render()
     return webrtc_streamer(
         key=STREAMER_KEY,
