@@ -11,7 +11,6 @@ import shutil
 from dataclasses import dataclass
 
 from voicechat.config import Settings
-from voicechat.errors import BackendUnavailable, VoicechatError
 from voicechat.llm.base import ChatModel
 from voicechat.stt.base import SpeechToText
 from voicechat.tts.base import TextToSpeech
@@ -96,17 +95,3 @@ def check_backends(settings: Settings) -> list[BackendStatus]:
                              "ONNX model from faster-whisper on onnxruntime"))
     out.append(BackendStatus("vad", "webrtc", _has("webrtcvad"), "light fallback"))
     return out
-
-
-def try_build(settings: Settings) -> tuple[SpeechToText | None, ChatModel | None, TextToSpeech | None, list[str]]:
-    """Build all three, collecting errors instead of raising (for surfaces that show them)."""
-    errors: list[str] = []
-    built: list[object | None] = []
-    for make in (make_stt, make_llm, make_tts):
-        try:
-            built.append(make(settings))
-        except (VoicechatError, BackendUnavailable) as exc:
-            errors.append(str(exc))
-            built.append(None)
-    stt, llm, tts = built
-    return stt, llm, tts, errors  # type: ignore[return-value]

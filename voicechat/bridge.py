@@ -11,7 +11,6 @@ the surface's audio sink (``on_audio``/``on_flush``), which must be thread-safe 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -73,7 +72,6 @@ class UiBridge:
         self._snap = Snapshot()
         self._on_audio = on_audio
         self._on_flush = on_flush
-        self.last_event_at = 0.0
 
     def handle(self, event: Event) -> None:
         if isinstance(event, AudioOut):
@@ -86,7 +84,6 @@ class UiBridge:
             self._on_flush()
         with self._lock:
             self._snap = replace(self._apply(self._snap, event), version=self._snap.version + 1)
-            self.last_event_at = time.monotonic()
 
     @staticmethod
     def _apply(s: Snapshot, ev: Event) -> Snapshot:

@@ -45,10 +45,6 @@ from voicechat.turns import RATE, SpeechPause, SpeechResume, SpeechStart, TurnCo
 from voicechat.vad import VoiceActivityDetector, make_vad
 
 
-def _ms(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else round((b - a) * 1000.0, 1)
-
-
 class Conversation:
     """Listens, transcribes, replies and speaks; barge-in and ``stop_speaking()`` cut a reply.
 

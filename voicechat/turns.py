@@ -77,7 +77,6 @@ class TurnDetector:
         self._win = vad.window
         self._pending = np.zeros(0, dtype=np.float32)
         self._pos = 0  # samples consumed so far
-        self.last_prob = 0.0
         self._reset_turn()
 
     def _reset_turn(self) -> None:
@@ -131,7 +130,6 @@ class TurnDetector:
     def _step(self, window: np.ndarray, events: list[TurnEvent]) -> None:
         cfg = self.config
         prob = self.vad(window)
-        self.last_prob = prob
         start_of_window = self._pos
         self._pos += self._win
         voiced = prob >= cfg.threshold
