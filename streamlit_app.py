@@ -1,14 +1,14 @@
 """voicechat's Streamlit dashboard: ``streamlit run streamlit_app.py``.
 
-Thin on purpose: the page lives in :mod:`webapp.page`, the WebRTC wiring in
-:mod:`webapp.webrtc`, the per-session engine in :mod:`webapp.session`.
+Thin on purpose: the page lives in :mod:`voicechat.streamlit.page`, the WebRTC wiring in
+:mod:`voicechat.streamlit.webrtc`, the per-session engine in :mod:`voicechat.streamlit.browser_session`.
 ``VOICECHAT_WEBRTC_DEBUG=1`` prints streamlit-webrtc's debug log (signalling, context resets).
 """
 
 import logging
 import os
 
-from webapp.page import main
+from voicechat.streamlit.page import main
 
 if os.environ.get("VOICECHAT_WEBRTC_DEBUG"):
     _webrtc_log = logging.getLogger("streamlit_webrtc")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from voicechat.bench.stats import median, paired_ratio, percentile, summary, true_end_of_speech
+from voicechat.benchmark.stats import median, paired_ratio, percentile, summary, true_end_of_speech
 
 
 def test_end_of_speech_is_read_from_the_recording() -> None:

@@ -28,7 +28,7 @@ from voicechat.events import (
     StateChanged,
     TurnMetrics,
 )
-from voicechat.session import run_turn_from_wav
+from voicechat.file_turns import run_turn_from_wav
 
 pytestmark = pytest.mark.slow
 

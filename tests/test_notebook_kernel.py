@@ -110,7 +110,7 @@ def ids(kernel: Kernel) -> dict[str, str]:
     found: dict[str, str] = {}
     for c in kernel.comm_opens():
         state = c["data"]["state"]
-        if state.get("_anywidget_id") == "voicechat.notebook.bridge.VoiceBridge":
+        if state.get("_anywidget_id") == "voicechat.notebook.browser_widget.VoiceBridge":
             found["bridge"] = c["comm_id"]
         elif state.get("description") == "Stop speaking":
             found["stop"] = c["comm_id"]

@@ -159,7 +159,7 @@ def ids(kernel: tuple[Kernel, Wire], root: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for c in k.comm_opens():
         state = c["data"]["state"]
-        if state.get("_anywidget_id") == "voicechat.notebook.bridge.VoiceBridge":
+        if state.get("_anywidget_id") == "voicechat.notebook.browser_widget.VoiceBridge":
             found["bridge"] = c["comm_id"]
         found.update({name: c["comm_id"] for name, m in markers.items() if m in str(state.get("value", ""))})
     assert set(found) == {"bridge", *markers}, found

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from voicechat.bridge import ChatLine
 from voicechat.events import State, TurnMetrics
 from voicechat.notebook import _view
-from voicechat.notebook.bridge import VoiceBridge
+from voicechat.notebook.browser_widget import VoiceBridge
+from voicechat.ui_state import ChatLine
 
 
 def test_transcripts_and_replies_cannot_inject_markup() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-CORE = ["voicechat", "voicechat.engine", "voicechat.runner", "voicechat.bridge", "voicechat.cli",
-        "voicechat.backends", "voicechat.session", "voicechat.stt.openai", "voicechat.llm.openai",
+CORE = ["voicechat", "voicechat.engine", "voicechat.conversation_thread", "voicechat.ui_state", "voicechat.cli",
+        "voicechat.backends", "voicechat.file_turns", "voicechat.stt.openai", "voicechat.llm.openai",
         "voicechat.tts.openai", "voicechat.stt.local", "voicechat.llm.local", "voicechat.tts.local"]
 
 

@@ -14,10 +14,10 @@ import pytest
 from tests.conftest import piper_pcm
 from voicechat.audio import InputConverter
 from voicechat.config import Settings
+from voicechat.conversation_thread import ConversationThread, offline_or_configured
 from voicechat.engine import Conversation
 from voicechat.events import Event, FinalTranscript, ReplyDone, SpeechEnded, TurnMetrics
 from voicechat.models import SHARED_MODELS
-from voicechat.runner import ConversationThread, offline_or_configured
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import wav_frames_as_av
 from voicechat.config import Settings
+from voicechat.conversation_thread import ConversationThread, offline_or_configured
 from voicechat.events import AudioOut, Event, FinalTranscript, ReplyDone
-from voicechat.runner import ConversationThread, offline_or_configured
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,6 @@ from streamlit_webrtc import PcmAudioSource
 
 from tests.conftest import wav_frames_as_av
 from tests.streamlit_harness import wait_for
-from voicechat.bridge import UiBridge
 from voicechat.config import Settings
 from voicechat.events import (
     AudioOut,
@@ -31,10 +30,11 @@ from voicechat.events import (
     StateChanged,
     TurnMetrics,
 )
-from webapp.ice import describe, parse_ice_servers, rtc_configuration
-from webapp.live import escape_markdown, light_state, medians, status_lights
-from webapp.session import ENGINE_THREAD, OUTPUT_RATE, VoiceSession
-from webapp.webrtc import RunCountBarrier
+from voicechat.streamlit.browser_session import ENGINE_THREAD, OUTPUT_RATE, VoiceSession
+from voicechat.streamlit.ice import describe, parse_ice_servers, rtc_configuration
+from voicechat.streamlit.live import escape_markdown, light_state, medians, status_lights
+from voicechat.streamlit.webrtc import RunCountBarrier
+from voicechat.ui_state import UiBridge
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = {"stt": "local", "llm": "local", "tts": "local"}
@@ -279,7 +279,7 @@ def _page_script() -> None:
     # for its two server-bound parts (the browser test drives the real ones).
     from types import SimpleNamespace
 
-    from webapp.page import main
+    from voicechat.streamlit.page import main
 
     idle = SimpleNamespace(state=SimpleNamespace(playing=False, signalling=False))
     main(streamer=lambda *a, **k: idle, shutdown_observer=lambda callback: None)

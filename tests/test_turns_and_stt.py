@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import piper_pcm
 from voicechat.audio import int16_to_float, read_audio
-from voicechat.turns import SpeechStart, TurnConfig, TurnDetector, TurnEnd
+from voicechat.end_of_turn import SpeechStart, TurnConfig, TurnDetector, TurnEnd
 from voicechat.vad import SileroVAD, WebRtcVAD
 
 pytestmark = pytest.mark.slow

@@ -75,7 +75,7 @@ def cmd_turn(args: argparse.Namespace) -> int:
     from voicechat.audio import check_size, write_wav
     from voicechat.backends import make_llm, make_stt, make_tts
     from voicechat.engine import Conversation
-    from voicechat.session import run_turn_from_wav
+    from voicechat.file_turns import run_turn_from_wav
 
     s = _settings(args)
     check_size(args.file, s.max_audio_bytes)
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_turn)
 
     try:
-        from voicechat.bench.cli import add_bench_parser
+        from voicechat.benchmark.bench_command import add_bench_parser
     except ImportError:
         pass
     else:

@@ -2,7 +2,7 @@
 
 Threading: a :class:`Conversation` lives on one asyncio event loop and every public
 method must be called on that loop's thread. Surfaces whose audio arrives on other
-threads (aiortc, ipykernel comms) go through :class:`voicechat.runner.ConversationThread`,
+threads (aiortc, ipykernel comms) go through :class:`voicechat.conversation_thread.ConversationThread`,
 the one class that crosses threads. Blocking model work runs on worker threads inside
 the backends; the per-frame path (resample + VAD) runs inline because it costs well
 under 1 % of real time.
@@ -22,6 +22,7 @@ import numpy as np
 from voicechat import workers
 from voicechat.audio import InputConverter
 from voicechat.config import Settings
+from voicechat.end_of_turn import RATE, SpeechPause, SpeechResume, SpeechStart, TurnConfig, TurnDetector, TurnEnd
 from voicechat.errors import VoicechatError
 from voicechat.events import (
     AudioOut,
@@ -38,10 +39,9 @@ from voicechat.events import (
 from voicechat.history import History
 from voicechat.llm.base import ChatModel
 from voicechat.models import SHARED_MODELS
+from voicechat.speculative_turn import Turn, TurnInput
 from voicechat.stt.base import SpeechToText
 from voicechat.tts.base import TextToSpeech
-from voicechat.turn import Turn, TurnInput
-from voicechat.turns import RATE, SpeechPause, SpeechResume, SpeechStart, TurnConfig, TurnDetector, TurnEnd
 from voicechat.vad import VoiceActivityDetector, make_vad
 
 

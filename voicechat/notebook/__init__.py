@@ -7,7 +7,7 @@ This package is the only place that imports ipywidgets and anywidget (``pip inst
 from __future__ import annotations
 
 try:
-    from voicechat.notebook.bridge import VoiceBridge
+    from voicechat.notebook.browser_widget import VoiceBridge
     from voicechat.notebook.widget import VoiceChatWidget
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(

@@ -1,4 +1,4 @@
-"""HTML for the widget's read-only parts, rendered from a :class:`voicechat.bridge.Snapshot`.
+"""HTML for the widget's read-only parts, rendered from a :class:`voicechat.ui_state.Snapshot`.
 
 Pure functions, so they run on whichever thread refreshes the widget (the kernel's main thread)
 and can be tested without a kernel. Every piece of user or model text is HTML-escaped: a
@@ -10,8 +10,8 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 
-from voicechat.bridge import ChatLine
 from voicechat.events import State, TurnMetrics
+from voicechat.ui_state import ChatLine
 
 
 def lights_html(state: State, *, mic_on: bool, engine: str, ready: bool) -> str:

@@ -1,8 +1,8 @@
 """``VoiceChatWidget``: the voicechat conversation inside a Jupyter notebook.
 
 The widget is a thin surface: the same :class:`voicechat.engine.Conversation` the other surfaces
-use runs on a :class:`voicechat.runner.ConversationThread` (see ``_session.py``), and
-:class:`voicechat.bridge.UiBridge` keeps the picture the view shows. Nothing here decides turns,
+use runs on a :class:`voicechat.conversation_thread.ConversationThread` (see ``_engine_link.py``), and
+:class:`voicechat.ui_state.UiBridge` keeps the picture the view shows. Nothing here decides turns,
 transcribes or replies.
 
 Thread boundaries:
@@ -37,8 +37,8 @@ import numpy as np
 from voicechat.config import LANGUAGES, Settings
 from voicechat.events import ErrorEvent, State
 from voicechat.notebook import _view
-from voicechat.notebook._session import EngineSession
-from voicechat.notebook.bridge import MIC_RATE, VoiceBridge
+from voicechat.notebook._engine_link import EngineSession
+from voicechat.notebook.browser_widget import MIC_RATE, VoiceBridge
 
 REFRESH_S = 0.05  # at most ~20 view updates a second while a reply streams in
 BACKENDS = ("auto", "local", "openai")

@@ -24,7 +24,7 @@ def add_bench_parser(sub: Any) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from voicechat.bench.runner import default_questions, run_benchmark
+    from voicechat.benchmark.latency_run import default_questions, run_benchmark
 
     settings = Settings.load({"stt": args.stt or "local", "llm": args.llm or "local", "tts": args.tts or "local"})
     questions = [Path(a) for a in args.audio] if args.audio else default_questions()
@@ -34,7 +34,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     result = asyncio.run(run_benchmark(settings, questions, rounds=args.rounds, progress=log))
     if args.write_docs:
-        from voicechat.bench.report import write_docs
+        from voicechat.benchmark.report import write_docs
 
         write_docs(result, Path(args.write_docs))
     if args.json:

@@ -6,7 +6,7 @@ with ``st.text`` (no Markdown, HTML or autolinking) and error messages with Mark
 never with ``unsafe_allow_html`` — so a transcript saying ``<img src=x onerror=...>``,
 ``[link](...)`` or a bare URL is displayed as those characters.
 
-The fragment never contains ``webrtc_streamer`` (see :mod:`webapp.webrtc`): fragment runs do
+The fragment never contains ``webrtc_streamer`` (see :mod:`voicechat.streamlit.webrtc`): fragment runs do
 not count as script runs, and the component must be rendered by every full run.
 """
 
@@ -18,12 +18,12 @@ import statistics
 import pandas as pd
 import streamlit as st
 
-from voicechat.bridge import Snapshot
 from voicechat.config import Settings
 from voicechat.events import State, TurnMetrics
-from webapp.browser_stt import browser_stt
-from webapp.session import VoiceSession
-from webapp.testing import write_stats
+from voicechat.streamlit.browser_session import VoiceSession
+from voicechat.streamlit.browser_stt import browser_stt
+from voicechat.streamlit.testing import write_stats
+from voicechat.ui_state import Snapshot
 
 LATENCY_COLUMNS = ("stt_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_ms")
 BROWSER_STT_KEY = "voicechat-browser-stt"

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from voicechat.bridge import UiBridge
 from voicechat.config import Settings
+from voicechat.conversation_thread import ConversationThread, offline_or_configured
 from voicechat.engine import Conversation
 from voicechat.events import (
     AudioOut,
@@ -38,8 +38,8 @@ from voicechat.events import (
     StateChanged,
     TurnMetrics,
 )
-from voicechat.notebook.bridge import VoiceBridge
-from voicechat.runner import ConversationThread, offline_or_configured
+from voicechat.notebook.browser_widget import VoiceBridge
+from voicechat.ui_state import UiBridge
 
 
 class EngineSession:

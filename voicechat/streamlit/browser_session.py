@@ -20,7 +20,7 @@ Thread boundaries, all of them, and which methods each one calls:
   session ends (registered through ``SessionShutdownObserver`` by the page).
 - **aiortc's loop**, when the WebRTC connection ends: :meth:`VoiceSession.connection_ended`, from
   the mic sink track's ``on_ended`` (aiortc saw the peer close) or from the page's disconnect
-  watch (:class:`webapp.webrtc.DisconnectWatch`: the browser's websocket is gone and no mic
+  watch (:class:`voicechat.streamlit.webrtc.DisconnectWatch`: the browser's websocket is gone and no mic
   frame came for 0.5 s — a closed tab whose goodbye packets aiortc never got). Streamlit
   keeps a disconnected browser session alive for minutes and no script run happens after a
   closed tab, so this is what stops a departed browser's engine; it must not block the loop,
@@ -40,13 +40,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from voicechat.bridge import UiBridge
 from voicechat.config import Settings
+from voicechat.conversation_thread import ConversationThread
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, TurnMetrics
 from voicechat.history import Entry, History
-from voicechat.runner import ConversationThread
-from webapp.testing import write_stats
+from voicechat.streamlit.testing import write_stats
+from voicechat.ui_state import UiBridge
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
 """The page: layout and wiring, run top to bottom by Streamlit on every full script run.
 
-Order matters. Everything above :func:`webapp.webrtc.render_streamer` is plain widgets that
+Order matters. Everything above :func:`voicechat.streamlit.webrtc.render_streamer` is plain widgets that
 cannot fail; the streamer is rendered unconditionally on every full run with one fixed key;
 everything after it is inside ``try`` so an error is shown on the page and the run still ends
 normally, and the last statement tells the run-count barrier that this run completed.
 
 Threads: this module runs on Streamlit's script thread. The per-session objects it creates
-(:class:`webapp.session.VoiceSession`) are where the aiortc, engine and shutdown threads meet.
+(:class:`voicechat.streamlit.browser_session.VoiceSession`) are where the aiortc, engine and shutdown threads meet.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from streamlit_webrtc.shutdown import SessionShutdownObserver
 
 from voicechat.config import LANGUAGES, Settings
 from voicechat.errors import ConfigError
-from webapp import ice
-from webapp.i18n import labels, translations
-from webapp.live import escape_markdown, live_panel
-from webapp.session import VoiceSession
-from webapp.sidebar import SidebarChoice, render_backend_status, render_sidebar
-from webapp.testing import write_stats
-from webapp.webrtc import RunCountBarrier, render_streamer
+from voicechat.streamlit import ice
+from voicechat.streamlit.browser_session import VoiceSession
+from voicechat.streamlit.i18n import labels, translations
+from voicechat.streamlit.live import escape_markdown, live_panel
+from voicechat.streamlit.sidebar import SidebarChoice, render_backend_status, render_sidebar
+from voicechat.streamlit.testing import write_stats
+from voicechat.streamlit.webrtc import RunCountBarrier, render_streamer
 
 SESSION_KEY = "voicechat_session"
 OBSERVER_KEY = "voicechat_session_observer"
@@ -139,7 +139,7 @@ def main(streamer: Callable[..., Any] = render_streamer,
                 session.submit_text(text, settings, half_duplex=choice.half_duplex)
         live_panel(session, settings, t)
         render_backend_status(settings, t, ice.describe(rtc))
-    except Exception as exc:  # shown, not raised: the run must end normally (see webapp.webrtc)
+    except Exception as exc:  # shown, not raised: the run must end normally (see voicechat.streamlit.webrtc)
         log.exception("page error")
         st.exception(exc)
     barrier.run_completed()

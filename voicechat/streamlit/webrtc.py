@@ -24,7 +24,8 @@ The barrier reads the count and reaches the event loop through streamlit-webrtc'
 
 Threads: :func:`render_streamer` runs on the script thread; the sink callback
 (``VoiceSession.push``), its ``on_ended`` and :class:`DisconnectWatch` run on aiortc's loop; the
-PCM source is pulled on aiortc's loop and pushed from the engine thread (see :mod:`webapp.session`).
+PCM source is pulled on aiortc's loop and pushed from the engine thread (see
+:mod:`voicechat.streamlit.browser_session`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from streamlit_webrtc import (
 from streamlit_webrtc.eventloop import get_global_event_loop
 from streamlit_webrtc.session_info import get_script_run_count, get_session_id, get_this_session_info
 
-from webapp.session import OUTPUT_RATE, VoiceSession
+from voicechat.streamlit.browser_session import OUTPUT_RATE, VoiceSession
 
 STREAMER_KEY = "voicechat-webrtc"
 SINK_KEY = "voicechat-mic"

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from voicechat.audio import InputConverter, iter_wav_frames
-from voicechat.bench.stats import median, paired_ratio, summary, true_end_of_speech
+from voicechat.benchmark.stats import median, paired_ratio, summary, true_end_of_speech
 from voicechat.config import Settings
+from voicechat.end_of_turn import TurnDetector
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, FinalTranscript, ReplyDone, TurnMetrics
 from voicechat.llm.base import Message
-from voicechat.turns import TurnDetector
 from voicechat.vad import make_vad
 
 FRAME_S = 0.02

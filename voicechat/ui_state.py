@@ -2,7 +2,7 @@
 
 Both surfaces (Streamlit, notebook) need the same picture of the conversation: the status
 light, the live transcript, the messages with the reply streaming in, metrics and errors.
-:class:`UiBridge` is the listener given to :class:`voicechat.runner.ConversationThread`:
+:class:`UiBridge` is the listener given to :class:`voicechat.conversation_thread.ConversationThread`:
 ``handle`` runs on the engine thread, ``snapshot`` on the UI thread (Streamlit's script
 thread, the kernel's main thread). Reply audio is not stored here; it goes straight to
 the surface's audio sink (``on_audio``/``on_flush``), which must be thread-safe itself.
