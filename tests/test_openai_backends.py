@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.openai_server import (
+from voicechat.benchmark.openai_loopback_server import (
     CHAT,
     SPEECH,
     TRANSCRIPTIONS,

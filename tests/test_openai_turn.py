@@ -18,7 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.openai_server import CHAT, SPEECH, TRANSCRIPTIONS, FakeOpenAIServer, Reply, error_reply, serve, sse_chat
+from voicechat.benchmark.openai_loopback_server import (
+    CHAT,
+    SPEECH,
+    TRANSCRIPTIONS,
+    FakeOpenAIServer,
+    Reply,
+    error_reply,
+    serve,
+    sse_chat,
+)
 from voicechat.config import Settings
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, ErrorEvent, ReplyDone, State

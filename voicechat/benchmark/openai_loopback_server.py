@@ -1,4 +1,4 @@
-"""A real HTTP server speaking the OpenAI wire format, scriptable per test.
+"""A real HTTP server speaking the OpenAI wire format, for the tests and the capacity benchmark.
 
 It runs on 127.0.0.1 in a daemon thread, so the real ``openai`` SDK (its retries, timeouts,
 SSE parser and connection handling) is exercised end to end. Each endpoint has a queue of
