@@ -7,7 +7,9 @@ and keeps no global state: converters are per stream because resamplers carry fi
 
 from __future__ import annotations
 
+import itertools
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -188,30 +190,56 @@ def check_size(path: str | Path, limit: int) -> None:
         )
 
 
-def read_audio(path: str | Path, rate: int = STT_RATE) -> np.ndarray:
-    """Decode any audio file FFmpeg reads (WAV, MP3, OGG…) to mono float32 at ``rate``."""
+def _decoded(path: str | Path) -> Iterator[av.AudioFrame]:
+    """Every audio frame of a file, through FFmpeg: WAV in any sample format (16/24/32-bit, float,
+    WAVE_FORMAT_EXTENSIBLE), FLAC, OGG, MP3…
+
+    Whatever FFmpeg cannot open or decode becomes one :class:`AudioFormatError` naming the file,
+    so every command reports a bad file the same way, in one line.
+    """
     try:
         container = av.open(str(path))
-    except (FileNotFoundError, av.FFmpegError) as exc:
+    except (OSError, av.FFmpegError) as exc:
         raise AudioFormatError(f"cannot read audio file {path}: {exc}", "check the path and format") from exc
-    conv = InputConverter(rate)
-    parts: list[np.ndarray] = []
     with container:
         if not container.streams.audio:
-            raise AudioFormatError(f"{path} has no audio stream")
-        for frame in container.decode(audio=0):
-            parts.append(conv.convert(frame))
+            raise AudioFormatError(f"{path} has no audio stream", "pass a file with sound in it")
+        try:
+            yield from container.decode(audio=0)
+        except (OSError, av.FFmpegError) as exc:
+            raise AudioFormatError(f"cannot decode audio file {path}: {exc}", "check the file is not damaged") from exc
+
+
+def read_audio(path: str | Path, rate: int = STT_RATE) -> np.ndarray:
+    """Decode any audio file FFmpeg reads (WAV, FLAC, MP3, OGG…) to mono float32 at ``rate``."""
+    conv = InputConverter(rate)
+    parts = [conv.convert(frame) for frame in _decoded(path)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
 def iter_wav_frames(path: str | Path, frame_ms: int = FRAME_MS) -> tuple[list[np.ndarray], int]:
-    """A WAV file as int16 mono/stereo frames of ``frame_ms`` at its own rate, as a microphone sends them."""
-    with wave.open(str(path), "rb") as w:
-        rate, channels, width = w.getframerate(), w.getnchannels(), w.getsampwidth()
-        if width != 2:
-            raise AudioFormatError(f"{path}: only 16-bit WAV is streamed as frames", "convert with sox")
-        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
-    data = data.reshape(-1, channels)
+    """Any audio file as int16 frames of ``frame_ms`` at its own rate, as a microphone sends them.
+
+    Mono files give (n, 1) frames, anything with more channels is mixed to stereo (n, 2):
+    the engine's input path takes both, and keeping the file's rate means the resampling a
+    live microphone goes through is exercised too.
+    """
+    frames = _decoded(path)
+    first = next(frames, None)
+    if first is None:
+        return [], STT_RATE
+    rate = int(first.sample_rate)
+    channels = 1 if first.layout.nb_channels == 1 else 2
+    resampler = av.AudioResampler(format="s16", layout="mono" if channels == 1 else "stereo", rate=rate)
+    parts: list[np.ndarray] = []
+    try:
+        for frame in itertools.chain([first], frames):
+            frame.pts = None
+            parts += [f.to_ndarray().reshape(-1, channels) for f in resampler.resample(_sanitize_float_frame(frame))]
+        parts += [f.to_ndarray().reshape(-1, channels) for f in resampler.resample(None)]
+    except (ValueError, av.FFmpegError) as exc:  # e.g. the format changes mid-file
+        raise AudioFormatError(f"cannot convert audio file {path}: {exc}", "convert it to one format first") from exc
+    data = np.concatenate(parts) if parts else np.zeros((0, channels), dtype=np.int16)
     step = rate * frame_ms // 1000
     return [data[i : i + step] for i in range(0, len(data), step)], rate
 

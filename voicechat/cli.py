@@ -46,8 +46,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     check_size(args.file, s.max_audio_bytes)
-    stt = make_stt(s)
     audio = read_audio(args.file)
+    stt = make_stt(s)
     print(asyncio.run(stt.transcribe(audio, language=s.language)))
     return 0
 
@@ -72,20 +72,21 @@ def cmd_say(args: argparse.Namespace) -> int:
 
 
 def cmd_turn(args: argparse.Namespace) -> int:
-    from voicechat.audio import check_size, write_wav
+    from voicechat.audio import check_size, iter_wav_frames, write_wav
     from voicechat.backends import make_llm, make_stt, make_tts
     from voicechat.engine import Conversation
-    from voicechat.file_turns import run_turn_from_wav
+    from voicechat.file_turns import run_turn_from_frames
 
     s = _settings(args)
     check_size(args.file, s.max_audio_bytes)
+    frames, rate = iter_wav_frames(args.file)  # a file we cannot read fails here, before any model loads
     stt, llm, tts = make_stt(s), make_llm(s), make_tts(s)
 
     async def run() -> Any:
         conv = Conversation(stt, llm, tts, settings=s, output_rate=args.rate)
         await conv.warm_up()
         try:
-            return await run_turn_from_wav(conv, args.file, realtime=not args.fast)
+            return await run_turn_from_frames(conv, frames, rate, realtime=not args.fast)
         finally:
             await conv.aclose()
 
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     backends(sp, "tts")
     sp.set_defaults(func=cmd_say)
 
-    sp = sub.add_parser("turn", help="one whole voice turn from a WAV, through the real engine")
+    sp = sub.add_parser("turn", help="one whole voice turn from an audio file, through the real engine")
     sp.add_argument("file")
     sp.add_argument("--out", help="write the spoken reply here")
     sp.add_argument("--json", action="store_true", help="print one JSON object")

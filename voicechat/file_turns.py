@@ -45,11 +45,18 @@ class TurnResult:
 
 async def run_turn_from_wav(conv: Conversation, path: str | Path, *, realtime: bool = True,
                             timeout_s: float = 120.0) -> TurnResult:
-    """Feed a WAV in 20 ms frames (paced like a microphone when ``realtime``) and collect the first turn.
+    """Feed an audio file (any format FFmpeg reads) in 20 ms frames, paced like a microphone when
+    ``realtime``, and collect the first turn.
 
     ``conv`` must have been made without a listener; its queue is read here.
     """
     frames, rate = iter_wav_frames(path)
+    return await run_turn_from_frames(conv, frames, rate, realtime=realtime, timeout_s=timeout_s)
+
+
+async def run_turn_from_frames(conv: Conversation, frames: list[np.ndarray], rate: int, *, realtime: bool = True,
+                               timeout_s: float = 120.0) -> TurnResult:
+    """:func:`run_turn_from_wav` on frames already decoded (so a bad file fails before models load)."""
     result = TurnResult(sample_rate=conv.output_rate)
     start = time.perf_counter()
     for i, frame in enumerate(frames):

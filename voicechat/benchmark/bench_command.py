@@ -14,7 +14,7 @@ from voicechat.config import Settings
 
 def add_bench_parser(sub: Any) -> None:
     sp = sub.add_parser("bench", help="voice-to-voice latency through the real engine, vs a sequential pipeline")
-    sp.add_argument("--audio", nargs="+", help="WAV questions (16-bit, any rate); default: the bundled set")
+    sp.add_argument("--audio", nargs="+", help="spoken questions, any audio file; default: the bundled set")
     sp.add_argument("--rounds", type=int, default=2, help="measured passes over the questions (after one warm-up)")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
     sp.add_argument("--write-docs", metavar="DIR", help="write benchmarks.md figures and the plot into DIR")

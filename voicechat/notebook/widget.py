@@ -146,7 +146,7 @@ class VoiceChatWidget(widgets.VBox):
         self._session.push(np.asarray(pcm), sample_rate)
 
     def feed_wav(self, path: str | Path, *, realtime: bool = False) -> threading.Thread:
-        """Send a WAV file in 100 ms chunks of 16 kHz Int16 (exactly what the page sends) from a thread.
+        """Send an audio file (WAV, FLAC, OGG…) in 100 ms chunks of 16 kHz Int16, as the page does, from a thread.
 
         Trailing silence is added so the end of the turn is detected. Follow with :meth:`wait_reply`.
         """
