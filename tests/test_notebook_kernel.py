@@ -219,6 +219,17 @@ def test_browser_transcript_replies_and_stop_button_flushes_playback(kernel: Ker
     assert history[3]["role"] == "assistant" and history[3]["interrupted"] is True
 
 
+def test_nothing_native_reaches_the_cells_stderr(kernel: Kernel, ids: dict[str, str]) -> None:
+    """The first widget loads every offline model (llama.cpp, Whisper, Piper, Silero) in this kernel and
+    has answered by now: none of it may print under a cell (JupyterLab shows stderr in red)."""
+    kernel.wait_for("the first turn to have ended", lambda: engine_idle(kernel, ids))
+    kernel.drain(0.5)
+    stderr = [m["content"]["text"] for m in kernel.msgs
+              if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"]
+    assert stderr == [], f"written to a cell's stderr: {stderr}"
+    assert not [m for m in kernel.msgs if m["msg_type"] == "error"]
+
+
 def test_kernel_main_loop_stays_responsive_during_a_turn(kernel: Kernel, ids: dict[str, str],
                                                           make_speech: Callable[..., Path]) -> None:
     """While a whole turn runs (STT, LLM, TTS), the kernel's own event loop never stalls."""

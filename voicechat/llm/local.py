@@ -13,6 +13,8 @@ cancelled consumer sets an event the worker checks after every token.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -43,6 +45,8 @@ FEW_SHOT: dict[str, list[tuple[str, str]]] = {
     ],
 }
 STOP = ["\nUser:", "\n", "User:", "<end_of_turn>"]
+NATIVE_LOG = logging.getLogger("voicechat.llama")
+_native_log_callback: Any = None  # the ctypes callback must stay referenced while llama.cpp may call it
 
 
 def build_prompt(messages: Sequence[Message], language: str = "en") -> str:
@@ -78,16 +82,42 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def _route_native_log() -> None:
+    """Send llama.cpp's log lines to the ``voicechat.llama`` logger at DEBUG instead of ``sys.stderr``.
+
+    llama-cpp-python's own callback maps ggml's log levels with a stale table (WARN=3 reads as
+    ERROR), so with ``verbose=False`` it still prints warnings such as ``llama_kv_cache_iswa: using
+    full-size SWA cache`` — and it prints them with Python's ``print(file=sys.stderr)``, which in a
+    Jupyter kernel is the cell's red stderr, out of reach of any file-descriptor redirect. The lines
+    are kept (``logging.getLogger("voicechat.llama").setLevel(logging.DEBUG)`` shows them);
+    failures still surface as exceptions from ``Llama()``. Process-wide, installed once.
+    """
+    global _native_log_callback
+    if _native_log_callback is not None:
+        return
+    import llama_cpp
+
+    def log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:  # any thread llama.cpp runs on
+        if not NATIVE_LOG.isEnabledFor(logging.DEBUG):
+            return
+        with contextlib.suppress(Exception):  # an exception must never cross back into C
+            NATIVE_LOG.debug("%s", text.decode("utf-8", "replace").rstrip("\n"))
+
+    _native_log_callback = llama_cpp.llama_log_callback(log)
+    llama_cpp.llama_log_set(_native_log_callback, ctypes.c_void_p(0))
+
+
 def _load(path: str, threads: int, n_ctx: int) -> tuple[Any, threading.Lock]:
     try:
         from llama_cpp import Llama
     except ImportError as exc:
         raise BackendUnavailable("llama-cpp-python is not installed", LOCAL_INSTALL_HINT) from exc
+    _route_native_log()
     if not os.path.isfile(path):
         raise ModelFileError(f"GGUF model file {path} does not exist",
                              "set VOICECHAT_LOCAL_LLM_MODEL to an existing .gguf file")
     try:
-        with _quiet_stderr():  # llama.cpp prints "using full-size SWA cache" even with verbose=False
+        with _quiet_stderr():  # anything native that bypasses the log callback
             llm = Llama(path, n_ctx=n_ctx, n_threads=threads, n_batch=64, n_ubatch=64, verbose=False)
     except Exception as exc:  # llama-cpp raises ValueError for an unreadable or corrupt GGUF
         raise ModelFileError(f"could not load GGUF model {path}: {exc}",
