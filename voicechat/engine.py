@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Literal
 
 import av
 import numpy as np
@@ -41,6 +41,7 @@ from voicechat.llm.base import ChatModel
 from voicechat.models import SHARED_MODELS
 from voicechat.speculative_turn import Turn, TurnInput
 from voicechat.stt.base import SpeechToText
+from voicechat.transcribed_prefix import TranscribedPrefix
 from voicechat.tts.base import TextToSpeech
 from voicechat.vad import VoiceActivityDetector, make_vad
 
@@ -53,10 +54,16 @@ class Conversation:
 
     def __init__(self, stt: SpeechToText | None, llm: ChatModel, tts: TextToSpeech | None, *,
                  settings: Settings | None = None, vad: VoiceActivityDetector | None = None,
-                 output_rate: int = 48_000, listener: Callable[[Event], None] | None = None) -> None:
+                 output_rate: int = 48_000, listener: Callable[[Event], None] | None = None,
+                 interim_stt: SpeechToText | Literal["auto"] | None = "auto") -> None:
+        from voicechat.backends import is_billed, make_interim_stt
+
         self.settings = settings or Settings()
         s = self.settings
         self.stt, self.llm, self.tts = stt, llm, tts
+        # The live transcript's STT; see make_interim_stt for why it may differ from ``stt``.
+        self.interim_stt = make_interim_stt(s, stt) if interim_stt == "auto" else interim_stt
+        self._billed_prefix = TranscribedPrefix() if is_billed(stt) else None
         self.output_rate = output_rate
         self.history = History()
         self.metrics: list[TurnMetrics] = []
@@ -155,7 +162,7 @@ class Conversation:
 
     def _maybe_partial(self) -> None:
         s = self.settings
-        if (self.stt is None or not self.turns.speaking or s.partial_interval_ms <= 0
+        if (self.interim_stt is None or not self.turns.speaking or s.partial_interval_ms <= 0
                 or (self._partial is not None and not self._partial.done())):
             return
         if self._current is not None and self._current.held and not self._current.done:
@@ -167,9 +174,9 @@ class Conversation:
         self._partial = asyncio.create_task(self._partial_transcript(audio, self._utterance))
 
     async def _partial_transcript(self, audio: np.ndarray, utterance: int) -> None:
-        assert self.stt is not None
+        assert self.interim_stt is not None
         try:
-            text = await self.stt.transcribe(audio, language=self.settings.language)
+            text = await self.interim_stt.transcribe(audio, language=self.settings.language)
         except VoicechatError:
             return  # an interim result is best-effort; the final transcript reports errors
         if text and utterance == self._utterance and self.turns.speaking:
@@ -181,18 +188,28 @@ class Conversation:
             return
         if ev.forced:
             # Still talking: transcribe this piece now, answer once the user stops.
-            self._pieces.append(asyncio.create_task(self.stt.transcribe(ev.audio, language=self.settings.language)))
+            audio = ev.audio
+            if self._billed_prefix is not None:
+                sent, audio = self._billed_prefix.take(audio)
+                self._pieces += sent
+            self._pieces.append(asyncio.create_task(self.stt.transcribe(audio, language=self.settings.language)))
             self._emit(SpeechEnded(ev.at / RATE, (ev.at - ev.start) / RATE, forced=True))
             return
         eot_ms = round((ev.at - ev.last_voiced) / RATE * 1000, 1)
         self._emit(SpeechEnded(ev.last_voiced / RATE, (ev.last_voiced - ev.start) / RATE))
         turn = self._current
         if turn is not None and turn.held and turn.source.last_voiced == ev.last_voiced:
+            if self._billed_prefix is not None:
+                self._billed_prefix.reset()  # the turn holds the pieces
             turn.commit(eot_ms)  # the speculative turn was right: release it now
             return
         self._drop_speculative()
         pieces, self._pieces = tuple(self._pieces), []
-        self._start_turn(TurnInput(audio=ev.audio, pieces=pieces, last_voiced=ev.last_voiced), eot_ms=eot_ms)
+        audio = ev.audio
+        if self._billed_prefix is not None:
+            sent, audio = self._billed_prefix.take(audio)
+            pieces += sent
+        self._start_turn(TurnInput(audio=audio, pieces=pieces, last_voiced=ev.last_voiced), eot_ms=eot_ms)
 
     def _start_speculative(self, ev: SpeechPause) -> None:
         """At the first pause, run the whole turn ahead while end of turn is still being confirmed."""
@@ -200,7 +217,11 @@ class Conversation:
             return
         self._turn += 1
         lead = round((ev.at - ev.last_voiced) / RATE * 1000, 1)
-        source = TurnInput(audio=ev.audio, last_voiced=ev.last_voiced, started_after_eos_ms=lead)
+        if self._billed_prefix is not None:  # send only what the provider has not heard yet
+            pieces = self._billed_prefix.extend(self.stt, ev.audio, self.settings.language)
+            source = TurnInput(pieces=pieces, last_voiced=ev.last_voiced, started_after_eos_ms=lead)
+        else:
+            source = TurnInput(audio=ev.audio, last_voiced=ev.last_voiced, started_after_eos_ms=lead)
         self._current = Turn(self._turn, self, source, held=True)
 
     def _drop_speculative(self) -> None:
@@ -293,9 +314,10 @@ class Conversation:
         prompt = self.settings.prompt()
         if warm is not None and SHARED_MODELS.first_time(("warm", self.llm.name, prompt)):
             await workers.run(warm, self.history.messages(prompt, 0))
-        stt, tts = self.stt, self.tts
-        if stt is not None and not stt.name.startswith("openai") and SHARED_MODELS.first_time(("warm", stt.name)):
-            await stt.transcribe(np.zeros(RATE, dtype=np.float32), language=self.settings.language)
+        tts = self.tts
+        for stt in {id(s): s for s in (self.stt, self.interim_stt) if s is not None}.values():
+            if not stt.name.startswith("openai") and SHARED_MODELS.first_time(("warm", stt.name)):
+                await stt.transcribe(np.zeros(RATE, dtype=np.float32), language=self.settings.language)
         if tts is not None and not tts.name.startswith("openai") and SHARED_MODELS.first_time(("warm", tts.name)):
             async for _chunk in tts.synthesize("Hello."):
                 pass
@@ -314,6 +336,8 @@ class Conversation:
         if self._current is not None:
             tasks.append(self._current.task)
         tasks += self._pieces
+        if self._billed_prefix is not None:
+            tasks += self._billed_prefix.pieces
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

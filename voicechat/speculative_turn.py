@@ -109,7 +109,8 @@ class Turn:
             return src.text
         assert host.stt is not None
         t0 = time.perf_counter()
-        parts = [await p for p in src.pieces]
+        # Shielded: a piece outlives a dropped speculative turn, and the next turn reuses it.
+        parts = [await asyncio.shield(p) for p in src.pieces]
         if src.audio is not None:
             parts.append(await host.stt.transcribe(src.audio, language=host.settings.language))
         stats["stt"] = (time.perf_counter() - t0) * 1000.0

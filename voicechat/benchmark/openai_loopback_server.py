@@ -14,10 +14,12 @@ from __future__ import annotations
 import contextlib
 import email.parser
 import email.policy
+import io
 import json
 import math
 import socket
 import threading
+import wave
 from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+STATS = "/v1/_stats"  # not OpenAI's: what a benchmark in another process reads back
 CHAT = "/v1/chat/completions"
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 SPEECH = "/v1/audio/speech"
@@ -141,6 +144,9 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
 
     def do_GET(self) -> None:
+        if self.path == STATS:
+            self._json(200, self.server.owner.stats())
+            return
         self._json(404, {"error": {"message": "not found", "type": "invalid_request_error", "code": None}})
 
     def do_POST(self) -> None:
@@ -153,7 +159,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(401, {"error": {**body, "code": "invalid_api_key"}})
             return
         reply = owner._next_reply(self.path)
-        if reply.delay_s and owner.stopping.wait(reply.delay_s):
+        delay = reply.delay_s or owner.delays.get(self.path, 0.0)
+        if delay and owner.stopping.wait(delay):
             return
         if reply.status >= 400:
             error = {"message": reply.error, "type": reply.error_type, "code": reply.error_code}
@@ -266,10 +273,13 @@ class FakeOpenAIServer:
 
     ``api_key=None`` accepts any key (like Ollama). Plan responses with
     ``server.plan(CHAT, Reply(...), error_reply(429, headers={"Retry-After": "0.01"}))``.
+    ``delays`` maps a path to the seconds every response on it waits before its first byte
+    (a provider's compute, fixed so that a benchmark measures only the client).
     """
 
-    def __init__(self, api_key: str | None = "sk-test-key") -> None:
+    def __init__(self, api_key: str | None = "sk-test-key", delays: dict[str, float] | None = None) -> None:
         self.api_key = api_key
+        self.delays = dict(delays or {})
         self.transcript = "hello from the test server"
         self.chat_deltas: Sequence[str] = ("Hello", " there", "!")
         self.requests: list[Recorded] = []
@@ -295,6 +305,15 @@ class FakeOpenAIServer:
     def requests_to(self, path: str) -> list[Recorded]:
         with self._lock:
             return [r for r in self.requests if r.path == path]
+
+    def stt_audio_seconds(self) -> float:
+        """Seconds of audio uploaded for transcription so far: what a provider bills."""
+        return sum(wav_seconds(r.files["file"][2]) for r in self.requests_to(TRANSCRIPTIONS) if "file" in r.files)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            counts = {path: sum(r.path == path for r in self.requests) for path in (TRANSCRIPTIONS, CHAT, SPEECH)}
+        return {"requests": counts, "stt_audio_s": self.stt_audio_seconds()}
 
     def start(self) -> FakeOpenAIServer:
         self._thread.start()
@@ -331,7 +350,39 @@ class FakeOpenAIServer:
             (self._connections.add if add else self._connections.discard)(conn)
 
 
+def wav_seconds(data: bytes) -> float:
+    """Duration of a WAV upload; 0 for anything that is not one."""
+    try:
+        with wave.open(io.BytesIO(data)) as w:
+            return w.getnframes() / float(w.getframerate())
+    except (wave.Error, EOFError):
+        return 0.0
+
+
 def serve(api_key: str | None = "sk-test-key") -> Iterator[FakeOpenAIServer]:
     """Generator body for a pytest fixture: ``yield from serve()``."""
     with FakeOpenAIServer(api_key) as server:
         yield server
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve from its own process, so a benchmark's CPU figures leave the provider out.
+
+    Prints the base URL on the first line of stdout, then serves until stdin closes.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--delay", nargs=2, action="append", default=[], metavar=("PATH", "SECONDS"))
+    parser.add_argument("--transcript", default=None)
+    args = parser.parse_args(argv)
+    with FakeOpenAIServer(api_key=None, delays={p: float(s) for p, s in args.delay}) as server:
+        if args.transcript is not None:
+            server.transcript = args.transcript
+        print(server.base_url, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()
