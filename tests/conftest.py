@@ -18,7 +18,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VOICECHAT_ICE_SERVERS", "[]")
-for _name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+for _name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", *(f"VOICECHAT_{stage}_{what}" for stage in ("STT", "LLM", "TTS")
+                                                  for what in ("BASE_URL", "API_KEY"))):
     os.environ.pop(_name, None)
 
 

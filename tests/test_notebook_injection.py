@@ -9,7 +9,8 @@ looks at what Chromium actually built: the literal characters visible, no ``<img
 ``javascript:`` link, no ``<script>``, and the ``onerror`` payload never ran.
 
 The widget runs on the offline STT and TTS; its LLM is a :class:`FakeOpenAIServer` in this process
-so that the *reply* carries a payload too, and a planned 400 puts one into the error pane.
+so that the *reply* carries a payload too, and a planned 400 puts one into the error pane. It is
+reached through ``VOICECHAT_LLM_BASE_URL``'s setting, so the widget's status line must name it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ REPLY = ('<img src=x onerror="window.__pwned=3"> [y](javascript:window.__pwned=4
 ERROR = '<img src=x onerror="window.__pwned=6"> [z](javascript:window.__pwned=7)'
 CELL = """from voicechat.config import Settings
 from voicechat.notebook import VoiceChatWidget
-s = Settings.load({{"openai_base_url": {url!r}}}).replace(stt="local", llm="openai", tts="local", max_retries=0)
+s = Settings.load({{"llm_base_url": {url!r}}}).replace(stt="local", tts="local", max_retries=0)
 w = VoiceChatWidget(s)
 display(w)
 w.wait_ready(300)
@@ -97,6 +98,7 @@ def test_markup_in_transcript_reply_and_errors_is_shown_as_text(lab: Lab, llm: F
             page.evaluate("window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
                           ".requestExecute({code: \"w.ask('again')\"})")
             errors = until("the server's error", ".vc-errors", 60)
+            engine = until("the engine line", ".vc-engine", 10)
             injected = json.loads(page.evaluate(INJECTED_JS))
         finally:
             with contextlib.suppress(Exception):
@@ -106,3 +108,4 @@ def test_markup_in_transcript_reply_and_errors_is_shown_as_text(lab: Lab, llm: F
     assert injected == {"img": [], "js_links": [], "links": [], "script": [], "emphasis": [], "pwned": None}, injected
     # The literal characters are what the user reads (Markdown is not rendered either).
     assert USER in user and REPLY in reply and ERROR in errors, (user, reply, errors)
+    assert engine == f"ready · stt local · llm openai @ {llm.base_url} · tts local", engine

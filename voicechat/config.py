@@ -1,7 +1,11 @@
 """Settings: arguments > environment > ``.env`` > defaults, and which backends are live and why.
 
-The OpenAI key is held in a field excluded from ``repr`` and from :meth:`Settings.public_dict`,
-so printing or logging settings never shows it.
+The API keys are held in fields excluded from ``repr`` and from :meth:`Settings.public_dict`,
+so printing or logging settings never shows them.
+
+Each model stage may talk to its own OpenAI-format server (``VOICECHAT_STT_BASE_URL`` …): Ollama
+and vLLM serve chat but not ``/v1/audio/*``, so one ``OPENAI_BASE_URL`` cannot describe a
+deployment that puts each stage on the engine made for it. See :meth:`Settings.endpoint`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
@@ -37,10 +42,52 @@ STT_CHOICES = (*BACKEND_CHOICES, "browser")
 # Who writes the live transcript while the user speaks: see make_interim_stt in backends.py.
 INTERIM_STT_CHOICES = ("auto", "stt", "local", "off")
 OPENAI_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
+STAGES = ("stt", "llm", "tts")
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 def _env(name: str) -> dict[str, Any]:
     return {"env": name}
+
+
+def display_url(url: str) -> str:
+    """``url`` safe to show: any ``user:password@`` and query string (where keys hide) removed."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        parts = parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host)
+    return urlunsplit(parts._replace(query="", fragment=""))
+
+
+def _same_server(a: str | None, b: str | None) -> bool:
+    def norm(url: str | None) -> str:
+        return (url or OPENAI_DEFAULT_BASE_URL).strip().rstrip("/").lower()
+
+    return norm(a) == norm(b)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one stage's OpenAI-format requests go, with which key, and which variable said so.
+
+    ``base_url`` None means OpenAI's own API. ``url_var``/``key_var`` name the setting the
+    value came from ("" when none did), so messages can tell the user which one to fix.
+    """
+
+    stage: str
+    base_url: str | None
+    api_key: str | None = field(repr=False)
+    url_var: str
+    key_var: str
+
+    @property
+    def shown_url(self) -> str:
+        return display_url(self.base_url or OPENAI_DEFAULT_BASE_URL)
+
+    def describe(self) -> str:
+        """One line without the key, e.g. ``http://10.0.0.5:8000/v1 (VOICECHAT_LLM_BASE_URL), key not set``."""
+        where = f"{self.shown_url} ({self.url_var or 'default'})"
+        return f"{where}, key {f'set ({self.key_var})' if self.api_key else 'not set'}"
 
 
 @dataclass
@@ -54,6 +101,13 @@ class Settings:
 
     openai_api_key: str | None = field(default=None, repr=False, metadata=_env("OPENAI_API_KEY"))
     openai_base_url: str | None = field(default=None, metadata=_env("OPENAI_BASE_URL"))
+    # One server per stage; each falls back to OPENAI_BASE_URL (see endpoint()).
+    stt_base_url: str | None = field(default=None, metadata=_env("VOICECHAT_STT_BASE_URL"))
+    llm_base_url: str | None = field(default=None, metadata=_env("VOICECHAT_LLM_BASE_URL"))
+    tts_base_url: str | None = field(default=None, metadata=_env("VOICECHAT_TTS_BASE_URL"))
+    stt_api_key: str | None = field(default=None, repr=False, metadata=_env("VOICECHAT_STT_API_KEY"))
+    llm_api_key: str | None = field(default=None, repr=False, metadata=_env("VOICECHAT_LLM_API_KEY"))
+    tts_api_key: str | None = field(default=None, repr=False, metadata=_env("VOICECHAT_TTS_API_KEY"))
     openai_stt_model: str = field(default="whisper-1", metadata=_env("VOICECHAT_OPENAI_STT_MODEL"))
     openai_llm_model: str = field(default="gpt-4o-mini", metadata=_env("VOICECHAT_OPENAI_LLM_MODEL"))
     openai_tts_model: str = field(default="tts-1", metadata=_env("VOICECHAT_OPENAI_TTS_MODEL"))
@@ -85,6 +139,9 @@ class Settings:
 
     ice_servers: str | None = field(default=None, metadata=_env("VOICECHAT_ICE_SERVERS"))
 
+    # Set only on the per-stage view an OpenAI backend holds (for_stage()); not a user setting.
+    stage: str | None = field(default=None, metadata={"env": ""})
+
     @classmethod
     def load(
         cls,
@@ -102,12 +159,12 @@ class Settings:
         if dotenv_path is not None and Path(dotenv_path).is_file():
             file_values = dotenv_values(dotenv_path)
         given = {k: v for k, v in (overrides or {}).items() if v is not None}
-        known = {f.name for f in fields(cls)}
-        unknown = set(given) - known
+        settable = [f for f in fields(cls) if f.metadata["env"]]
+        unknown = set(given) - {f.name for f in settable}
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {}
-        for f in fields(cls):
+        for f in settable:
             name = f.metadata["env"]
             if f.name in given:
                 raw: Any = given[f.name]
@@ -155,12 +212,53 @@ class Settings:
         """An OpenAI-compatible server is usable: a key, or a custom base_url (Ollama needs none)."""
         return bool(self.openai_api_key) or bool(self.openai_base_url)
 
+    def endpoint(self, kind: str) -> Endpoint:
+        """The server and key for stage ``kind``: its own ``VOICECHAT_<KIND>_*``, else ``OPENAI_*``.
+
+        ``OPENAI_API_KEY`` is sent only to the server it belongs to (``OPENAI_BASE_URL``, or
+        OpenAI's API when that is unset): a stage pointed at another server gets its own
+        ``VOICECHAT_<KIND>_API_KEY`` or no key, so an OpenAI key never reaches, say, a vLLM box.
+        """
+        if kind not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}, not {kind!r}")
+        upper = kind.upper()
+        own_url: str | None = getattr(self, f"{kind}_base_url")
+        own_key: str | None = getattr(self, f"{kind}_api_key")
+        url: str | None
+        key: str | None
+        if own_url:
+            url, url_var = own_url, f"VOICECHAT_{upper}_BASE_URL"
+        else:
+            url, url_var = self.openai_base_url, ("OPENAI_BASE_URL" if self.openai_base_url else "")
+        if own_key:
+            key, key_var = own_key, f"VOICECHAT_{upper}_API_KEY"
+        elif self.openai_api_key and _same_server(url, self.openai_base_url):
+            key, key_var = self.openai_api_key, "OPENAI_API_KEY"
+        else:
+            key, key_var = None, ""
+        return Endpoint(kind, url, key, url_var, key_var)
+
+    def for_stage(self, kind: str) -> Settings:
+        """These settings with ``openai_base_url``/``openai_api_key`` resolved for one stage.
+
+        An OpenAI backend holds this view, so its client, error messages and redaction all see
+        the one server and key that stage talks to. ``endpoint(kind)`` of the view is unchanged.
+        """
+        ep = self.endpoint(kind)
+        return self.replace(openai_base_url=ep.base_url, openai_api_key=ep.api_key, stage=kind)
+
     def backend(self, kind: str) -> str:
-        """The concrete backend for ``kind`` ("stt", "llm", "tts"): resolves ``auto``."""
+        """The concrete backend for ``kind`` ("stt", "llm", "tts"): resolves ``auto``.
+
+        ``auto`` is OpenAI for a stage with its own server (``VOICECHAT_<KIND>_BASE_URL``) or a key
+        for its server; otherwise the offline model.
+        """
         value = str(getattr(self, kind))
         if value != "auto":
             return value
-        return "openai" if self.openai_api_key else "local"
+        if getattr(self, f"{kind}_base_url", None) or self.endpoint(kind).api_key:
+            return "openai"
+        return "local"
 
     def backend_reason(self, kind: str) -> str:
         """Why that backend was chosen, in words a user can act on."""
@@ -169,16 +267,39 @@ class Settings:
         if value != "auto":
             return f"{chosen} (set explicitly)"
         if chosen == "openai":
-            return "openai (OPENAI_API_KEY is set)"
+            ep = self.endpoint(kind)
+            why = ep.url_var if getattr(self, f"{kind}_base_url", None) else ep.key_var
+            return f"openai ({why} is set)"
         return "local (no OPENAI_API_KEY set: offline default)"
+
+    def stage_line(self, kind: str) -> str:
+        """The stage's backend, why, and for OpenAI the server it calls (never the key)."""
+        line = self.backend_reason(kind)
+        if self.backend(kind) == "openai":
+            line += f" → {self.endpoint(kind).describe()}"
+        return line
 
     def prompt(self) -> str:
         return self.system_prompt or SYSTEM_PROMPTS[self.language]
 
+    def __repr__(self) -> str:
+        # Keys reduced to "set or not", URLs without credentials: safe in logs and tracebacks.
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.public_dict().items())})"
+
+    def api_keys(self) -> list[str]:
+        """Every key these settings hold, for redaction."""
+        return [k for k in (self.openai_api_key, self.stt_api_key, self.llm_api_key, self.tts_api_key) if k]
+
     def public_dict(self) -> dict[str, Any]:
-        """Settings safe to show or export: the key is reduced to whether it is set."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "openai_api_key"}
-        out["openai_api_key_set"] = bool(self.openai_api_key)
+        """Settings safe to show or export: each key is reduced to whether it is set."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name.endswith("_api_key"):
+                out[f"{f.name}_set"] = bool(getattr(self, f.name))
+            elif f.name.endswith("base_url") and getattr(self, f.name):
+                out[f.name] = display_url(getattr(self, f.name))
+            else:
+                out[f.name] = getattr(self, f.name)
         return out
 
 

@@ -14,9 +14,8 @@ import asyncio
 import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
-from voicechat.config import Settings
+from voicechat.config import OPENAI_DEFAULT_BASE_URL, Settings, display_url
 from voicechat.errors import (
     AuthenticationFailed,
     BackendUnavailable,
@@ -30,7 +29,7 @@ from voicechat.errors import (
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_BASE_URL = OPENAI_DEFAULT_BASE_URL
 # Local OpenAI-compatible servers (Ollama, llama.cpp, vLLM) ignore auth, but the SDK refuses
 # to build a client without some key.
 PLACEHOLDER_API_KEY = "voicechat-no-key"
@@ -49,14 +48,18 @@ def require_openai() -> ModuleType:
 
 
 def base_url_of(settings: Settings) -> str:
-    """The server requests go to, with any ``user:password@`` removed so it is safe to show."""
-    url = settings.openai_base_url or DEFAULT_BASE_URL
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        url = urlunsplit(parts._replace(netloc=netloc))
-    return url
+    """The server requests go to, with any ``user:password@`` and query removed so it is safe to show."""
+    return display_url(settings.openai_base_url or DEFAULT_BASE_URL)
+
+
+def setting_names(settings: Settings | None) -> tuple[str, str]:
+    """The variables that set this server's key and URL, for hints (a stage view names its own)."""
+    if settings is not None and settings.stage:
+        upper = settings.stage.upper()
+        ep = settings.endpoint(settings.stage)
+        return (ep.key_var or f"VOICECHAT_{upper}_API_KEY or OPENAI_API_KEY",
+                ep.url_var or f"VOICECHAT_{upper}_BASE_URL or OPENAI_BASE_URL")
+    return "OPENAI_API_KEY", "OPENAI_BASE_URL"
 
 
 def api_key_of(settings: Settings) -> str:
@@ -69,9 +72,10 @@ def api_key_of(settings: Settings) -> str:
         return settings.openai_api_key
     if settings.openai_base_url:
         return PLACEHOLDER_API_KEY
+    key_var, url_var = setting_names(settings)
     raise ConfigError(
         "the OpenAI backend needs an API key, and none is set",
-        "set OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server such as Ollama)",
+        f"set {key_var} (or {url_var} for a local OpenAI-compatible server such as Ollama)",
     )
 
 
@@ -122,9 +126,9 @@ class LoopLocalClient:
 
 def redact(text: str, settings: Settings | None) -> str:
     """Remove the API key from text that may echo it (some servers quote the key they got)."""
-    key = settings.openai_api_key if settings else None
-    if key and len(key) >= 4:
-        text = text.replace(key, "***")
+    for key in settings.api_keys() if settings else ():
+        if len(key) >= 4:
+            text = text.replace(key, "***")
     return text
 
 
@@ -167,16 +171,17 @@ def _translate(exc: BaseException, settings: Settings | None) -> VoicechatError:
     where = base_url_of(settings) if settings else "the OpenAI server"
     retries = f" after {settings.max_retries} retries" if settings and settings.max_retries else ""
     custom = bool(settings and settings.openai_base_url)
+    key_var, url_var = setting_names(settings)
     openai = sys.modules.get("openai")
     if openai is None:
         return _translate_generic(exc, where)
 
     if isinstance(exc, openai.AuthenticationError):
-        hint = "check OPENAI_API_KEY"
+        hint = f"check {key_var}"
         if settings is not None and not settings.openai_api_key:
-            hint = "this server needs a key: set OPENAI_API_KEY"
+            hint = f"this server needs a key: set {key_var}"
         if custom:
-            hint += f" and OPENAI_BASE_URL (now {where})"
+            hint += f" and {url_var} (now {where})"
         return AuthenticationFailed(f"{where} rejected the API key (HTTP 401): {_server_message(exc)}", hint)
     if isinstance(exc, openai.RateLimitError):
         message = f"{where} is rate-limiting requests (HTTP 429){retries}: {_server_message(exc)}"
@@ -194,7 +199,7 @@ def _translate(exc: BaseException, settings: Settings | None) -> VoicechatError:
     if isinstance(exc, openai.APIConnectionError):
         return ProviderUnavailable(
             f"could not reach {where}{retries}: {_server_message(exc)}",
-            "check the network and OPENAI_BASE_URL" if custom else "check the network connection",
+            f"check the network and {url_var}" if custom else "check the network connection",
         )
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
@@ -205,8 +210,8 @@ def _translate(exc: BaseException, settings: Settings | None) -> VoicechatError:
                 "the provider is having trouble; try again shortly",
             )
         hints = {
-            403: "the key has no access to this model or region: check OPENAI_API_KEY",
-            404: "check the model names (VOICECHAT_OPENAI_*_MODEL) and OPENAI_BASE_URL",
+            403: f"the key has no access to this model or region: check {key_var}",
+            404: f"check the model names (VOICECHAT_OPENAI_*_MODEL) and {url_var}",
         }
         return ProviderError(
             f"{where} refused the request (HTTP {status}): {detail}",
@@ -236,10 +241,11 @@ class OpenAIBackend:
     """What the three OpenAI backends share: their settings, one client per loop, and closing it."""
 
     name = "openai"
+    stage = ""  # "stt" | "llm" | "tts", set by each backend: which endpoint it calls
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._client = LoopLocalClient(settings)
+        self.settings = settings.for_stage(self.stage)
+        self._client = LoopLocalClient(self.settings)
 
     async def aclose(self) -> None:
         """Release pooled HTTP connections (call at session end, on the loop that used them)."""

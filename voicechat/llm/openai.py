@@ -18,6 +18,8 @@ from voicechat.openai_client import OpenAIBackend, base_url_of, translate_error
 class OpenAIChat(OpenAIBackend):
     """Streams replies from ``settings.openai_llm_model`` with the configured token budget."""
 
+    stage = "llm"
+
     async def stream(self, messages: Sequence[Message]) -> AsyncGenerator[str, None]:
         """Yield content deltas in order.
 

@@ -308,8 +308,7 @@ class VoiceChatWidget(widgets.VBox):
             elif not session.ready:
                 engine = "loading models…"
             else:
-                s = self._settings
-                engine = f"ready · {s.backend('stt')}/{s.backend('llm')}/{s.backend('tts')}"
+                engine = "ready · " + stages_summary(self._settings)
             self._lights.value = _view.lights_html(snap.state, mic_on=self.bridge.mic_state == "on",
                                                    engine=engine, ready=session.ready)
             self._partial.value = _view.partial_html(self._browser_partial or snap.partial)
@@ -326,6 +325,15 @@ class VoiceChatWidget(widgets.VBox):
                     failed = True
         if failed:
             self._errors.value = _view.errors_html(session.ui.snapshot().errors)
+
+
+def stages_summary(s: Settings) -> str:
+    """Each stage's backend, and for OpenAI-format ones the server it calls (never a key)."""
+    parts = []
+    for kind in ("stt", "llm", "tts"):
+        chosen = s.backend(kind)
+        parts.append(f"{kind} {chosen} @ {s.endpoint(kind).shown_url}" if chosen == "openai" else f"{kind} {chosen}")
+    return " · ".join(parts)
 
 
 def _backend_changes(backend: str) -> dict[str, str]:

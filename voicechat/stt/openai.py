@@ -57,6 +57,8 @@ def _as_mono(audio: np.ndarray) -> np.ndarray:
 class OpenAISTT(OpenAIBackend):
     """Transcribes one utterance per request with ``settings.openai_stt_model`` (whisper-1)."""
 
+    stage = "stt"
+
     async def transcribe(self, audio: np.ndarray, *, language: str | None = None) -> str:
         """Upload the utterance and return its text; ``language`` None lets the server detect it."""
         samples = _as_mono(audio)

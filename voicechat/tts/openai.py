@@ -54,6 +54,8 @@ class PcmChunker:
 class OpenAITTS(OpenAIBackend):
     """Speaks with ``settings.openai_tts_model`` in ``settings.openai_voice`` at ``tts_speed``."""
 
+    stage = "tts"
+
     sample_rate = SAMPLE_RATE
 
     def __init__(self, settings: Settings) -> None:
