@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.openai_server import CHAT, SPEECH, TRANSCRIPTIONS, FakeOpenAIServer, serve
+from voicechat.benchmark.openai_loopback_server import CHAT, SPEECH, TRANSCRIPTIONS, FakeOpenAIServer, serve
 from voicechat.config import Settings
 from voicechat.errors import AuthenticationFailed
 from voicechat.llm.base import Message
