@@ -18,6 +18,8 @@ def add_bench_parser(sub: Any) -> None:
     sp.add_argument("--rounds", type=int, default=2, help="measured passes over the questions (after one warm-up)")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
     sp.add_argument("--write-docs", metavar="DIR", help="write benchmarks.md figures and the plot into DIR")
+    sp.add_argument("--docs-label", default="", metavar="NAME",
+                    help="keep these figures in their own block of benchmarks.md (e.g. avx2), beside other machines'")
     for kind in ("stt", "llm", "tts"):
         sp.add_argument(f"--{kind}", choices=("auto", "local", "openai"), default=None)
     sp.set_defaults(func=cmd_bench)
@@ -36,7 +38,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.write_docs:
         from voicechat.benchmark.report import write_docs
 
-        write_docs(result, Path(args.write_docs))
+        write_docs(result, Path(args.write_docs), args.docs_label)
     if args.json:
         print(json.dumps({k: v for k, v in result.items()}, ensure_ascii=False))
     else:
@@ -45,8 +47,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def table(r: dict[str, Any]) -> str:
+    from voicechat.benchmark.machine import describe
+
     v, st = r["voice_to_voice_ms"], r["stages_ms"]
     rows = [
+        *([("machine", describe(r["machine"]))] if "machine" in r else []),
         ("voice-to-voice p50 / p95 / max", f"{v.get('p50')} / {v.get('p95')} / {v.get('max')} ms"),
         ("sequential pipeline p50", f"{r['sequential_ms'].get('p50')} ms"),
         ("sequential_ratio (median per turn)", f"{r['sequential_ratio']}"),

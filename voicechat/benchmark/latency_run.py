@@ -206,11 +206,25 @@ def frame_path_realtime_factor(questions: list[Path], vad_kind: str = "silero") 
     return audio_s / max(1e-9, time.thread_time() - t0)
 
 
+def _bundled_whisper() -> str | None:
+    from voicechat.errors import VoicechatError
+    from voicechat.models import whisper_model_path
+
+    try:
+        return whisper_model_path()
+    except VoicechatError:
+        return None
+
+
 def _report(settings: Settings, samples: list[TurnSample], questions: list[Path], rss_start: float,
             rss_end: float, rss_peak: float) -> dict[str, Any]:
     v2v = [s.v2v_ms for s in samples]
     stage = lambda name: round(median([getattr(s, name) for s in samples]), 1)  # noqa: E731
+    from voicechat.benchmark.machine import machine_report
+
+    whisper = (settings.local_stt_model or _bundled_whisper()) if settings.backend("stt") == "local" else None
     return {
+        "machine": machine_report(whisper),
         "backends": {k: settings.backend(k) for k in ("stt", "llm", "tts")},
         "turns": len(samples),
         "questions": [q.name for q in questions],

@@ -8,29 +8,36 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from voicechat.benchmark.machine import describe
+
 START = "<!-- bench:results -->"
 END = "<!-- /bench:results -->"
 
 
-def write_docs(result: dict[str, Any], docs: Path) -> None:
+def write_docs(result: dict[str, Any], docs: Path, label: str = "") -> None:
+    """Refresh one machine's figures; ``label`` (e.g. "avx2") keeps each kind of CPU in its own block."""
     docs.mkdir(parents=True, exist_ok=True)
-    (docs / "benchmarks.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    plotted = plot(result, docs / "benchmarks.png")
+    stem = f"benchmarks-{label}" if label else "benchmarks"
+    tag = f":{label} -->" if label else " -->"
+    start, end = START.replace(" -->", tag), END.replace(" -->", tag)
+    (docs / f"{stem}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    plotted = plot(result, docs / f"{stem}.png")
     page = docs / "benchmarks.md"
-    block = f"{START}\n{markdown(result, plotted)}\n{END}"
-    text = page.read_text() if page.is_file() else f"# Benchmarks\n\n{START}\n{END}\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
+    block = f"{start}\n{markdown(result, plotted, f'{stem}.png')}\n{end}"
+    text = page.read_text() if page.is_file() else f"# Benchmarks\n\n{start}\n{end}\n"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
     else:
         text += "\n" + block + "\n"
     page.write_text(text)
 
 
-def markdown(r: dict[str, Any], plotted: bool) -> str:
+def markdown(r: dict[str, Any], plotted: bool, image: str = "benchmarks.png") -> str:
     v, st, seq = r["voice_to_voice_ms"], r["stages_ms"], r["sequential_ms"]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{describe(r['machine'])}, " if "machine" in r else f"{platform.machine()} with {r['cpu_count']} CPUs, "
     lines = [
-        f"Measured {when} on {platform.machine()} with {r['cpu_count']} CPUs, Python {platform.python_version()}, "
+        f"Measured {when} on {machine}Python {platform.python_version()}, "
         f"backends {r['backends']}, {r['turns']} turns over {len(r['questions'])} questions, "
         f"end of turn after {r['end_of_turn_ms']} ms of silence.",
         "",
@@ -52,7 +59,7 @@ def markdown(r: dict[str, Any], plotted: bool) -> str:
         lines.append(f"| {i} | {t['question']} | {t['transcript']} | {t['reply']} | {t['v2v_ms']} | "
                      f"{t['sequential_ms']} | {'yes' if t['speculative'] else 'no'} |")
     if plotted:
-        lines += ["", "![stage times per turn](benchmarks.png)"]
+        lines += ["", f"![stage times per turn]({image})"]
     return "\n".join(lines)
 
 
