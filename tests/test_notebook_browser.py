@@ -116,6 +116,37 @@ def poll(what: str, cond: Callable[[], Any], timeout: float, detail: Callable[[]
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{detail()}")
 
 
+# Records what the status lights looked like at every change: name, weight and dot colour per light.
+RECORD_LIGHTS_JS = """() => {
+  globalThis.__vc_lights = [];
+  const snap = () => {
+    const box = document.querySelector('.vc-lights');
+    if (!box) return;
+    const lights = Array.from(box.querySelectorAll('.vc-light')).map(e => ({
+      name: e.innerText.trim(), on: e.dataset.on === 'true', weight: Number(getComputedStyle(e).fontWeight),
+      color: getComputedStyle(e).color, dot: getComputedStyle(e, '::before').backgroundColor}));
+    const last = globalThis.__vc_lights[globalThis.__vc_lights.length - 1];
+    const rec = {state: box.dataset.state, lights};
+    if (!last || JSON.stringify(last) !== JSON.stringify(rec)) globalThis.__vc_lights.push(rec);
+  };
+  snap();
+  new MutationObserver(snap).observe(document.querySelector('.vc-root'), {subtree: true, childList: true,
+                                                                          characterData: true, attributes: true});
+}"""
+
+
+def check_lights(records: list[dict[str, Any]]) -> None:
+    """Every light kept its name throughout; the lit one stood out by weight and colour, the others did not."""
+    assert records, "the status lights were never seen"
+    for rec in records:
+        assert [light["name"] for light in rec["lights"]] == ["Listening", "AI thinking", "Speaking"], rec
+        for light in rec["lights"]:
+            assert (light["weight"] >= 600) == light["on"], rec
+            assert (light["dot"] != "rgb(204, 204, 204)") == light["on"], rec  # the unlit dot is grey
+    lit = {next((light["name"] for light in rec["lights"] if light["on"]), None) for rec in records}
+    assert {"Listening", "Speaking"} <= lit, f"lights seen lit: {lit}"
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     server = Lab(tmp_path_factory.mktemp("lab"))
@@ -159,6 +190,7 @@ def test_talk_to_the_widget_in_jupyterlab(lab: Lab, question_wav: Path, mode: st
             until("the notebook's kernel", KERNEL_IDLE_JS, 120)
             page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
             until("the widget with its models loaded", "!!document.querySelector('.vc-lights.vc-ready')", 300)
+            page.evaluate(RECORD_LIGHTS_JS)
 
             page.click(".vc-mic")  # a real (trusted) click: the AudioContext starts in this gesture
             until("the question in the transcript", "Array.from(document.querySelectorAll('.vc-chat .vc-user'))"
@@ -167,6 +199,7 @@ def test_talk_to_the_widget_in_jupyterlab(lab: Lab, question_wav: Path, mode: st
                   ".some(e => !e.classList.contains('vc-streaming') && e.innerText.trim().length > 0)", 240)
             until("reply audio played in the page", "(globalThis.__voicechat_played_energy || 0) > 0.5", 60)
 
+            lights = page.evaluate("globalThis.__vc_lights")
             stats = json.loads(page.evaluate("JSON.stringify(globalThis.__voicechat)"))
             user = page.inner_text(".vc-chat .vc-user")
             reply = page.inner_text(".vc-chat .vc-assistant")
@@ -183,6 +216,7 @@ def test_talk_to_the_widget_in_jupyterlab(lab: Lab, question_wav: Path, mode: st
     assert all(word in user.lower() for word in ("what", "capital", "italy")), user
     assert reply.strip()
     assert stats["played_chunks"] >= 1 and stats["sent_chunks"] >= 20
+    check_lights(lights)
     if mode == "browser":
         # Headless Chromium has no reachable speech service: recognition fails and the page falls
         # back to sending audio to the kernel (server STT) on its own, and says so.

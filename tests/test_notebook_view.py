@@ -26,6 +26,22 @@ def test_lights_follow_state_and_microphone() -> None:
     assert "vc-speaking vc-lit" in speaking and "vc-ready" in speaking and "ready &lt;x&gt;" in speaking
 
 
+def test_every_light_keeps_its_name_when_off() -> None:
+    """An unlit light must still say which light it is (it used to read "Idle")."""
+    import re
+
+    for state in State:
+        html = _view.lights_html(state, mic_on=True, engine="", ready=True)
+        names = re.findall(r'<span class="vc-light [^"]*" data-on="(\w+)">([^<]*)</span>', html)
+        assert [n for _, n in names] == ["Listening", "AI thinking", "Speaking"], html
+        assert sum(on == "true" for on, _ in names) == 1  # a fresh engine (IDLE) with a microphone listens
+    off = _view.lights_html(State.IDLE, mic_on=False, engine="", ready=True)
+    assert 'data-on="true"' not in off and ">Listening<" in off
+    korean = _view.lights_html(State.THINKING, mic_on=True, engine="", ready=True, language="ko-KR")
+    assert ">듣고 있음<" in korean and 'vc-thinking vc-lit" data-on="true">AI 생각 중<' in korean
+    assert ">말하는 중<" in korean and "Idle" not in korean and "대기" not in korean
+
+
 def test_latency_readout_shows_the_last_turns() -> None:
     rows = [TurnMetrics(i, stt_ms=100.0 + i, first_audio_ms=900.0) for i in range(1, 6)]
     html = _view.latency_html(rows)

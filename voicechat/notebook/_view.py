@@ -11,18 +11,21 @@ import html
 from collections.abc import Iterable, Sequence
 
 from voicechat.events import State, TurnMetrics
+from voicechat.status_lights import LIGHTS, light_names, lit_light
 from voicechat.ui_state import ChatLine
 
 
-def lights_html(state: State, *, mic_on: bool, engine: str, ready: bool) -> str:
-    """The three status lights plus a short note on the engine (loading, ready, failed)."""
-    lit = {
-        "listening": mic_on and state == State.LISTENING,
-        "thinking": state == State.THINKING,
-        "speaking": state == State.SPEAKING,
-    }
+def lights_html(state: State, *, mic_on: bool, engine: str, ready: bool, language: str = "en-US") -> str:
+    """The three status lights, each always named, plus a short note on the engine (loading, ready, failed).
+
+    The lit one carries ``vc-lit`` (coloured dot, bold); the others stay readable in grey.
+    """
+    on = lit_light(state, listening=mic_on)
+    names = light_names(language)
     lights = "".join(
-        f'<span class="vc-light vc-{name}{" vc-lit" if on else ""}">{name}</span>' for name, on in lit.items()
+        f'<span class="vc-light vc-{light.value}{" vc-lit" if light == on else ""}" '
+        f'data-on="{"true" if light == on else "false"}">{html.escape(names[light])}</span>'
+        for light in LIGHTS
     )
     ready_cls = " vc-ready" if ready else ""
     return (f'<div class="vc-lights{ready_cls}" data-state="{state.value}">{lights}'

@@ -102,7 +102,8 @@ class VoiceChatWidget(widgets.VBox):
         self._backend.observe(self._on_backend, names="value")
         self._stt.observe(lambda c: setattr(self.bridge, "stt_mode", c["new"]), names="value")
         self._echo.observe(self._on_echo, names="value")
-        self._lights = widgets.HTML(_view.lights_html(State.IDLE, mic_on=False, engine="loading models…", ready=False))
+        self._lights = widgets.HTML(_view.lights_html(State.IDLE, mic_on=False, engine="loading models…", ready=False,
+                                                      language=s.language))
         self._partial, self._chat = widgets.HTML(_view.partial_html("")), widgets.HTML(_view.chat_html(()))
         self._latency, self._errors = widgets.HTML(_view.latency_html(())), widgets.HTML(_view.errors_html(()))
         super().__init__([
@@ -309,8 +310,8 @@ class VoiceChatWidget(widgets.VBox):
                 engine = "loading models…"
             else:
                 engine = "ready · " + stages_summary(self._settings)
-            self._lights.value = _view.lights_html(snap.state, mic_on=self.bridge.mic_state == "on",
-                                                   engine=engine, ready=session.ready)
+            self._lights.value = _view.lights_html(snap.state, mic_on=self.bridge.mic_state == "on" and session.ready,
+                                                   engine=engine, ready=session.ready, language=self._settings.language)
             self._partial.value = _view.partial_html(self._browser_partial or snap.partial)
             self._chat.value = _view.chat_html(snap.lines)
             self._latency.value = _view.latency_html(snap.metrics)
