@@ -105,7 +105,7 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
 def ids(kernel: Kernel) -> dict[str, str]:
     """Create the widget in the kernel; find its comms the way the page does (comm_open state)."""
     kernel.execute("from voicechat.notebook import VoiceChatWidget\n"
-                   "w = VoiceChatWidget(backend='local')\n"
+                   "w = VoiceChatWidget(backend='local', record_audio=True)\n"
                    "w.wait_ready(300)\n")
     found: dict[str, str] = {}
     for c in kernel.comm_opens():
@@ -228,6 +228,35 @@ def test_nothing_native_reaches_the_cells_stderr(kernel: Kernel, ids: dict[str, 
               if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"]
     assert stderr == [], f"written to a cell's stderr: {stderr}"
     assert not [m for m in kernel.msgs if m["msg_type"] == "error"]
+
+
+def test_export_audio_holds_both_sides_and_each_reply_as_played(kernel: Kernel, ids: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    """The recording of turns 1 and 2 above: turn 1's reply exactly as the page received it; turn 2's
+    cut where the stop button dropped the page's queue, so shorter than what was sent."""
+    import io
+    import wave
+    import zipfile
+
+    kernel.wait_for("the second turn to end", lambda: engine_idle(kernel, ids))
+    out = tmp_path / "talk.zip"
+    kernel.execute(f"w.export_audio({str(out)!r})")
+
+    def wav(name: str) -> tuple[np.ndarray, int]:
+        with zipfile.ZipFile(out) as z, wave.open(io.BytesIO(z.read(name))) as w:
+            return (np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, w.getnchannels()),
+                    w.getframerate())
+
+    sent = {t: np.concatenate([a for c, a in reply_audio(kernel, ids["bridge"]) if c["turn"] == t]) for t in (1, 2)}
+    reply1, rate = wav("reply-turn-1.wav")
+    assert rate == 24000 and np.array_equal(reply1[:, 0], sent[1])
+    reply2, _ = wav("reply-turn-2.wav")
+    assert 0 < len(reply2) < len(sent[2]), (len(reply2), len(sent[2]))
+    stereo, rate = wav("conversation.wav")
+    assert stereo.shape[1] == 2
+    level = np.sqrt((stereo[: len(stereo) // 480 * 480].astype(np.float64).reshape(-1, 480, 2) ** 2).mean(axis=1))
+    spoke, replied = np.flatnonzero(level[:, 0] > 300), np.flatnonzero(level[:, 1] > 300)
+    assert spoke.size and replied.size and spoke[0] < replied[0], "the question comes before its reply"
 
 
 def test_kernel_main_loop_stays_responsive_during_a_turn(kernel: Kernel, ids: dict[str, str],

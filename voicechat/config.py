@@ -136,6 +136,8 @@ class Settings:
     partial_interval_ms: int = field(default=800, metadata=_env("VOICECHAT_PARTIAL_INTERVAL_MS"))
     interim_stt: str = field(default="auto", metadata=_env("VOICECHAT_INTERIM_STT"))
     max_audio_bytes: int = field(default=10 * 1024 * 1024, metadata=_env("VOICECHAT_MAX_AUDIO_BYTES"))
+    record_audio: bool = field(default=False, metadata=_env("VOICECHAT_RECORD_AUDIO"))
+    record_max_s: float = field(default=600.0, metadata=_env("VOICECHAT_RECORD_MAX_S"))
 
     ice_servers: str | None = field(default=None, metadata=_env("VOICECHAT_ICE_SERVERS"))
 
@@ -201,6 +203,8 @@ class Settings:
             raise ConfigError(f"vad {self.vad!r} is not silero or webrtc", "set VOICECHAT_VAD")
         if not 0.0 < self.vad_threshold < 1.0:
             raise ConfigError("vad_threshold must be between 0 and 1", "set VOICECHAT_VAD_THRESHOLD")
+        if not self.record_max_s > 0:
+            raise ConfigError("record_max_s must be above 0 seconds", "set VOICECHAT_RECORD_MAX_S (default 600)")
 
     def replace(self, **changes: Any) -> Settings:
         new = dataclasses.replace(self, **changes)
@@ -305,6 +309,8 @@ class Settings:
 
 def _coerce(f: dataclasses.Field[Any], raw: Any) -> Any:
     kind = str(f.type)
+    if kind.startswith("bool"):
+        return _boolean(f, raw)
     try:
         if kind.startswith("int"):
             return int(raw)
@@ -315,3 +321,14 @@ def _coerce(f: dataclasses.Field[Any], raw: Any) -> Any:
             f"setting {f.name} = {raw!r} is not a number", f"fix {f.metadata['env']}"
         ) from exc
     return raw if raw is None else str(raw)
+
+
+def _boolean(f: dataclasses.Field[Any], raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"setting {f.name} = {raw!r} is not on or off", f"set {f.metadata['env']} to 1 or 0")

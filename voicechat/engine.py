@@ -39,6 +39,7 @@ from voicechat.events import (
 from voicechat.history import History
 from voicechat.llm.base import ChatModel
 from voicechat.models import SHARED_MODELS
+from voicechat.recording import ConversationRecorder
 from voicechat.speculative_turn import Turn, TurnInput
 from voicechat.stt.base import SpeechToText
 from voicechat.transcribed_prefix import TranscribedPrefix
@@ -85,9 +86,13 @@ class Conversation:
         self._last_partial_pos = 0
         self._pieces: list[asyncio.Task[str]] = []
         self._closed = False
+        # Opt-in, in memory: both sides of the conversation (see voicechat.recording).
+        self.recording = ConversationRecorder(output_rate, s.record_max_s) if s.record_audio else None
 
     # ------------------------------------------------------------------ output
     def _emit(self, event: Event) -> None:
+        if self.recording is not None:
+            self.recording.on_event(event)
         self._listener(event)
 
     def _set_state(self, state: State) -> None:
@@ -138,6 +143,8 @@ class Conversation:
 
     def feed_16k(self, samples: np.ndarray) -> None:
         """Already-converted 16 kHz mono float32 audio (the hot path)."""
+        if self.recording is not None:
+            self.recording.add_input(samples)
         events = self.turns.feed(samples)
         if self.turns.voiced_ms >= self.settings.barge_in_ms and self.replying:
             self._interrupt("barge-in")  # before speech is confirmed: the reply must stop at once
@@ -328,6 +335,8 @@ class Conversation:
         self._drop_speculative()
         self.history.clear()
         self.metrics.clear()
+        if self.recording is not None:
+            self.recording.clear()
 
     async def aclose(self) -> None:
         """Cancel everything in flight; the backends' worker threads finish their current step."""

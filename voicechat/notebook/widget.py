@@ -55,10 +55,12 @@ class VoiceChatWidget(widgets.VBox):
 
     def __init__(self, settings: Settings | None = None, *, language: str | None = None,
                  backend: str | None = None, stt_mode: str = "server", echo_cancellation: bool = True,
-                 half_duplex: bool | None = None, output_rate: int = 24_000) -> None:
+                 half_duplex: bool | None = None, output_rate: int = 24_000, record_audio: bool | None = None) -> None:
         s = settings or Settings.load({"language": language})
         if language is not None:
             s = s.replace(language=language)
+        if record_audio is not None:
+            s = s.replace(record_audio=record_audio)
         if backend is not None:
             s = s.replace(**_backend_changes(backend))
         if s.stt == "browser":  # the engine always keeps a server STT: it is the fallback
@@ -211,6 +213,22 @@ class VoiceChatWidget(widgets.VBox):
                                   "# Conversation\n" if suffix == ".md" else "[]")
         out.write_text(text, encoding="utf-8")
         return out
+
+    def export_audio(self, path: str | Path, *, turn: int | None = None) -> Path:
+        """Write the conversation's audio: ``.wav`` = stereo, you on the left and the assistant on the
+        right, time-aligned (or one reply, as played, with ``turn``); ``.zip`` = that plus each side
+        and every reply as its own WAV.
+
+        Needs ``VoiceChatWidget(record_audio=True)`` (or ``VOICECHAT_RECORD_AUDIO=1``): recording is
+        off by default, kept in memory only, and stops at ``VOICECHAT_RECORD_MAX_S`` (10 minutes).
+        """
+        if not self._settings.record_audio:
+            raise ValueError("recording is off: create the widget with VoiceChatWidget(record_audio=True) "
+                             "or set VOICECHAT_RECORD_AUDIO=1, then talk, then export")
+        taken = self._session.read(lambda c: c.recording.take() if c.recording is not None else None, None)
+        if taken is None:
+            raise RuntimeError("nothing recorded yet: the engine is still loading (see the status line)")
+        return taken.write(path, turn=turn)  # built here, on the kernel's main thread, not the engine's
 
     def on_transcript(self, fn: Callable[[str], Any], remove: bool = False) -> Callable[[str], Any]:
         """Call ``fn(text)`` with each final user transcript, on the kernel's main thread."""
