@@ -300,6 +300,10 @@ class Conversation:
         self._emit(Interrupted(number, reason))
         self._set_state(State.LISTENING)
 
+    def playback_done(self) -> None:
+        """The surface has played every reply sample already (a file or a benchmark, not a speaker)."""
+        self._playback_end = min(self._playback_end, time.perf_counter())
+
     def stop_speaking(self) -> None:
         """The stop button: cancel the reply and drop its queued audio."""
         if self.replying:

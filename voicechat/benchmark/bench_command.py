@@ -17,6 +17,11 @@ def add_bench_parser(sub: Any) -> None:
     sp.add_argument("--audio", nargs="+", help="spoken questions, any audio file; default: the bundled set")
     sp.add_argument("--rounds", type=int, default=2, help="measured passes over the questions (after one warm-up)")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
+    sp.add_argument("--sessions", type=int, metavar="N",
+                    help="capacity instead: sweep 1…N concurrent conversations on the loopback OpenAI-format path")
+    sp.add_argument("--memory-turns", type=int, metavar="N",
+                    help="memory instead: RSS of one conversation over N turns (steady state after turn 10)")
+    sp.add_argument("--level-seconds", type=float, default=25.0, help="with --sessions: seconds of talk per level")
     sp.add_argument("--write-docs", metavar="DIR", help="write benchmarks.md figures and the plot into DIR")
     sp.add_argument("--docs-label", default="", metavar="NAME",
                     help="keep these figures in their own block of benchmarks.md (e.g. avx2), beside other machines'")
@@ -34,6 +39,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("error: no questions to play (pass --audio FILE.wav)", file=sys.stderr)
         return 2
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    if args.sessions is not None:
+        return _capacity(args, questions, log)
+    if args.memory_turns is not None:
+        from voicechat.benchmark.memory_run import run_memory
+
+        memory = asyncio.run(run_memory(settings, questions, turns=args.memory_turns, progress=log))
+        print(json.dumps(memory) if args.json else "\n".join(f"{k}: {v}" for k, v in memory.items()))
+        return 0 if memory["replies"] else 1
     result = asyncio.run(run_benchmark(settings, questions, rounds=args.rounds, progress=log))
     if args.write_docs:
         from voicechat.benchmark.report import write_docs
@@ -44,6 +57,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         print(table(result))
     return 0 if result["turns"] else 1
+
+
+def _capacity(args: argparse.Namespace, questions: list[Path], log: Any) -> int:
+    from voicechat.benchmark.capacity_run import run_capacity
+
+    if args.sessions < 1:
+        print("error: --sessions needs at least 1", file=sys.stderr)
+        return 2
+    result = run_capacity(args.sessions, questions, level_seconds=args.level_seconds, progress=log)
+    if args.write_docs:
+        from voicechat.benchmark.capacity_report import write_docs as write_capacity_docs
+
+        write_capacity_docs(result, Path(args.write_docs))
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        keys = ("max_sessions_50ms", "cpu_per_session_pct", "added_p95_ms", "rss_per_session_mb",
+                "transport_sessions_per_core", "provider_requests_per_turn", "stt_audio_billed_ratio", "bottleneck")
+        print("\n".join(f"{k}: {result[k]}" for k in keys))
+    return 0 if result["levels"][0]["turns"] else 1
 
 
 def table(r: dict[str, Any]) -> str:

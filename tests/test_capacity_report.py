@@ -1,0 +1,42 @@
+"""The capacity sweep's conclusions, on small made-up sweeps: the limit and the named bottleneck."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from voicechat.benchmark.capacity_report import ADDED_BUDGET_MS, added_p95, max_sessions, summarise
+
+PATH = {"resample_cpu_per_audio_s": 0.001, "vad_cpu_per_audio_s": 0.004}
+
+
+def level(n: int, p95: float, cores: float, *, turns_per_user: float = 4, gil: float = 1.0, late: float = 2.0,
+          rss: float = 200.0) -> dict[str, Any]:
+    return {"sessions": n, "turns": int(n * turns_per_user), "v2v_p50_ms": p95 - 100, "v2v_p95_ms": p95,
+            "cores_used": cores, "rss_mb": rss + 2.5 * n, "gil_wait_p95_ms": gil,
+            "transport_tick_late_p95_ms": late}
+
+
+def test_the_limit_is_the_last_level_within_50_ms_of_one_session() -> None:
+    levels = [level(1, 1000, 0.03), level(10, 1020, 0.3), level(50, 1049, 1.4), level(75, 1090, 1.9)]
+    assert added_p95(levels) == {"1": 0.0, "10": 20.0, "50": 49.0, "75": 90.0}
+    assert max_sessions(levels, ADDED_BUDGET_MS) == 50
+
+
+def test_a_level_where_answers_stopped_coming_does_not_pass_on_its_p95() -> None:
+    levels = [level(1, 1000, 0.03), level(20, 1010, 0.6), level(50, 1012, 2.0, turns_per_user=0.5)]
+    assert max_sessions(levels, ADDED_BUDGET_MS) == 20
+
+
+def test_bottleneck_names_cpu_with_the_vad_share_when_every_core_is_busy() -> None:
+    levels = [level(1, 1000, 0.03), level(50, 1040, 1.5), level(75, 1200, 1.95)]
+    r = summarise(levels, ADDED_BUDGET_MS, 2, PATH)
+    assert r["max_sessions_50ms"] == 50
+    b = r["bottleneck"]
+    assert b["kind"] == "cpu" and b["at_sessions"] == 75
+    assert b["cpu_shares"]["vad"] == round(75 * 0.004 / 1.95, 3)
+    assert r["rss_per_session_mb"] == 2.5
+
+
+def test_bottleneck_names_the_gil_when_cores_are_idle_but_threads_wait() -> None:
+    levels = [level(1, 1000, 0.03), level(50, 1100, 0.9, gil=12.0)]
+    assert summarise(levels, ADDED_BUDGET_MS, 2, PATH)["bottleneck"]["kind"] == "gil"

@@ -1,0 +1,122 @@
+"""WebRTC transport cost: aiortc's Opus decode + encode per session, as sessions per core.
+
+Pairs of in-process aiortc peers (as streamlit-webrtc's own tests connect them), offline
+(``iceServers: []``). Each side sends 48 kHz speech and receives the other's, so each peer
+decodes one Opus stream and encodes one, exactly what the server does for one call (the
+browser's mic in, the reply out) plus SRTP, RTP and jitter buffering. Both peers run here,
+so the process CPU is divided by two per pair.
+
+Everything runs on one asyncio loop on the calling thread, as aiortc runs in streamlit-webrtc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicechat.audio import iter_wav_frames
+
+FRAME_SAMPLES = 960  # 20 ms at 48 kHz
+
+
+def _speech_48k(questions: list[Path]) -> np.ndarray:
+    """The bundled questions at 48 kHz (the first one recorded at that rate is enough)."""
+    for q in questions:
+        frames, rate = iter_wav_frames(q)
+        if rate == 48_000:
+            pcm = np.concatenate(frames).reshape(-1)
+            return pcm.astype(np.int16) if pcm.dtype == np.int16 else (pcm * 32767).astype(np.int16)
+    t = np.arange(48_000 * 2) / 48_000
+    return (np.sin(2 * np.pi * 220 * t) * 8000).astype(np.int16)
+
+
+def _track(pcm: np.ndarray) -> Any:
+    import av
+    from aiortc import MediaStreamTrack
+
+    class SpeechTrack(MediaStreamTrack):
+        """Loops the speech in 20 ms frames, paced by the wall clock like a microphone."""
+
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._i = 0
+            self._start: float | None = None
+
+        async def recv(self) -> av.AudioFrame:
+            if self._start is None:
+                self._start = time.perf_counter()
+            due = self._start + self._i * FRAME_SAMPLES / 48_000
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            n = len(pcm) // FRAME_SAMPLES
+            chunk = pcm[(self._i % n) * FRAME_SAMPLES:][:FRAME_SAMPLES]
+            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = 48_000
+            frame.pts = self._i * FRAME_SAMPLES
+            frame.time_base = fractions.Fraction(1, 48_000)
+            self._i += 1
+            return frame
+
+    return SpeechTrack()
+
+
+async def _pair(pcm: np.ndarray, received: list[int]) -> tuple[Any, Any, list[asyncio.Task[None]]]:
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    config = RTCConfiguration(iceServers=[])
+    browser, server = RTCPeerConnection(config), RTCPeerConnection(config)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def drain(track: Any) -> None:  # receiving is what makes aiortc decode
+        while True:
+            await track.recv()
+            received[0] += 1
+
+    for pc in (browser, server):
+        pc.on("track", lambda track: tasks.append(asyncio.ensure_future(drain(track))))
+        pc.addTrack(_track(pcm))
+    await browser.setLocalDescription(await browser.createOffer())
+    await server.setRemoteDescription(browser.localDescription)
+    await server.setLocalDescription(await server.createAnswer())
+    await browser.setRemoteDescription(server.localDescription)
+    return browser, server, tasks
+
+
+async def _measure(pairs: int, seconds: float, pcm: np.ndarray) -> dict[str, Any]:
+    from voicechat.benchmark.capacity_run import cpu_s
+
+    received = [0]
+    made = [await _pair(pcm, received) for _ in range(pairs)]
+    deadline = time.perf_counter() + 20
+    while received[0] < pairs * 2 * 25 and time.perf_counter() < deadline:  # connected, audio flowing
+        await asyncio.sleep(0.1)
+    if received[0] == 0:
+        raise RuntimeError("the aiortc peers never exchanged audio")
+    frames0, cpu0, wall0 = received[0], cpu_s(), time.perf_counter()
+    await asyncio.sleep(seconds)
+    cpu, wall, frames = cpu_s() - cpu0, time.perf_counter() - wall0, received[0] - frames0
+    for browser, server, tasks in made:
+        for t in tasks:
+            t.cancel()
+        await browser.close()
+        await server.close()
+    per_session = cpu / wall / (2 * pairs)  # cores one call's server side needs
+    return {
+        "pairs": pairs, "seconds": round(wall, 1),
+        "frames_received_ratio": round(frames / max(1, pairs * 2 * wall / 0.02), 3),
+        "cpu_per_session_pct": round(per_session * 100, 2),
+        "transport_sessions_per_core": round(1 / per_session, 1) if per_session > 0 else None,
+    }
+
+
+def transport_cost(questions: list[Path], pairs: int = 4, seconds: float = 10.0) -> dict[str, Any]:
+    """Opus decode + encode + SRTP per call on this CPU (see the module docstring)."""
+    return asyncio.run(_measure(pairs, seconds, _speech_48k(questions)))
