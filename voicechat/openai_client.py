@@ -11,6 +11,8 @@ missing package becomes :class:`BackendUnavailable` with the install command.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -79,6 +81,19 @@ def api_key_of(settings: Settings) -> str:
     )
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context (CA bundle loaded once) for every client in the process.
+
+    Each client would otherwise load the CA bundle itself: about 0.9 MB and 50 ms of CPU per
+    client, three clients per session. An ``SSLContext`` may be shared across threads.
+    """
+    import httpx
+
+    make = getattr(httpx, "create_ssl_context", None)
+    return make() if make is not None else ssl.create_default_context()
+
+
 def make_client(settings: Settings) -> AsyncOpenAI:
     """Build the SDK client with our timeout and retry budget (the SDK does the retrying)."""
     openai = require_openai()
@@ -87,6 +102,7 @@ def make_client(settings: Settings) -> AsyncOpenAI:
         base_url=settings.openai_base_url or DEFAULT_BASE_URL,
         timeout=settings.request_timeout_s,
         max_retries=settings.max_retries,
+        http_client=openai.DefaultAsyncHttpxClient(verify=_tls_context()),
     )
     return client
 

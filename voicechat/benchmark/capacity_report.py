@@ -27,9 +27,9 @@ def slope(xs: list[float], ys: list[float]) -> float:
 
 
 def added_p95(levels: list[dict[str, Any]]) -> dict[str, float]:
-    """p95 voice-to-voice at each N minus the single session's p95."""
-    base = levels[0]["v2v_p95_ms"]
-    return {str(lv["sessions"]): round(lv["v2v_p95_ms"] - base, 1) for lv in levels}
+    """At each N, the p95 of each turn's delay over its question's one-session median, less the same at N = 1."""
+    base = levels[0]["excess_p95_ms"]
+    return {str(lv["sessions"]): round(lv["excess_p95_ms"] - base, 1) for lv in levels}
 
 
 def max_sessions(levels: list[dict[str, Any]], budget_ms: float) -> int:
@@ -125,8 +125,9 @@ def markdown(r: dict[str, Any], plotted: bool) -> str:
         f"({r['cpu_count']} vCPUs, {platform.machine()}), Python {platform.python_version()}; load average "
         f"{r['loadavg_before']} before and {r['loadavg_after']} after (the machine is shared: other work "
         "competes for the same cores, so the latency figures are pessimistic; the CPU-time figures are not).",
-        f"Backends: the OpenAI-format path against a loopback server in another process answering after "
-        f"{r['provider_delays_ms']} ms; each level runs {r['level_seconds']} s of talk after a ramp.",
+        "Backends: the OpenAI-format path against a loopback server in another process answering after "
+        + ", ".join(f"{k} {v} ms" for k, v in r["provider_delays_ms"].items())
+        + f"; each level runs {r['level_seconds']:g} s of talk after a ramp (the single session three times as long).",
         "",
         "| figure | value |",
         "|---|---|",
@@ -139,14 +140,18 @@ def markdown(r: dict[str, Any], plotted: bool) -> str:
         f"| cloud cost: `provider_requests_per_turn` / `stt_audio_billed_ratio` | "
         f"{c['provider_requests_per_turn']} / {c['stt_audio_billed_ratio']} (interim text: {c['interim']}, "
         f"{c['partials_per_turn']} live transcripts per turn) |",
+        f"| the same with `VOICECHAT_INTERIM_STT=stt` (live text from the provider) | "
+        f"{c['with_interim_from_provider']['provider_requests_per_turn']} / "
+        f"{c['with_interim_from_provider']['stt_audio_billed_ratio']} |",
         "",
-        "| sessions | turns | v2v p50 / p95 ms | added p95 ms | cores used | RSS MB | GIL wait p95 ms | "
-        "transport tick late p95 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| sessions | turns | v2v p50 / p95 ms | p95 over the question's 1-session median ms | added p95 ms | "
+        "cores used | RSS MB | GIL wait p95 ms | transport tick late p95 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in r["levels"]:
         lines.append(f"| {lv['sessions']} | {lv['turns']} | {lv['v2v_p50_ms']} / {lv['v2v_p95_ms']} | "
-                     f"{r['added_p95_ms'][str(lv['sessions'])]} | {lv['cores_used']} | {lv['rss_mb']} | "
+                     f"{lv['excess_p95_ms']} | {r['added_p95_ms'][str(lv['sessions'])]} | "
+                     f"{lv['cores_used']} | {lv['rss_mb']} | "
                      f"{lv['gil_wait_p95_ms']} | {lv['transport_tick_late_p95_ms']} |")
     if plotted:
         lines += ["", "![added p95 and CPU against sessions](scaling.png)"]
