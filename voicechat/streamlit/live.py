@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import statistics
+from dataclasses import dataclass
 
 import pandas as pd
 import streamlit as st
@@ -22,12 +23,27 @@ from voicechat.config import Settings
 from voicechat.events import State, TurnMetrics
 from voicechat.streamlit.browser_session import VoiceSession
 from voicechat.streamlit.browser_stt import browser_stt
+from voicechat.streamlit.keys import DEFAULT_KEYS, StreamerKeys
 from voicechat.streamlit.testing import write_stats
 from voicechat.ui_state import Snapshot
 
 LATENCY_COLUMNS = ("stt_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_ms")
-BROWSER_STT_KEY = "voicechat-browser-stt"
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
+
+
+@dataclass(frozen=True)
+class LiveView:
+    """What the live panel draws, and when it asks for a full run (see ``voice_chat``)."""
+
+    keys: StreamerKeys = DEFAULT_KEYS
+    transcript: bool = True  # transcript, stop/clear buttons, downloads
+    status: bool = True  # listening / thinking / speaking lights
+    metrics: bool = True  # latency medians, chart and table
+    rerun_after: int | None = None  # finished lines the last full run saw; None: never rerun the app
+
+
+def finished_lines(snap: Snapshot) -> int:
+    return sum(not line.streaming for line in snap.lines)
 
 
 def escape_markdown(text: str) -> str:
@@ -117,8 +133,8 @@ def _render_engine_status(session: VoiceSession, t: dict[str, str]) -> None:
         st.caption(t["loading"])
 
 
-def _on_buttons(action: str) -> None:
-    session: VoiceSession | None = st.session_state.get("voicechat_session")
+def _on_buttons(action: str, session_key: str) -> None:
+    session: VoiceSession | None = st.session_state.get(session_key)
     if session is None:
         return
     if action == "stop":
@@ -127,52 +143,61 @@ def _on_buttons(action: str) -> None:
         session.clear()
 
 
-def _browser_stt(session: VoiceSession, settings: Settings, t: dict[str, str]) -> str:
+def _browser_stt(session: VoiceSession, settings: Settings, t: dict[str, str], key: str) -> str:
     """Mount the Web Speech component when chosen; returns its interim text."""
     if settings.stt != "browser":
         return ""
 
     def on_final() -> None:
-        value = st.session_state.get(BROWSER_STT_KEY)
+        value = st.session_state.get(key)
         final = getattr(value, "final", None) if value is not None else None
         if isinstance(final, dict) and str(final.get("text", "")).strip() and session.runner is not None:
             session.runner.submit_text(str(final["text"]))
 
     def on_error() -> None:
-        value = st.session_state.get(BROWSER_STT_KEY)
+        value = st.session_state.get(key)
         error = getattr(value, "error", None) if value is not None else None
         if error:
             session.browser_stt_error = str(error)
 
     result = browser_stt(enabled=session.webrtc_active, language=settings.language, label=t["browser_listening"],
-                         key=BROWSER_STT_KEY, on_final=on_final, on_error=on_error)
+                         key=key, on_final=on_final, on_error=on_error)
     if session.browser_stt_error:
         st.rerun(scope="app")  # the full run rebuilds the engine with server STT and says why
     return str(getattr(result, "interim", "") or "")
 
 
 @st.fragment(run_every=0.5)
-def live_panel(session: VoiceSession, settings: Settings, t: dict[str, str]) -> None:
+def live_panel(session: VoiceSession, settings: Settings, t: dict[str, str], view: LiveView = LiveView()) -> None:
     """Everything that changes while you talk; reruns alone every 0.5 s (never the WebRTC component)."""
+    keys = view.keys
     _render_engine_status(session, t)
-    interim = _browser_stt(session, settings, t)
+    interim = _browser_stt(session, settings, t, keys.browser_stt)
     snap = session.bridge.snapshot()
-    state = light_state(snap.state, webrtc_active=session.webrtc_active,
-                        engine_running=session.runner is not None and session.runner.ready)
-    for col, light in zip(st.columns(3), status_lights(state, t), strict=True):
-        col.markdown(light)
-    b1, b2, _ = st.columns([1, 1, 2])
-    b1.button(f"🔇 {t['stop_speaking']}", key="vc_stop_speaking", on_click=_on_buttons, args=("stop",),
-              width="stretch")
-    b2.button(f"🗑️ {t['clear']}", key="vc_clear", on_click=_on_buttons, args=("clear",), width="stretch")
-    _render_transcript(snap, interim or (snap.partial if session.webrtc_active else ""), t)
+    if view.rerun_after is not None and finished_lines(snap) != view.rerun_after:
+        st.rerun(scope="app")  # a transcript or reply finished: the caller's script sees it in voice_chat's state
+    if view.status:
+        state = light_state(snap.state, webrtc_active=session.webrtc_active,
+                            engine_running=session.runner is not None and session.runner.ready)
+        for col, light in zip(st.columns(3), status_lights(state, t), strict=True):
+            col.markdown(light)
+    if view.transcript:
+        b1, b2, _ = st.columns([1, 1, 2])
+        b1.button(f"🔇 {t['stop_speaking']}", key=keys.widget("stop_speaking"), on_click=_on_buttons,
+                  args=("stop", keys.session), width="stretch")
+        b2.button(f"🗑️ {t['clear']}", key=keys.widget("clear"), on_click=_on_buttons, args=("clear", keys.session),
+                  width="stretch")
+        _render_transcript(snap, interim or (snap.partial if session.webrtc_active else ""), t)
     for message in snap.errors[-3:]:
         st.warning(escape_markdown(message))
-    _render_latency(snap.metrics, t)
-    history = session.history()
-    d1, d2 = st.columns(2)
-    d1.download_button(f"⬇️ {t['download_json']}", history.to_json(), file_name="voicechat-transcript.json",
-                       mime="application/json", key="vc_dl_json", on_click="ignore")
-    d2.download_button(f"⬇️ {t['download_md']}", history.to_markdown(title="voicechat"),
-                       file_name="voicechat-transcript.md", mime="text/markdown", key="vc_dl_md", on_click="ignore")
+    if view.metrics:
+        _render_latency(snap.metrics, t)
+    if view.transcript:
+        history = session.history()
+        d1, d2 = st.columns(2)
+        d1.download_button(f"⬇️ {t['download_json']}", history.to_json(), file_name="voicechat-transcript.json",
+                           mime="application/json", key=keys.widget("dl_json"), on_click="ignore")
+        d2.download_button(f"⬇️ {t['download_md']}", history.to_markdown(title="voicechat"),
+                           file_name="voicechat-transcript.md", mime="text/markdown", key=keys.widget("dl_md"),
+                           on_click="ignore")
     write_stats(session.id, session.stats())

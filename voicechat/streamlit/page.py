@@ -1,95 +1,44 @@
-"""The page: layout and wiring, run top to bottom by Streamlit on every full script run.
+"""The bundled dashboard: a title, a language choice and :func:`voicechat.streamlit.embed.voice_chat`.
 
-Order matters. Everything above :func:`voicechat.streamlit.webrtc.render_streamer` is plain widgets that
-cannot fail; the streamer is rendered unconditionally on every full run with one fixed key;
-everything after it is inside ``try`` so an error is shown on the page and the run still ends
-normally, and the last statement tells the run-count barrier that this run completed.
+It is a user of ``voice_chat`` like any other page (``examples/embed_streamlit.py`` is another):
+the run-order and thread rules live there, not here. What the dashboard adds: the page config,
+the Korean/English title, the conversation language, the settings sidebar and the latency chart.
+``voicechat app`` and ``streamlit run streamlit_app.py`` both run :func:`main`.
 
-Threads: this module runs on Streamlit's script thread. The per-session objects it creates
-(:class:`voicechat.streamlit.browser_session.VoiceSession`) are where the aiortc, engine and shutdown threads meet.
+Threads: Streamlit's script thread only.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
 from streamlit_webrtc.shutdown import SessionShutdownObserver
 
-from voicechat.config import LANGUAGES, Settings
+from voicechat.config import LANGUAGES
 from voicechat.errors import ConfigError
-from voicechat.streamlit import ice
-from voicechat.streamlit.browser_session import VoiceSession
-from voicechat.streamlit.i18n import labels, translations
-from voicechat.streamlit.live import escape_markdown, live_panel
-from voicechat.streamlit.sidebar import SidebarChoice, render_backend_status, render_sidebar
-from voicechat.streamlit.testing import write_stats
-from voicechat.streamlit.webrtc import RunCountBarrier, render_streamer
-
-SESSION_KEY = "voicechat_session"
-OBSERVER_KEY = "voicechat_session_observer"
-BARRIER_KEY = "voicechat_run_barrier"
+from voicechat.streamlit.embed import base_settings, read_secrets, voice_chat
+from voicechat.streamlit.i18n import labels
+from voicechat.streamlit.keys import DEFAULT_KEYS
+from voicechat.streamlit.live import escape_markdown
+from voicechat.streamlit.webrtc import render_streamer
 
 log = logging.getLogger(__name__)
 
 
-def read_secrets() -> dict[str, Any]:
-    """``st.secrets`` as a dict; empty when there is no secrets file (local runs, tests)."""
-    try:
-        return {k: v for k, v in st.secrets.items() if isinstance(v, str)}
-    except Exception:  # FileNotFoundError / StreamlitSecretNotFoundError when no secrets.toml exists
-        return {}
-
-
-def get_session(shutdown_observer: Callable[[Callable[[], None]], object]) -> VoiceSession:
-    """This browser session's VoiceSession, created once and closed when the session ends."""
-    session = st.session_state.get(SESSION_KEY)
-    if session is None:
-        session = VoiceSession()
-        st.session_state[SESSION_KEY] = session
-        # SessionShutdownObserver polls the AppSession from its own thread and calls
-        # session.close() when the browser session shuts down or leaves the page.
-        st.session_state[OBSERVER_KEY] = shutdown_observer(session.close)
-    return session
-
-
-def get_barrier() -> RunCountBarrier:
-    barrier = st.session_state.get(BARRIER_KEY)
-    if barrier is None:
-        barrier = RunCountBarrier()
-        st.session_state[BARRIER_KEY] = barrier
-    return barrier
-
-
-def base_settings(secrets: Mapping[str, Any]) -> tuple[Settings, str | None]:
-    """Settings from ``st.secrets`` (root-level strings, e.g. OPENAI_API_KEY), the environment and .env."""
-    environ = {**os.environ, **secrets}
-    try:
-        return Settings.load(environ=environ), None
-    except ConfigError as exc:
-        return Settings(openai_api_key=environ.get("OPENAI_API_KEY") or None), str(exc)
-
-
-def effective_settings(base: Settings, choice: SidebarChoice, session: VoiceSession) -> tuple[Settings, str | None]:
-    """The sidebar's choices on top of ``base``; browser STT that failed falls back to server STT."""
-    try:
-        settings = base.replace(**{**choice.overrides, "language": st.session_state.get("vc_language",
-                                                                                          base.language)})
-    except ConfigError as exc:
-        return base, str(exc)
-    if settings.stt == "browser" and session.browser_stt_error:
-        settings = settings.replace(stt="auto")
-    return settings, None
-
-
-def rtc_config(settings: Settings, secrets: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    try:
-        return ice.rtc_configuration(settings.ice_servers, secrets, os.environ), None
-    except ConfigError as exc:
-        return None, str(exc)
+def enable_webrtc_debug_log() -> None:
+    """``VOICECHAT_WEBRTC_DEBUG=1``: print streamlit-webrtc's debug log (signalling, context resets)."""
+    if not os.environ.get("VOICECHAT_WEBRTC_DEBUG"):
+        return
+    webrtc_log = logging.getLogger("streamlit_webrtc")
+    if not webrtc_log.handlers:  # the script reruns; add the handler once per process
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        webrtc_log.addHandler(handler)
+        webrtc_log.setLevel(logging.DEBUG)
 
 
 def main(streamer: Callable[..., Any] = render_streamer,
@@ -100,46 +49,24 @@ def main(streamer: Callable[..., Any] = render_streamer,
     (streamlit-webrtc reads the server's session manager); Streamlit's ``AppTest`` has none, so
     the page tests pass stand-ins there and the browser test covers the real ones.
     """
+    enable_webrtc_debug_log()
     st.set_page_config(page_title="voicechat", page_icon="🎙️", layout="centered")
-    session = get_session(shutdown_observer)
-    barrier = get_barrier()
-    secrets = read_secrets()
-    base, base_error = base_settings(secrets)
-    language = st.session_state.get("vc_language", base.language)
+    base, base_error = base_settings(read_secrets())
+    language_key = DEFAULT_KEYS.widget("language")
+    language = st.session_state.get(language_key, base.language)
     t = labels(language)
-    choice = render_sidebar(base, t)
-    settings, settings_error = effective_settings(base, choice, session)
-    rtc, ice_error = rtc_config(settings, secrets)
 
     st.title(t["title"])
     st.caption(t["subtitle"])
     codes = list(LANGUAGES)
-    st.selectbox(t["language"], codes, index=codes.index(base.language), key="vc_language",
+    st.selectbox(t["language"], codes, index=codes.index(base.language), key=language_key,
                  format_func=lambda c: LANGUAGES.get(c, c))
-
-    # Rendered on EVERY full run, same key, never in a fragment or behind a condition.
-    ctx = streamer(session, barrier, rtc_configuration=rtc, echo_cancellation=choice.echo_cancellation,
-                   translations=translations(language))
-    session.page_info.update(barrier.counters())
+    if base_error:
+        st.error(escape_markdown(base_error))
+    settings = base
     try:
-        for problem in (base_error, settings_error, ice_error):
-            if problem:
-                st.error(escape_markdown(problem))
-        if choice.overrides.get("stt") == "browser" and session.browser_stt_error:
-            st.warning(t["browser_fallback"].format(reason=escape_markdown(session.browser_stt_error)))
-        active = bool(ctx.state.playing or ctx.state.signalling)
-        if session.webrtc_changed(active):
-            session.close_engine()  # the WebRTC connection stopped: no engine thread outlives it
-            write_stats(session.id, session.stats(), event="webrtc-stopped")
-        if active or session.runner is not None or not session.engine_started_once:
-            session.ensure_engine(settings, half_duplex=choice.half_duplex)
-        text = st.chat_input(t["type_message"], key="vc_text")
-        if text:
-            with st.spinner(t["loading"]):
-                session.submit_text(text, settings, half_duplex=choice.half_duplex)
-        live_panel(session, settings, t)
-        render_backend_status(settings, t, ice.describe(rtc))
-    except Exception as exc:  # shown, not raised: the run must end normally (see voicechat.streamlit.webrtc)
-        log.exception("page error")
-        st.exception(exc)
-    barrier.run_completed()
+        settings = base.replace(language=language)
+    except ConfigError as exc:
+        st.error(escape_markdown(str(exc)))
+    voice_chat(settings, sidebar=True, show_metrics=True, rerun_on_reply=False, streamer=streamer,
+               shutdown_observer=shutdown_observer)

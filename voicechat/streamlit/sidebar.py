@@ -16,6 +16,7 @@ import streamlit as st
 
 from voicechat.backends import check_backends
 from voicechat.config import BACKEND_CHOICES, OPENAI_VOICES, STT_CHOICES, Settings
+from voicechat.streamlit.keys import DEFAULT_KEYS, StreamerKeys
 
 # Settings the sidebar owns: a change restarts the engine with the new value.
 SIDEBAR_FIELDS = ("stt", "llm", "tts", "openai_stt_model", "openai_llm_model", "openai_tts_model",
@@ -39,44 +40,45 @@ class SidebarChoice:
     half_duplex: bool = False
 
 
-def _on_stt_change() -> None:
+def _on_stt_change(session_key: str) -> None:
     # Picking the STT again (e.g. browser after a fallback) gives the browser recogniser another try.
-    session = st.session_state.get("voicechat_session")
+    session = st.session_state.get(session_key)
     if session is not None:
         session.browser_stt_error = None
 
 
-def render_sidebar(base: Settings, t: dict[str, str]) -> SidebarChoice:
+def render_sidebar(base: Settings, t: dict[str, str], keys: StreamerKeys = DEFAULT_KEYS) -> SidebarChoice:
     """Draw the sidebar and return the choices; ``base`` supplies every default."""
     choice = SidebarChoice()
+    k = keys.widget
     o = choice.overrides
     names = {"auto": "auto", "local": "local (offline)", "openai": "openai", "browser": t["browser_stt"]}
     with st.sidebar:
         st.header(t["settings"])
         st.caption(t["key_set"] if base.openai_api_key else t["key_unset"])
-        o["stt"] = st.selectbox(t["stt"], STT_CHOICES, index=STT_CHOICES.index(base.stt), key="vc_stt",
-                                format_func=lambda v: names.get(v, v), on_change=_on_stt_change)
-        o["llm"] = st.selectbox(t["llm"], BACKEND_CHOICES, index=BACKEND_CHOICES.index(base.llm), key="vc_llm",
+        o["stt"] = st.selectbox(t["stt"], STT_CHOICES, index=STT_CHOICES.index(base.stt), key=k("stt"),
+                                format_func=lambda v: names.get(v, v), on_change=_on_stt_change, args=(keys.session,))
+        o["llm"] = st.selectbox(t["llm"], BACKEND_CHOICES, index=BACKEND_CHOICES.index(base.llm), key=k("llm"),
                                 format_func=lambda v: names.get(v, v))
-        o["tts"] = st.selectbox(t["tts"], BACKEND_CHOICES, index=BACKEND_CHOICES.index(base.tts), key="vc_tts",
+        o["tts"] = st.selectbox(t["tts"], BACKEND_CHOICES, index=BACKEND_CHOICES.index(base.tts), key=k("tts"),
                                 format_func=lambda v: names.get(v, v))
         with st.expander(t["openai_models"]):
-            o["openai_stt_model"] = st.text_input(t["stt_model"], base.openai_stt_model, key="vc_stt_model")
-            o["openai_llm_model"] = st.text_input(t["llm_model"], base.openai_llm_model, key="vc_llm_model")
-            o["openai_tts_model"] = st.text_input(t["tts_model"], base.openai_tts_model, key="vc_tts_model")
+            o["openai_stt_model"] = st.text_input(t["stt_model"], base.openai_stt_model, key=k("stt_model"))
+            o["openai_llm_model"] = st.text_input(t["llm_model"], base.openai_llm_model, key=k("llm_model"))
+            o["openai_tts_model"] = st.text_input(t["tts_model"], base.openai_tts_model, key=k("tts_model"))
             voices = list(OPENAI_VOICES)
             o["openai_voice"] = st.selectbox(
                 t["voice"], voices, index=voices.index(base.openai_voice) if base.openai_voice in voices else 0,
-                key="vc_voice")
-        o["tts_speed"] = st.slider(t["speed"], 0.5, 2.0, float(base.tts_speed), 0.05, key="vc_speed")
-        o["system_prompt"] = st.text_area(t["system_prompt"], base.system_prompt or "", key="vc_prompt") or None
-        sensitivity = st.slider(t["vad"], 0.1, 0.9, round(1.0 - base.vad_threshold, 2), 0.05, key="vc_vad",
+                key=k("voice"))
+        o["tts_speed"] = st.slider(t["speed"], 0.5, 2.0, float(base.tts_speed), 0.05, key=k("speed"))
+        o["system_prompt"] = st.text_area(t["system_prompt"], base.system_prompt or "", key=k("prompt")) or None
+        sensitivity = st.slider(t["vad"], 0.1, 0.9, round(1.0 - base.vad_threshold, 2), 0.05, key=k("vad"),
                                 help=t["vad_help"])
         o["vad_threshold"] = round(1.0 - sensitivity, 2)
         choice.echo_cancellation = st.toggle(t["echo"], value=env_flag("VOICECHAT_ECHO_CANCELLATION", True),
-                                             key="vc_echo", help=t["echo_help"])
+                                             key=k("echo"), help=t["echo_help"])
         choice.half_duplex = st.toggle(t["half_duplex"], value=env_flag("VOICECHAT_HALF_DUPLEX", False),
-                                       key="vc_half_duplex", help=t["half_duplex_help"])
+                                       key=k("half_duplex"), help=t["half_duplex_help"])
     return choice
 
 

@@ -50,10 +50,7 @@ from streamlit_webrtc.eventloop import get_global_event_loop
 from streamlit_webrtc.session_info import get_script_run_count, get_session_id, get_this_session_info
 
 from voicechat.streamlit.browser_session import OUTPUT_RATE, VoiceSession
-
-STREAMER_KEY = "voicechat-webrtc"
-SINK_KEY = "voicechat-mic"
-SOURCE_KEY = "voicechat-reply"
+from voicechat.streamlit.keys import DEFAULT_KEYS, StreamerKeys
 
 
 class RunCountBarrier:
@@ -190,17 +187,18 @@ def media_constraints(echo_cancellation: bool) -> dict[str, Any]:
 
 
 def render_streamer(session: VoiceSession, barrier: RunCountBarrier, *, rtc_configuration: dict[str, Any] | None,
-                    echo_cancellation: bool, translations: dict[str, str]) -> WebRtcStreamerContext:
-    """Render the SENDRECV component. Call exactly once on EVERY full run, at top level, same key."""
-    pcm_out = create_pcm_audio_source_track(key=SOURCE_KEY, sample_rate=OUTPUT_RATE)
+                    echo_cancellation: bool, translations: dict[str, str], keys: StreamerKeys = DEFAULT_KEYS
+                    ) -> WebRtcStreamerContext:
+    """Render the SENDRECV component. Call exactly once on EVERY full run, outside fragments, same keys."""
+    pcm_out = create_pcm_audio_source_track(key=keys.source, sample_rate=OUTPUT_RATE)
     session.outlet.attach(pcm_out)  # a new source after each WebRTC session; the engine pushes here
     # A closed tab: no script run will see it; the watch (and the sink's on_ended) stop its engine.
     watch = DisconnectWatch(session, get_session_id())
-    mic = create_audio_sink_track(session.push, key=SINK_KEY, on_ended=watch.track_ended)
+    mic = create_audio_sink_track(session.push, key=keys.sink, on_ended=watch.track_ended)
     watch.start()
     barrier.before_render()
     return webrtc_streamer(
-        key=STREAMER_KEY,
+        key=keys.streamer,
         mode=WebRtcMode.SENDRECV,
         rtc_configuration=rtc_configuration,
         media_stream_constraints=media_constraints(echo_cancellation),
