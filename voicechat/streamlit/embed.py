@@ -38,10 +38,11 @@ from voicechat.streamlit import ice
 from voicechat.streamlit.browser_session import VoiceSession
 from voicechat.streamlit.i18n import labels, translations
 from voicechat.streamlit.keys import StreamerKeys
-from voicechat.streamlit.live import LiveView, escape_markdown, light_state, live_panel
+from voicechat.streamlit.live import LiveView, escape_markdown, finished_lines, light_state, live_panel
 from voicechat.streamlit.sidebar import SidebarChoice, render_backend_status, render_sidebar
 from voicechat.streamlit.testing import write_stats
 from voicechat.streamlit.webrtc import RunCountBarrier, render_streamer
+from voicechat.ui_state import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,7 @@ def _refuse_fragment() -> None:
                            "on every full run, outside any fragment, or the microphone connection is reset.")
 
 
-def _state(session: VoiceSession, settings: Settings) -> VoiceChatState:
-    snap = session.bridge.snapshot()
+def _state(session: VoiceSession, settings: Settings, snap: Snapshot) -> VoiceChatState:
     runner = session.runner
     ready = bool(runner is not None and runner.ready)
     done = [line for line in snap.lines if not line.streaming]
@@ -190,15 +190,16 @@ def voice_chat(settings: Settings | None = None, *, key: str = "voicechat", show
         if text:
             with st.spinner(t["loading"]):
                 session.submit_text(text, settings, half_duplex=choice.half_duplex)
-        state = _state(session, settings)
+        snap = session.bridge.snapshot()
+        state = _state(session, settings, snap)
         view = LiveView(keys=keys, transcript=show_transcript, status=show_status, metrics=show_metrics,
-                        rerun_after=len(state.history.entries) if rerun_on_reply else None)
+                        rerun_after=finished_lines(snap) if rerun_on_reply else None)
         live_panel(session, settings, t, view)
         if sidebar:
             render_backend_status(settings, t, ice.describe(rtc))
     except Exception as exc:  # shown, not raised: the run must end normally (see voicechat.streamlit.webrtc)
         log.exception("voice chat error")
         st.exception(exc)
-        state = _state(session, settings)
+        state = _state(session, settings, session.bridge.snapshot())
     barrier.run_completed()
     return state
