@@ -235,10 +235,18 @@ def test_the_key_never_reaches_the_page_logs_or_exports(kernel: tuple[Kernel, Wi
     assert CANARY not in errors and not leaks(errors.encode(), CANARY, "errors")  # ... without the key
     assert server.requests_to(CHAT)[-1].headers.get("authorization") == f"Bearer {CANARY}"
 
-    # The session is still usable once the key is accepted again.
-    server.api_key = CANARY
-    server.chat_deltas = ("Yes, still here.",)
+    # After a 401 the backends send nothing more with that key, even once the server would take it
+    # again; the error still names the setting.
     k.wait_for("listening after the failed turn", lambda: engine_idle(k, ids), timeout=60)
+    server.api_key = CANARY
+    sent = len(server.requests)
+    k.execute("w.ask('Hello again?')")
+    k.wait_for("the 401 again", lambda: chat_html(k, ids["errors"]).count("OPENAI_API_KEY") >= 2, timeout=60)
+    assert len(server.requests) == sent
+    # The session is usable again once its settings change (here: the key set anew, from the environment).
+    server.chat_deltas = ("Yes, still here.",)
+    k.execute("import os; w.configure(openai_api_key=os.environ['OPENAI_API_KEY'])")
+    k.wait_for("listening on the new engine", lambda: engine_idle(k, ids), timeout=60)
     k.execute("w.ask('And now?')")
     k.wait_for("a reply after the 401", finished_reply_with(k, ids["chat"], "Yes, still here."), timeout=60)
 

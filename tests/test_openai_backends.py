@@ -197,6 +197,39 @@ def test_chat_rejected_key_names_setting_once_and_hides_key(server: FakeOpenAISe
     assert len(server.requests) == 1  # a bad key is not retried
 
 
+@pytest.mark.parametrize("stage", ["stt", "llm", "tts"])
+def test_after_a_401_a_backend_sends_nothing_until_its_settings_change(server: FakeOpenAIServer, stage: str) -> None:
+    def call(settings: Settings) -> Any:
+        if stage == "stt":
+            return transcribe(OpenAISTT(settings), np.zeros(16000, np.float32))
+        return collect(OpenAIChat(settings)) if stage == "llm" else speak(OpenAITTS(settings))
+
+    wrong = settings_for(server, openai_api_key="sk-revoked-key-42")
+    backend = {"stt": OpenAISTT, "llm": OpenAIChat, "tts": OpenAITTS}[stage](wrong)
+
+    async def three_calls() -> list[str]:
+        messages = []
+        for _ in range(3):
+            try:
+                if stage == "stt":
+                    await backend.transcribe(np.zeros(16000, np.float32))
+                elif stage == "llm":
+                    [d async for d in backend.stream(MESSAGES)]
+                else:
+                    [c async for c in backend.synthesize("Hello.")]
+            except AuthenticationFailed as exc:
+                messages.append(str(exc))
+        await backend.aclose()
+        return messages
+
+    messages = asyncio.run(three_calls())
+    assert len(messages) == 3 and len(set(messages)) == 1 and "OPENAI_API_KEY" in messages[0]
+    assert "sk-revoked" not in messages[0]
+    assert len(server.requests) == 1
+    asyncio.run(call(settings_for(server)))  # the key fixed: new settings, a new backend, calls again
+    assert len(server.requests) == 2
+
+
 def test_chat_429_with_retry_after_then_success(server: FakeOpenAIServer) -> None:
     server.plan(CHAT, error_reply(429, headers=FAST_RETRY), error_reply(429, headers=FAST_RETRY))
     deltas = asyncio.run(collect(OpenAIChat(settings_for(server, max_retries=2))))

@@ -170,4 +170,43 @@ def test_bad_key_reports_once_per_turn_and_session_stays_usable(server: FakeOpen
         errors = [e for e in events if isinstance(e, ErrorEvent)]
         assert len(errors) == 1 and "OPENAI_API_KEY" in errors[0].message and "sk-bad" not in errors[0].message
         assert conv.state == State.LISTENING
-    assert len(server.requests_to(CHAT)) == 2  # no retries on 401
+    assert len(server.requests_to(CHAT)) == 1  # no retry on 401, and no second call with the same key
+
+
+@pytest.mark.slow
+def test_rejected_key_stops_the_calls_until_the_settings_change(server: FakeOpenAIServer, make_speech) -> None:
+    """One spoken question with pauses in it (each pause starts a speculative transcription) and a
+    bad key: the server is asked once, every turn still says which setting to fix, and a corrected
+    key (new settings, new backends) works at once."""
+    from voicechat.file_turns import run_turn_from_wav
+    from voicechat.llm.openai import OpenAIChat
+    from voicechat.stt.openai import OpenAISTT
+    from voicechat.tts.openai import OpenAITTS
+
+    server.transcript = "What is the capital of Italy?"
+    wav = make_speech("Hello. Well, let me think. What is, I wonder, the capital of Italy?", rate=48000)
+
+    def conversation(key: str) -> Conversation:
+        s = Settings(openai_api_key=key, openai_base_url=server.base_url, max_retries=1, request_timeout_s=5.0,
+                     stt="openai", llm="openai", tts="openai", partial_interval_ms=300)
+        return Conversation(OpenAISTT(s), OpenAIChat(s), OpenAITTS(s), settings=s)
+
+    async def run() -> tuple[list[list[str]], str]:
+        conv = conversation("sk-wrong-key-123")
+        errors = []
+        for _ in range(2):
+            result = await run_turn_from_wav(conv, wav)
+            errors.append(result.errors)
+        await conv.aclose()
+        fixed = conversation(KEY)
+        result = await run_turn_from_wav(fixed, wav)
+        await fixed.aclose()
+        return errors, result.transcript
+
+    errors, transcript = asyncio.run(run())
+    for turn_errors in errors:
+        assert turn_errors and all("OPENAI_API_KEY" in e and "sk-wrong" not in e for e in turn_errors)
+    bad = [r for r in server.requests_to(TRANSCRIPTIONS) if "sk-wrong" in r.headers["authorization"]]
+    assert len(bad) == 1
+    assert not [r for r in server.requests if r.path != TRANSCRIPTIONS and "sk-wrong" in r.headers["authorization"]]
+    assert transcript == "What is the capital of Italy?"

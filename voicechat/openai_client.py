@@ -254,7 +254,14 @@ def _translate_generic(exc: BaseException, where: str) -> VoicechatError:
 
 
 class OpenAIBackend:
-    """What the three OpenAI backends share: their settings, one client per loop, and closing it."""
+    """What the three OpenAI backends share: their settings, one client per loop, closing it, and
+    refusing to call again once the server has rejected the key.
+
+    A 401 cannot heal by itself, and a voice session asks often (a speculative transcription at
+    every pause, a live caption every 800 ms): without the latch one spoken question sent the bad
+    key five times. After a 401 every call raises the same :class:`AuthenticationFailed` without a
+    request; the surfaces build new backends when the settings change, which clears it.
+    """
 
     name = "openai"
     stage = ""  # "stt" | "llm" | "tts", set by each backend: which endpoint it calls
@@ -262,6 +269,20 @@ class OpenAIBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings.for_stage(self.stage)
         self._client = LoopLocalClient(self.settings)
+        self._rejected: AuthenticationFailed | None = None
+
+    def client(self) -> AsyncOpenAI:
+        """The SDK client for this loop; after a 401, the same error again, with no request."""
+        if self._rejected is not None:
+            raise AuthenticationFailed(self._rejected.message, self._rejected.hint)
+        return self._client.get()
+
+    def failure(self, exc: BaseException) -> VoicechatError:
+        """``exc`` in voicechat's words (see :func:`translate_error`); remembers a rejected key."""
+        err = translate_error(exc, self.settings)
+        if isinstance(err, AuthenticationFailed):
+            self._rejected = err
+        return err
 
     async def aclose(self) -> None:
         """Release pooled HTTP connections (call at session end, on the loop that used them)."""

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from voicechat.errors import StreamInterrupted, VoicechatError
 from voicechat.llm.base import Message
-from voicechat.openai_client import OpenAIBackend, base_url_of, translate_error
+from voicechat.openai_client import OpenAIBackend, base_url_of
 
 
 class OpenAIChat(OpenAIBackend):
@@ -28,7 +28,7 @@ class OpenAIChat(OpenAIBackend):
         A failure after text arrived raises :class:`StreamInterrupted` carrying that text,
         so the engine can keep what was already said; a failure before it is translated.
         """
-        client = self._client.get()
+        client = self.client()
         try:
             stream = await client.chat.completions.create(
                 model=self.settings.openai_llm_model,
@@ -40,7 +40,7 @@ class OpenAIChat(OpenAIBackend):
         except VoicechatError:
             raise
         except Exception as exc:
-            raise translate_error(exc, self.settings) from exc
+            raise self.failure(exc) from exc
 
         received: list[str] = []
         try:
@@ -49,7 +49,7 @@ class OpenAIChat(OpenAIBackend):
                     received.append(text)
                     yield text
         except Exception as exc:
-            cause = translate_error(exc, self.settings)
+            cause = self.failure(exc)
             if not received:
                 raise cause from exc
             raise StreamInterrupted(

@@ -140,6 +140,15 @@ class VoiceChatWidget(widgets.VBox):
         self._browser_partial = ""
         self._refresh()
 
+    def configure(self, **changes: Any) -> None:
+        """Change settings (a corrected ``openai_api_key``, another model…) and restart the engine on them.
+
+        The way out after a rejected key: the backends send nothing more until their settings
+        change. The new engine starts with an empty conversation, as after a language switch.
+        """
+        self._settings = self._settings.replace(**changes)
+        self._restart_engine()
+
     def ask(self, text: str) -> None:
         """Send ``text`` as if it had been heard (what browser speech recognition does)."""
         self._session.submit_text(text)

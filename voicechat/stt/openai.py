@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from voicechat.errors import AudioFormatError, AudioTooLarge, VoicechatError
-from voicechat.openai_client import OpenAIBackend, translate_error
+from voicechat.openai_client import OpenAIBackend
 from voicechat.stt.base import STT_SAMPLE_RATE, language_code
 
 # OpenAI refuses uploads over 25 MB; refusing locally saves uploading them first.
@@ -77,7 +77,7 @@ class OpenAISTT(OpenAIBackend):
         code = language_code(language)
         if code:
             options["language"] = code
-        client = self._client.get()
+        client = self.client()
         try:
             result = await client.audio.transcriptions.create(
                 model=self.settings.openai_stt_model,
@@ -87,6 +87,6 @@ class OpenAISTT(OpenAIBackend):
         except VoicechatError:
             raise
         except Exception as exc:
-            raise translate_error(exc, self.settings) from exc
+            raise self.failure(exc) from exc
         text = getattr(result, "text", result)
         return str(text).strip()

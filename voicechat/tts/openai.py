@@ -13,7 +13,7 @@ import numpy as np
 
 from voicechat.config import OPENAI_VOICES, Settings
 from voicechat.errors import ConfigError, VoicechatError
-from voicechat.openai_client import OpenAIBackend, translate_error
+from voicechat.openai_client import OpenAIBackend
 
 SAMPLE_RATE = 24_000
 BYTES_PER_SAMPLE = 2
@@ -79,7 +79,7 @@ class OpenAITTS(OpenAIBackend):
         """
         if not text.strip():
             return
-        client = self._client.get()
+        client = self.client()
         chunker = PcmChunker()
         try:
             async with client.audio.speech.with_streaming_response.create(
@@ -97,4 +97,4 @@ class OpenAITTS(OpenAIBackend):
         except VoicechatError:
             raise
         except Exception as exc:
-            raise translate_error(exc, self.settings) from exc
+            raise self.failure(exc) from exc
