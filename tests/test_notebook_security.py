@@ -164,7 +164,8 @@ def ids(kernel: tuple[Kernel, Wire], root: Path) -> dict[str, str]:
         found.update({name: c["comm_id"] for name, m in markers.items() if m in str(state.get("value", ""))})
     assert set(found) == {"bridge", *markers}, found
     k.wait_for("the engine on the OpenAI backends",
-               lambda: "openai/openai/openai" in chat_html(k, found["lights"]), timeout=60)
+               lambda: all(f"{kind} openai @" in chat_html(k, found["lights"]) for kind in ("stt", "llm", "tts")),
+               timeout=60)
     return found
 
 
