@@ -18,6 +18,7 @@ from voicechat.audio import FrameChunker, OutputConverter
 from voicechat.errors import StreamInterrupted, VoicechatError
 from voicechat.events import AudioOut, ErrorEvent, Event, ReplyDelta
 from voicechat.llm.base import ChatModel, Message
+from voicechat.speakable import SpeakableText
 from voicechat.text import SentenceSplitter
 from voicechat.tts.base import TextToSpeech
 
@@ -105,13 +106,15 @@ class ReplyPipeline:
     async def _speak(self, sentences: asyncio.Queue[str | None]) -> None:
         t = self.times
         tts_failed = False
+        speakable = SpeakableText()  # the voice says this; the transcript keeps the reply as written
         while (sentence := await sentences.get()) is not None:
-            if self.tts is None or tts_failed:
+            spoken = speakable.clean(sentence)
+            if self.tts is None or tts_failed or not spoken:
                 continue
             if t.tts_first_start is None:
                 t.tts_first_start = time.perf_counter()
             try:
-                async for chunk in self.tts.synthesize(sentence):
+                async for chunk in self.tts.synthesize(spoken):
                     self._send(self._out.convert(chunk, self.tts.sample_rate))
             except VoicechatError as exc:
                 # The text is already shown and kept; only the voice is lost.

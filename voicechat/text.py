@@ -64,6 +64,8 @@ class SentenceSplitter:
             before = self._buf[:end].lower().split()
             if m.group(1) and before and before[-1] in _ABBREVIATIONS:
                 continue
+            if m.group(1) == "." and re.search(r"(?:^|\n)[ \t]*\d+\.$", self._buf[:end]):
+                continue  # "3. Take a walk" at the start of a line: a list item's number, not a sentence
             if m.group(1) and re.search(r"\d\.$", self._buf[:end]) and m.group(1) == ".":
                 # "1." in a list, or a number: only a sentence end if followed by a capital
                 nxt = self._buf[m.end() : m.end() + 1]
