@@ -182,8 +182,13 @@ class Conversation:
 
     async def _partial_transcript(self, audio: np.ndarray, utterance: int) -> None:
         assert self.interim_stt is not None
+        stt = self.interim_stt
+        interim = getattr(stt, "transcribe_interim", None)  # local Whisper: steps aside for the final one
         try:
-            text = await self.interim_stt.transcribe(audio, language=self.settings.language)
+            if interim is not None:
+                text = await interim(audio, language=self.settings.language)
+            else:
+                text = await stt.transcribe(audio, language=self.settings.language)
         except VoicechatError:
             return  # an interim result is best-effort; the final transcript reports errors
         if text and utterance == self._utterance and self.turns.speaking:

