@@ -1,0 +1,238 @@
+"""The LLM stage on a real serving engine: llama-cpp-python's own OpenAI-compatible server.
+
+The test starts ``python -m llama_cpp.server`` (the ``[server]`` extra, in ``voicechat[dev]``) on
+127.0.0.1 with the bundled Gemma GGUF, points ``VOICECHAT_LLM_BASE_URL`` at it, and keeps STT and
+TTS local, as docs/scaling.md tells a deployment to do. Gemma 270M is a base model: served as chat
+it rambles, so what is checked is the plumbing — streaming, cancellation on barge-in, timeouts —
+not the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import wav_frames_as_av
+from voicechat.backends import make_llm, make_stt, make_tts
+from voicechat.config import Settings
+from voicechat.engine import Conversation
+from voicechat.events import AudioOut, ErrorEvent, Interrupted, ReplyDelta, ReplyDone
+from voicechat.file_turns import run_turn_from_wav
+
+pytestmark = pytest.mark.slow
+
+KEY = "llama-server-test-key"
+
+
+@dataclass
+class LlamaServer:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def access_log(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("sse_starlette") is None:
+        pytest.fail('llama-cpp-python\'s server extra is missing: pip install -e ".[dev]"')
+    from voicechat.models import gemma_gguf_path
+
+    port = _free_port()
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", gemma_gguf_path(), "--host", "127.0.0.1",
+             "--port", str(port), "--n_ctx", "2048", "--api_key", KEY, "--verbose", "False"],
+            stdout=out, stderr=subprocess.STDOUT)
+    server = LlamaServer(process, port, log)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {process.returncode}:\n{server.access_log()}")
+            request = urllib.request.Request(f"{server.base_url}/models", headers={"Authorization": f"Bearer {KEY}"})
+            with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=2) as answer:
+                if answer.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not come up in 180 s:\n{server.access_log()}")
+            time.sleep(0.25)
+        yield server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGCONT)  # in case a test left it frozen
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def stage_settings(server: LlamaServer, **env: str) -> Settings:
+    """Only the LLM leaves the process; temperature 0 makes the base model's rambling repeatable."""
+    environ = {"VOICECHAT_LLM_BASE_URL": server.base_url, "VOICECHAT_LLM_API_KEY": KEY,
+               "VOICECHAT_TEMPERATURE": "0", "VOICECHAT_MAX_RETRIES": "0", **env}
+    return Settings.load({}, environ=environ, dotenv_path=None)
+
+
+def conversation(settings: Settings) -> Conversation:
+    return Conversation(make_stt(settings), make_llm(settings), make_tts(settings), settings=settings)
+
+
+def connections_to(port: int) -> int:
+    """This process's open TCP connections to the server (the SDK's pooled or streaming ones)."""
+    return sum(1 for c in psutil.Process().net_connections("tcp")
+               if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+
+
+def test_whole_voice_turn_with_the_llm_on_llama_cpp_server(llama_server: LlamaServer, make_speech) -> None:  # type: ignore[no-untyped-def]
+    settings = stage_settings(llama_server, VOICECHAT_MAX_TOKENS="40")
+    assert [settings.backend(k) for k in ("stt", "llm", "tts")] == ["local", "openai", "local"]
+    wav = make_speech("What is the capital of Italy?", rate=48000)
+
+    async def run() -> Any:
+        conv = conversation(settings)
+        await conv.warm_up()
+        try:
+            return await run_turn_from_wav(conv, wav, realtime=False)
+        finally:
+            await conv.aclose()
+
+    result = asyncio.run(run())
+    assert result.errors == []
+    assert "capital" in result.transcript.lower() and "italy" in result.transcript.lower()  # local Whisper
+    deltas = [e.text for e in result.events if isinstance(e, ReplyDelta)]
+    assert len(deltas) >= 5, deltas  # streamed token by token, not one block
+    assert "".join(deltas).strip() == result.reply and len(result.reply.split()) >= 3
+    assert len(result.pcm) / result.sample_rate > 0.5  # local Piper spoke it
+    metrics = result.metrics
+    assert metrics is not None and metrics.llm_first_token_ms is not None and metrics.first_audio_ms is not None
+    # The reply came from the server (the in-process Gemma would not have been asked at all).
+    assert '"POST /v1/chat/completions HTTP/1.1" 200' in llama_server.access_log()
+
+
+def test_barge_in_closes_the_stream_and_the_next_turn_works(llama_server: LlamaServer, make_speech) -> None:  # type: ignore[no-untyped-def]
+    settings = stage_settings(llama_server, VOICECHAT_MAX_TOKENS="400")
+    question = wav_frames_as_av(make_speech("Tell me a long story about a dragon.", rate=48000, trail_s=0.8), "fltp")
+    interruption = wav_frames_as_av(make_speech("Wait, stop, I have another question.", rate=48000,
+                                                lead_s=0.0, trail_s=0.8), "fltp")
+
+    async def run() -> tuple[list[object], int, int, list[Any]]:
+        conv = conversation(settings)
+        await conv.warm_up()
+        events: list[object] = []
+        try:
+            for frame in question:
+                await conv.feed(frame)
+            while not any(isinstance(e, AudioOut) for e in events):
+                await asyncio.sleep(0.005)
+                events += conv.drain()
+            streaming = connections_to(llama_server.port)
+            for frame in interruption:  # the user talks over the reply…
+                await conv.feed(frame)
+                events += conv.drain()
+            for _ in range(300):  # …and their new question is answered (or up to 3 s pass)
+                await asyncio.sleep(0.01)
+                events += conv.drain()
+                if any(isinstance(e, ReplyDone) and e.turn == 2 for e in events):
+                    break
+            await conv.wait_reply()
+            events += conv.drain()
+            return events, streaming, connections_to(llama_server.port), list(conv.history.entries)
+        finally:
+            await conv.aclose()
+
+    events, streaming, _after, history = asyncio.run(run())
+    assert streaming == 1  # the reply was streaming over one connection when the user spoke
+    cut = next(e for e in events if isinstance(e, Interrupted))
+    assert cut.turn == 1 and cut.reason == "barge-in"
+    first = next(e for e in events if isinstance(e, ReplyDone) and e.turn == 1)
+    assert first.interrupted and len(first.text.split()) < 300  # stopped long before max_tokens
+    assert [e for e in events if isinstance(e, ErrorEvent)] == []
+    second = next(e for e in events if isinstance(e, ReplyDone) and e.turn == 2)
+    assert second.text and not second.interrupted
+    assert history[1].role == "assistant" and history[1].interrupted
+    assert llama_server.access_log().count('"POST /v1/chat/completions HTTP/1.1" 200') >= 2
+
+
+def _freeze(pid: int) -> None:
+    os.kill(pid, signal.SIGSTOP)
+
+
+def _thaw(pid: int) -> None:
+    os.kill(pid, signal.SIGCONT)
+
+
+def test_a_server_that_stops_answering_times_out_and_keeps_what_arrived(llama_server: LlamaServer) -> None:
+    """SIGSTOP freezes the real server mid-reply: the read timeout fires, the partial reply is kept."""
+    # Long enough for a first token on a loaded 2-core machine; the freeze makes it fire for sure.
+    settings = stage_settings(llama_server, VOICECHAT_MAX_TOKENS="300", VOICECHAT_REQUEST_TIMEOUT_S="8")
+    pid = llama_server.process.pid
+
+    async def mid_stream() -> list[object]:
+        conv = conversation(settings)
+        events: list[object] = []
+        try:
+            conv.submit_text("Tell me a long story about a dragon.")
+            while len("".join(e.text for e in events if isinstance(e, ReplyDelta)).split()) < 2:
+                assert not any(isinstance(e, ReplyDone) for e in events), f"the reply ended before the freeze: {events}"
+                await asyncio.sleep(0.002)
+                events += conv.drain()
+            _freeze(pid)
+            await conv.wait_reply()
+            events += conv.drain()
+            return events
+        finally:
+            _thaw(pid)
+            await conv.aclose()
+
+    async def before_first_token() -> list[object]:
+        conv = conversation(settings)
+        _freeze(pid)
+        try:
+            conv.submit_text("Hello?")
+            await conv.wait_reply()
+            return conv.drain()
+        finally:
+            _thaw(pid)
+            await conv.aclose()
+
+    events = asyncio.run(mid_stream())
+    done = next(e for e in events if isinstance(e, ReplyDone))
+    error = next(e for e in events if isinstance(e, ErrorEvent))
+    assert done.cut_off and done.text  # what had arrived is kept, marked as cut off
+    assert "stopped mid-way" in error.message and llama_server.base_url in error.message
+
+    events = asyncio.run(before_first_token())
+    error = next(e for e in events if isinstance(e, ErrorEvent))
+    assert f"{llama_server.base_url} did not answer within 8 s" in error.message
+    assert KEY not in error.message
