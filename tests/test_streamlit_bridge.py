@@ -349,3 +349,20 @@ def test_transcript_export_json_and_markdown(app: AppTest) -> None:
     assert len(app.get("download_button")) == 2
     texts = [t.value for t in app.text]
     assert any(t.startswith("What is the capital of Italy? <b>[x](y)</b>") for t in texts)  # shown verbatim
+
+
+@pytest.mark.slow
+def test_sidebar_names_each_stage_server_never_its_key(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "sk-stage-SECRET-42"
+    monkeypatch.setenv("VOICECHAT_LLM", "auto")
+    monkeypatch.setenv("VOICECHAT_LLM_BASE_URL", "http://10.9.8.7:8000/v1")
+    monkeypatch.setenv("VOICECHAT_LLM_API_KEY", key)
+    app.run()
+    assert not app.exception
+    backends = [t.value for t in app.sidebar.text]
+    assert "LLM: openai (VOICECHAT_LLM_BASE_URL is set) → http://10.9.8.7:8000/v1 (VOICECHAT_LLM_BASE_URL), " \
+           "key set (VOICECHAT_LLM_API_KEY)" in backends
+    assert "STT: local (set explicitly)" in backends
+    shown = [str(e.value) for e in (*app.sidebar.text, *app.sidebar.caption, *app.markdown, *app.error)]
+    shown.append(app.sidebar.dataframe[0].value.to_string())
+    assert not [s for s in shown if key in s]

@@ -88,7 +88,7 @@ def render_backend_status(settings: Settings, t: dict[str, str], ice_line: str) 
         st.subheader(t["backends"])
         for kind in ("stt", "llm", "tts"):
             reason = "browser (Web Speech API in the page)" if settings.stt == "browser" and kind == "stt" \
-                else settings.backend_reason(kind)
+                else settings.stage_line(kind)  # an OpenAI-format stage names its server, never its key
             st.text(f"{kind.upper()}: {reason}")
         st.caption(t["backend_live"])
         st.dataframe([{"kind": b.kind, "backend": b.name, "live": "✅" if b.usable else "❌", "why": b.reason}
