@@ -11,6 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -177,3 +178,15 @@ def test_twilio_token_request_and_cache(provider: Provider) -> None:
         ice.rtc_configuration(None, {}, env, twilio_api=provider.url)
     assert "Twilio" in str(info.value) and "TWILIO_AUTH_TOKEN" in info.value.hint
     assert "tw-SECRET" not in str(info.value)
+
+
+def test_app_reads_turn_credentials_from_dotenv_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like every other setting, a TURN pair may live in .env (.env.example lists them there)."""
+    from voicechat.config import Settings
+    from voicechat.streamlit.embed import rtc_config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CLOUDFLARE_TURN_KEY_API_TOKEN", raising=False)
+    (tmp_path / ".env").write_text(f"CLOUDFLARE_TURN_KEY_ID={KEY_ID}\n")
+    config, error = rtc_config(Settings(), {})
+    assert config is None and error is not None and "CLOUDFLARE_TURN_KEY_API_TOKEN is not" in error

@@ -24,9 +24,11 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from dotenv import dotenv_values
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit_webrtc.shutdown import SessionShutdownObserver
 
@@ -95,8 +97,10 @@ def effective_settings(base: Settings, choice: SidebarChoice, session: VoiceSess
 
 
 def rtc_config(settings: Settings, secrets: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The ICE servers, with TURN credentials from secrets, the environment or .env (like every setting)."""
+    dotenv = {k: v for k, v in dotenv_values(".env").items() if v} if Path(".env").is_file() else {}
     try:
-        return ice.rtc_configuration(settings.ice_servers, secrets, os.environ), None
+        return ice.rtc_configuration(settings.ice_servers, secrets, {**dotenv, **os.environ}), None
     except ConfigError as exc:
         return None, str(exc)
 
