@@ -1,9 +1,22 @@
-"""The core stays importable without the UI toolkits, and its optional backends fail politely."""
+"""What a user gets from the registry: one top-level package, an importable core without UI toolkits,
+polite failures, and ``voicechat app`` working from a plain (non-editable) install of the wheel.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import site
 import subprocess
 import sys
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.streamlit_harness import ROOT, free_port, wait_for
 
 CORE = ["voicechat", "voicechat.engine", "voicechat.conversation_thread", "voicechat.ui_state", "voicechat.cli",
         "voicechat.backends", "voicechat.file_turns", "voicechat.stt.openai", "voicechat.llm.openai",
@@ -28,3 +41,123 @@ def test_cli_bad_setting_is_one_line_without_traceback() -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: ") and "VOICECHAT_MAX_TOKENS" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``pip wheel`` of a clean copy of the sources: a stale ``build/`` folder in the checkout can't leak in.
+
+    Offline: with setuptools already installed here the build runs without an isolated build env;
+    without it (a Python 3.12+ venv has none) pip fetches the build backend from PyPI.
+    """
+    tmp = tmp_path_factory.mktemp("wheel")
+    src, out = tmp / "src", tmp / "dist"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "voicechat", src / "voicechat", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    offline = ["--no-build-isolation", "--no-index"] if importlib.util.find_spec("setuptools") else []
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), str(src), *offline]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (built,) = out.glob("voicechat-*.whl")
+    return built
+
+
+@pytest.mark.slow
+def test_wheel_installs_only_the_voicechat_package(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"voicechat", f"{wheel.name.split('-py')[0]}.dist-info"}
+    # What `voicechat app` and the Streamlit page need at run time is inside it.
+    assert {"voicechat/streamlit/dashboard/voicechat_dashboard.py", "voicechat/streamlit/browser_stt/speech.js",
+            "voicechat/notebook/voicechat.js", "voicechat/py.typed"} <= set(names)
+
+
+def _dependencies_without_voicechat(into: Path) -> Path:
+    """This environment's installed packages, minus voicechat itself, as a folder of links.
+
+    The fresh venv sees its dependencies through one ``.pth`` line pointing here, so pip finds them
+    installed and installs offline in seconds. voicechat's own (editable) install is left out: the
+    only voicechat the venv can import is the one pip installs from the wheel.
+    """
+    into.mkdir(parents=True)
+    for site_dir in site.getsitepackages():
+        for entry in Path(site_dir).iterdir():
+            name = entry.name.lower()
+            if name.startswith(("voicechat", "__editable__", "_virtualenv")) or name.endswith(".pth") \
+                    or name == "__pycache__" or (into / entry.name).exists():
+                continue
+            (into / entry.name).symlink_to(entry)
+    return into
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_voicechat_app_runs_the_dashboard_from_a_wheel_in_a_fresh_venv(wheel: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    # Named like a real one: Streamlit switches to its development mode (no --server.port) elsewhere.
+    deps = _dependencies_without_voicechat(tmp_path / "deps" / "site-packages")
+    Path(purelib, "voicechat-test-deps.pth").write_text(f"{deps}\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index",
+                              f"{wheel}[streamlit]"], capture_output=True, text=True, env=env, timeout=600)
+    assert install.returncode == 0, install.stdout + install.stderr
+    where = subprocess.run([str(python), "-c", "import voicechat.streamlit.page as p; print(p.__file__)"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert where.stdout.startswith(purelib), where.stdout + where.stderr  # the wheel's copy, not the checkout
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    log = tmp_path / "app.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(venv / "bin" / "voicechat"), "app", "--server.port", str(port),
+                                 "--server.address", "127.0.0.1", "--server.headless", "true",
+                                 "--browser.gatherUsageStats", "false"],
+                                cwd=tmp_path, env={**env, "HF_HUB_OFFLINE": "1"}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"voicechat app exited with {proc.returncode}: {log.read_text()}")
+            try:
+                with urllib.request.urlopen(url + "_stcore/health", timeout=2) as r:
+                    return r.status == 200 and r.read() == b"ok"
+            except OSError:
+                return False
+
+        wait_for(healthy, 120, what="voicechat app's /_stcore/health")
+        _dashboard_renders(url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    served = log.read_text().split("Stopping...")[0]  # (a model load cut short by the stop may still complain)
+    assert "You can now view your Streamlit app" in served and "Traceback" not in served, served
+
+
+def _dashboard_renders(url: str) -> None:
+    """The page script ran from the package: headless Chromium shows the dashboard's title and start button."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import require
+    from tests.streamlit_harness import STREAMER_IFRAME
+
+    require("chromium")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                           "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.get_by_text("Real-time voice chat").wait_for(timeout=120_000)
+            page.frame_locator(STREAMER_IFRAME).get_by_role("button", name="Start conversation").wait_for(
+                timeout=120_000)
+        finally:
+            browser.close()

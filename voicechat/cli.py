@@ -1,4 +1,4 @@
-"""The ``voicechat`` command: doctor, transcribe, say, turn (and bench).
+"""The ``voicechat`` command: app, doctor, transcribe, say, turn (and bench).
 
 Provider failures end with a one-line message and a non-zero exit, never a traceback.
 """
@@ -110,6 +110,28 @@ def cmd_turn(args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    """``streamlit run`` on the packaged dashboard, in this process (Ctrl-C and signals reach Streamlit)."""
+    import importlib.util
+
+    # Look, don't import: importing streamlit-webrtc outside a running server logs warnings.
+    missing = [m for m in ("streamlit", "streamlit_webrtc") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"error: voicechat app needs the Streamlit extra ({missing[0]} is not installed): "
+              'pip install "voicechat[streamlit]" (or "voicechat[all]" for the offline models too)', file=sys.stderr)
+        return 2
+    import streamlit.web.cli as streamlit_cli
+
+    from voicechat.streamlit.dashboard import SCRIPT
+
+    sys.argv = ["streamlit", "run", str(SCRIPT), *args.streamlit_args]
+    try:
+        streamlit_cli.main(prog_name="streamlit")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="voicechat", description="Talk to an AI with your voice.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -118,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
         for kind in kinds:
             sp.add_argument(f"--{kind}", choices=("auto", "local", "openai"), default=None)
         sp.add_argument("--language", choices=tuple(LANGUAGES), default=None)
+
+    sp = sub.add_parser("app", help="start the Streamlit voice chat dashboard (streamlit run options pass through)",
+                        description="Start the bundled Streamlit dashboard. Every other option goes to "
+                                    "`streamlit run`, e.g. voicechat app --server.port 8502 --server.headless true")
+    sp.set_defaults(func=cmd_app, streamlit_args=[])
 
     sp = sub.add_parser("doctor", help="which backends are installed and usable")
     backends(sp)
@@ -153,7 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv[:1] == ["app"] and argv[1:2] not in (["-h"], ["--help"]):
+        # argparse cannot pass unknown options through a subcommand; Streamlit checks them itself.
+        args = argparse.Namespace(func=cmd_app, streamlit_args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except VoicechatError as exc:
