@@ -125,6 +125,18 @@ def get_barrier(keys: StreamerKeys) -> RunCountBarrier:
     return barrier
 
 
+def enable_webrtc_debug_log() -> None:
+    """``VOICECHAT_WEBRTC_DEBUG=1``: print streamlit-webrtc's debug log (signalling, context resets)."""
+    if not os.environ.get("VOICECHAT_WEBRTC_DEBUG"):
+        return
+    webrtc_log = logging.getLogger("streamlit_webrtc")
+    if not webrtc_log.handlers:  # the script reruns; add the handler once per process
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        webrtc_log.addHandler(handler)
+        webrtc_log.setLevel(logging.DEBUG)
+
+
 def _refuse_fragment() -> None:
     ctx = get_script_run_ctx()
     if ctx is not None and ctx.fragment_ids_this_run:
@@ -162,6 +174,7 @@ def voice_chat(settings: Settings | None = None, *, key: str = "voicechat", show
     are for tests without a live Streamlit server (``AppTest``): they need one.
     """
     _refuse_fragment()
+    enable_webrtc_debug_log()
     keys = StreamerKeys(key)
     session = get_session(keys, shutdown_observer)
     barrier = get_barrier(keys)

@@ -10,8 +10,6 @@ Threads: Streamlit's script thread only.
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -26,20 +24,6 @@ from voicechat.streamlit.keys import DEFAULT_KEYS
 from voicechat.streamlit.live import escape_markdown
 from voicechat.streamlit.webrtc import render_streamer
 
-log = logging.getLogger(__name__)
-
-
-def enable_webrtc_debug_log() -> None:
-    """``VOICECHAT_WEBRTC_DEBUG=1``: print streamlit-webrtc's debug log (signalling, context resets)."""
-    if not os.environ.get("VOICECHAT_WEBRTC_DEBUG"):
-        return
-    webrtc_log = logging.getLogger("streamlit_webrtc")
-    if not webrtc_log.handlers:  # the script reruns; add the handler once per process
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        webrtc_log.addHandler(handler)
-        webrtc_log.setLevel(logging.DEBUG)
-
 
 def main(streamer: Callable[..., Any] = render_streamer,
          shutdown_observer: Callable[[Callable[[], None]], object] = SessionShutdownObserver) -> None:
@@ -49,7 +33,6 @@ def main(streamer: Callable[..., Any] = render_streamer,
     (streamlit-webrtc reads the server's session manager); Streamlit's ``AppTest`` has none, so
     the page tests pass stand-ins there and the browser test covers the real ones.
     """
-    enable_webrtc_debug_log()
     st.set_page_config(page_title="voicechat", page_icon="🎙️", layout="centered")
     base, base_error = base_settings(read_secrets())
     language_key = DEFAULT_KEYS.widget("language")
