@@ -1,6 +1,6 @@
 """Run the real app and a real headless Chromium with a fake microphone (for the e2e test and bench).
 
-Nothing here is mocked: ``streamlit run streamlit_app.py`` in a subprocess on 127.0.0.1, Debian's
+Nothing here is mocked: ``streamlit run streamlit_app.py`` (or an example page) in a subprocess on 127.0.0.1, Debian's
 ``chromium`` driven by the pip ``playwright`` package, and the server's own account of what it
 received through ``VOICECHAT_TEST_STATS`` (a page that says "connected" proves nothing).
 """
@@ -85,9 +85,13 @@ def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.25,
 
 
 class AppServer:
-    """``streamlit run streamlit_app.py`` on a free port of 127.0.0.1, offline, with the stats hook on."""
+    """``streamlit run <script>`` on a free port of 127.0.0.1, offline, with the stats hook on.
 
-    def __init__(self, stats_path: Path, log_path: Path, **env: str) -> None:
+    ``script`` is relative to the repository root: the dashboard by default, or an example page.
+    """
+
+    def __init__(self, stats_path: Path, log_path: Path, script: str = "streamlit_app.py", **env: str) -> None:
+        self.script = script
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.stats_path = stats_path
@@ -99,7 +103,7 @@ class AppServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> AppServer:
-        cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+        cmd = [sys.executable, "-m", "streamlit", "run", self.script, "--server.headless", "true",
                "--server.port", str(self.port), "--server.address", "127.0.0.1",
                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
         self._log = open(self.log_path, "wb")
