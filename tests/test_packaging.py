@@ -45,17 +45,17 @@ def test_cli_bad_setting_is_one_line_without_traceback() -> None:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``pip wheel`` of a clean copy of the sources: a stale ``build/`` folder in the checkout can't leak in.
+    """``pip wheel`` of a clean copy of the checkout: a stale ``build/`` folder in it can't leak in.
 
     Offline: with setuptools already installed here the build runs without an isolated build env;
     without it (a Python 3.12+ venv has none) pip fetches the build backend from PyPI.
     """
     tmp = tmp_path_factory.mktemp("wheel")
     src, out = tmp / "src", tmp / "dist"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "voicechat", src / "voicechat", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # The whole checkout (a new top-level folder must show up in the wheel check), minus build output and caches.
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".env", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".*_cache",
+        "test-artifacts", "node_modules"))
     offline = ["--no-build-isolation", "--no-index"] if importlib.util.find_spec("setuptools") else []
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), str(src), *offline]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
