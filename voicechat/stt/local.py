@@ -27,8 +27,32 @@ from voicechat.stt.base import language_code
 SHORT_CLIP_S = 8.0  # up to this length, use the sized-window fast path
 MIN_WINDOW_FRAMES = 400  # 4 s of mel frames: below that a half-second "Yes." comes out as noise
 PAD_S = 1.0  # silence after the speech inside the window, so the decoder hears the sentence end
-# Whisper's favourite inventions on silence or noise; never worth an LLM call.
-_HALLUCINATIONS = {"", "you", "thank you.", "thanks for watching!", "thank you for watching.", "bye.", "."}
+# Whisper's favourite inventions on silence or noise, learnt from video subtitles; never worth an
+# LLM call. Compared without case, spaces and punctuation, so "시청해 주셔서 감사합니다." matches too.
+_HALLUCINATION_PHRASES = (
+    "", "you", "thank you", "thanks for watching", "thank you for watching", "bye",
+    # Korean: "thanks for watching", "please subscribe and like", a news anchor's sign-off
+    "시청해 주셔서 감사합니다", "시청해 주셔서 고맙습니다", "구독과 좋아요 부탁드립니다",
+    "구독과 좋아요 알림 설정 부탁드립니다", "MBC 뉴스 이덕영입니다",
+    # Japanese: "thank you for watching", "please subscribe", "see you in the next video"
+    "ご視聴ありがとうございました", "ご視聴ありがとうございます", "チャンネル登録よろしくお願いします",
+    "チャンネル登録お願いします", "また次の動画でお会いしましょう",
+    # Chinese: "thanks for watching", subtitle credits, "please like and subscribe"
+    "谢谢观看", "感谢观看", "谢谢大家观看", "字幕由Amara.org社区提供", "请不吝点赞 订阅 转发 打赏支持明镜与点点栏目",
+    "中文字幕志愿者 李宗盛", "明镜需要您的支持 欢迎订阅明镜",
+)
+
+
+def _bare(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text.lower())
+
+
+_HALLUCINATIONS = frozenset(_bare(p) for p in _HALLUCINATION_PHRASES)
+
+
+def is_hallucination(text: str) -> bool:
+    """True for what Whisper says over silence or noise in en/ko/ja/zh (see ``_HALLUCINATION_PHRASES``)."""
+    return _bare(text) in _HALLUCINATIONS
 
 
 class _ModelGate:
@@ -147,9 +171,16 @@ class LocalSTT:
             without_timestamps=False,  # timestamps keep long-form decoding from looping
             vad_filter=False,
         )
-        kept = [s.text for s in segments if not (s.no_speech_prob > 0.6 and s.avg_logprob < -1.0)]
+        kept = [s.text for s in segments if not self._no_speech(s.no_speech_prob, s.avg_logprob)]
         text = " ".join(t.strip() for t in kept).strip()
-        return "" if text.lower() in _HALLUCINATIONS else text
+        return "" if is_hallucination(text) or _is_loop(text) else text
+
+    def _no_speech(self, no_speech_prob: float, avg_logprob: float) -> bool:
+        """Whisper's own rule (likely silence and a doubtful transcript); the multilingual model needs
+        only the first half: over noise it writes short confident phrases ("고추장", "放入水") at a
+        no-speech probability of 0.74–0.82, while espeak-ng speech in four languages, loud or
+        20 dB down, measured 0.02–0.25."""
+        return no_speech_prob > 0.6 and (avg_logprob < -1.0 or self.multilingual)
 
     def _tokenizer(self, lang: str | None) -> Any:
         from faster_whisper.tokenizer import Tokenizer
@@ -189,10 +220,10 @@ class LocalSTT:
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tok.eot]
         logprob = result.scores[0] / max(1, len(tokens) + 1)
-        if result.no_speech_prob > 0.6 and logprob < -1.0:
+        if self._no_speech(result.no_speech_prob, logprob):
             return ""
         text = _cut_loop(tok.decode(tokens).strip())
-        return "" if text.lower() in _HALLUCINATIONS else text
+        return "" if is_hallucination(text) or _is_loop(text) else text
 
 
 def _cut_loop(text: str) -> str:
@@ -217,3 +248,14 @@ def _cut_loop(text: str) -> str:
         kept.append(said)
         out.append(part)
     return " ".join(out)
+
+
+_LOOP = re.compile(r"(\S.{0,11}?)(?:[\s,、，。.]*\1){4,}")
+
+
+def _is_loop(text: str) -> bool:
+    """One short unit said five times or more, filling most of the text ("시원한 시원한 시원한…",
+    "中 日 日 日 日…"): what the multilingual model writes when it hears no words, never an answer.
+    (:func:`_cut_loop` handles whole phrases repeated, which is tiny.en's way of looping.)"""
+    match = _LOOP.search(text)
+    return match is not None and len(match.group(0)) >= 0.6 * len(text)
