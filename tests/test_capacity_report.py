@@ -30,14 +30,21 @@ def test_a_level_where_answers_stopped_coming_does_not_pass_on_its_p95() -> None
 
 def test_bottleneck_names_cpu_with_the_vad_share_when_every_core_is_busy() -> None:
     levels = [level(1, 1000, 0.03), level(50, 1040, 1.5), level(75, 1200, 1.95)]
-    r = summarise(levels, ADDED_BUDGET_MS, 2, PATH)
+    r = summarise(levels, 2, PATH)
     assert r["max_sessions_50ms"] == 50
     b = r["bottleneck"]
     assert b["kind"] == "cpu" and b["at_sessions"] == 75
     assert b["cpu_shares"]["vad"] == round(75 * 0.004 / 1.95, 3)
     assert r["rss_per_session_mb"] == 2.5
+    assert r["cpu_bound_sessions"] == int(0.8 * 2 / r["cpu_per_session_pct"] * 100)
 
 
 def test_bottleneck_names_the_gil_when_cores_are_idle_but_threads_wait() -> None:
     levels = [level(1, 1000, 0.03), level(50, 1100, 0.9, gil=12.0)]
-    assert summarise(levels, ADDED_BUDGET_MS, 2, PATH)["bottleneck"]["kind"] == "gil"
+    assert summarise(levels, 2, PATH)["bottleneck"]["kind"] == "gil"
+
+
+def test_a_loaded_machine_is_named_rather_than_blamed_on_the_gil() -> None:
+    levels = [level(1, 1000, 0.03), level(35, 6000, 0.75, gil=34.0)]
+    levels[-1]["loadavg_1m"] = 22.0
+    assert summarise(levels, 2, PATH)["bottleneck"]["kind"] == "host_contention"

@@ -83,11 +83,18 @@ def bottleneck(levels: list[dict[str, Any]], limit: int, cores: int, path: dict[
     resample = n * path["resample_cpu_per_audio_s"]
     shares = {"vad": round(vad / max(used, 1e-9), 3), "resampling": round(resample / max(used, 1e-9), 3)}
     shares["rest"] = round(max(0.0, 1 - shares["vad"] - shares["resampling"]), 3)
+    host_load = float(lv.get("loadavg_1m", 0.0))
     if used >= 0.85 * cores:
         kind = "cpu"
         why = (f"at {n} sessions the process uses {used:.2f} of {cores} cores: VAD {shares['vad']:.0%}, "
                f"resampling {shares['resampling']:.0%}, the rest (asyncio loops, HTTP clients, thread "
                f"switches) {shares['rest']:.0%}")
+    elif host_load > 1.5 * cores:
+        kind = "host_contention"
+        why = (f"at {n} sessions this process used only {used:.2f} of {cores} cores while the machine's load "
+               f"average was {host_load:g}: other processes held the CPU, so threads waited for the OS "
+               f"(GIL probe {lv['gil_wait_p95_ms']} ms p95, transport tick {lv['transport_tick_late_p95_ms']} ms "
+               "late); the engine's own limit is the CPU estimate")
     elif lv["gil_wait_p95_ms"] > 5.0:
         kind = "gil"
         why = (f"at {n} sessions only {used:.2f} of {cores} cores are busy but a thread waits "
@@ -101,15 +108,20 @@ def bottleneck(levels: list[dict[str, Any]], limit: int, cores: int, path: dict[
     return {"kind": kind, "at_sessions": n, "detail": why, "cpu_shares": shares}
 
 
-def summarise(levels: list[dict[str, Any]], budget_ms: float, cores: int, path: dict[str, float]) -> dict[str, Any]:
+def summarise(levels: list[dict[str, Any]], cores: int, path: dict[str, float],
+              budget_ms: float = ADDED_BUDGET_MS) -> dict[str, Any]:
+    """The headline figures. CPU per session is the slope over every level whose users got answers:
+    process CPU time does not depend on how loaded the machine is, latency does."""
     ns = [float(lv["sessions"]) for lv in levels]
     limit = max_sessions(levels, budget_ms)
-    within = [lv for lv in levels if lv["sessions"] <= max(limit, 2)]
-    per_session = slope([float(lv["sessions"]) for lv in within], [lv["cores_used"] for lv in within])
+    answered = [lv for lv in levels if _answered(levels, lv["sessions"])]
+    per_session = slope([float(lv["sessions"]) for lv in answered], [lv["cores_used"] for lv in answered])
     if per_session <= 0:
         per_session = levels[0]["cores_used"]
     return {
         "max_sessions_50ms": limit,
+        # Where the engine alone would keep 80 % of the cores busy: its limit on a quiet machine.
+        "cpu_bound_sessions": int(0.8 * cores / per_session),
         "cpu_per_session_pct": round(per_session * 100, 2),
         "added_p95_ms": added_p95(levels),
         "rss_per_session_mb": round(slope(ns, [lv["rss_mb"] for lv in levels]), 2),
@@ -133,6 +145,8 @@ def markdown(r: dict[str, Any], plotted: bool) -> str:
         "|---|---|",
         f"| sessions at ≤ 50 ms added p95 (`max_sessions_50ms`) | {r['max_sessions_50ms']} |",
         f"| engine CPU per session (`cpu_per_session_pct`, % of one core) | {r['cpu_per_session_pct']} |",
+        f"| sessions that keep 80 % of the cores busy with engine work (`cpu_bound_sessions`) | "
+        f"{r['cpu_bound_sessions']} |",
         f"| RSS per added session (`rss_per_session_mb`) | {r['rss_per_session_mb']} MB |",
         f"| WebRTC transport, Opus decode + encode + SRTP (`transport_sessions_per_core`) | "
         f"{t['transport_sessions_per_core']} ({t['cpu_per_session_pct']} % of a core each) |",

@@ -108,7 +108,9 @@ async def _measure(pairs: int, seconds: float, pcm: np.ndarray) -> dict[str, Any
             t.cancel()
         await browser.close()
         await server.close()
-    per_session = cpu / wall / (2 * pairs)  # cores one call's server side needs
+    # Cores one call's server side needs: CPU per second of audio actually carried (each peer
+    # decodes what it receives and the other encoded it), so a starved run is not flattered.
+    per_session = cpu / max(1e-9, frames * 0.02)
     return {
         "pairs": pairs, "seconds": round(wall, 1),
         "frames_received_ratio": round(frames / max(1, pairs * 2 * wall / 0.02), 3),
