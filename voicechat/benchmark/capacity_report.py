@@ -44,9 +44,10 @@ def max_sessions(levels: list[dict[str, Any]], budget_ms: float) -> int:
 
 def _answered(levels: list[dict[str, Any]], n: int) -> bool:
     """Most users got answers: a level where replies stopped coming is not a pass, whatever its p95."""
-    lv = next(lv for lv in levels if lv["sessions"] == n)
-    per_user = lv["turns"] / max(1, n)
-    return per_user >= 0.5 * levels[0]["turns"] / max(1, levels[0]["sessions"])
+    def rate(lv: dict[str, Any]) -> float:  # answers per user per second of talk
+        return float(lv["turns"]) / max(1, lv["sessions"]) / float(lv.get("seconds", 1.0))
+
+    return rate(next(lv for lv in levels if lv["sessions"] == n)) >= 0.5 * rate(levels[0])
 
 
 def frame_path_costs(questions: list[Path], vad_kind: str = "silero") -> dict[str, float]:

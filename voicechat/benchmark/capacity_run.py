@@ -258,7 +258,7 @@ def run_level(n: int, factory: Callable[[Callable[[Event], None]], Conversation]
     return {
         "baseline_ms": {str(q): round(v, 1) for q, v in sorted(baseline.items())},
         "excess_p95_ms": round(percentile(excess, 95), 1),
-        "sessions": n, "turns": len(v2v),
+        "sessions": n, "turns": len(v2v), "seconds": seconds,
         "v2v_p50_ms": round(percentile(v2v, 50), 1), "v2v_p95_ms": round(percentile(v2v, 95), 1),
         "cores_used": round(cores, 3), "rss_mb": round(rss, 1),
         "transport_tick_late_p95_ms": round(percentile(tick_late, 95), 1),
