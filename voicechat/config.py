@@ -140,6 +140,8 @@ class Settings:
     record_max_s: float = field(default=600.0, metadata=_env("VOICECHAT_RECORD_MAX_S"))
 
     ice_servers: str | None = field(default=None, metadata=_env("VOICECHAT_ICE_SERVERS"))
+    # Live voice connections one server process accepts (the Streamlit app); 0 = no limit.
+    max_sessions: int = field(default=20, metadata=_env("VOICECHAT_MAX_SESSIONS"))
 
     # Set only on the per-stage view an OpenAI backend holds (for_stage()); not a user setting.
     stage: str | None = field(default=None, metadata={"env": ""})
@@ -199,6 +201,9 @@ class Settings:
                 f"interim_stt {self.interim_stt!r} is not one of {', '.join(INTERIM_STT_CHOICES)}",
                 "set VOICECHAT_INTERIM_STT (auto: never pay a provider for the live transcript)",
             )
+        if self.max_sessions < 0:
+            raise ConfigError(f"max_sessions {self.max_sessions} is negative",
+                              "set VOICECHAT_MAX_SESSIONS to 0 (no limit) or more")
         if self.vad not in ("silero", "webrtc"):
             raise ConfigError(f"vad {self.vad!r} is not silero or webrtc", "set VOICECHAT_VAD")
         if not 0.0 < self.vad_threshold < 1.0:

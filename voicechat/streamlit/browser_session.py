@@ -45,6 +45,7 @@ from voicechat.conversation_thread import ConversationThread
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, TurnMetrics
 from voicechat.history import Entry, History
+from voicechat.streamlit.session_limit import SLOTS
 from voicechat.streamlit.testing import write_stats
 from voicechat.ui_state import UiBridge
 
@@ -172,6 +173,7 @@ class VoiceSession:
         self.webrtc_starts = 0
         self.webrtc_active = False
         self.browser_stt_error: str | None = None
+        self.refused_at_limit: int | None = None  # the session limit refused its last Start (the limit then)
         self.engine_started_once = False
         self.engine_starts = 0
         self.page_info: dict[str, Any] = {}  # counters the page adds to stats() (e.g. the run-count barrier)
@@ -203,6 +205,7 @@ class VoiceSession:
         ended = time.time()
 
         def stop() -> None:
+            SLOTS.release(self.id)
             self.close_engine(only=runner)
             write_stats(self.id, self.stats(), event="webrtc-ended", cause=cause, ended_at=round(ended, 3),
                         stop_s=round(time.time() - ended, 3))
@@ -350,6 +353,8 @@ class VoiceSession:
             "pushed_samples": self.outlet.pushed_samples,
             "errors": list(snap.errors),
             "browser_stt_error": self.browser_stt_error,
+            "refused_at_limit": self.refused_at_limit,
+            "live_sessions": SLOTS.holders(),
             "closed": self.closed,
             **self.page_info,
         }
@@ -359,5 +364,6 @@ class VoiceSession:
         """End of the browser session (ShutdownPolling thread) or of a test: nothing is left running."""
         with self._lock:
             self.closed = True
+        SLOTS.release(self.id)
         self.close_engine()
         self.outlet.attach(None)

@@ -36,11 +36,12 @@ from voicechat.config import Settings
 from voicechat.errors import ConfigError
 from voicechat.events import State, TurnMetrics
 from voicechat.history import History
-from voicechat.streamlit import ice
+from voicechat.streamlit import ice, session_limit
 from voicechat.streamlit.browser_session import VoiceSession
 from voicechat.streamlit.i18n import labels, translations
 from voicechat.streamlit.keys import StreamerKeys
 from voicechat.streamlit.live import LiveView, escape_markdown, finished_lines, light_state, live_panel
+from voicechat.streamlit.session_limit import frontend_wants_connection
 from voicechat.streamlit.sidebar import SidebarChoice, render_backend_status, render_sidebar
 from voicechat.streamlit.testing import write_stats
 from voicechat.streamlit.webrtc import RunCountBarrier, render_streamer
@@ -103,6 +104,15 @@ def rtc_config(settings: Settings, secrets: Mapping[str, Any]) -> tuple[dict[str
         return ice.rtc_configuration(settings.ice_servers, secrets, {**dotenv, **os.environ}), None
     except ConfigError as exc:
         return None, str(exc)
+
+
+def admit_connection(session: VoiceSession, keys: StreamerKeys, limit: int) -> bool:
+    """Before the streamer renders: False refuses this session's new connection (the session limit)."""
+    wants = frontend_wants_connection(st.session_state.get(keys.streamer))
+    admitted = session_limit.admit(session.id, wants, limit)
+    if wants:
+        session.refused_at_limit = None if admitted else limit
+    return admitted
 
 
 def get_session(keys: StreamerKeys, shutdown_observer: Callable[[Callable[[], None]], object]) -> VoiceSession:
@@ -186,22 +196,27 @@ def voice_chat(settings: Settings | None = None, *, key: str = "voicechat", show
     choice = render_sidebar(settings, t, keys) if sidebar else SidebarChoice()
     settings, settings_error = effective_settings(settings, choice, session)
     rtc, ice_error = rtc_config(settings, secrets)
+    refuse = not admit_connection(session, keys, settings.max_sessions)
 
     # Rendered on EVERY full run, same key, never in a fragment or behind a condition.
     ctx = streamer(session, barrier, rtc_configuration=rtc, echo_cancellation=choice.echo_cancellation,
-                   translations=translations(settings.language), keys=keys)
+                   translations=translations(settings.language), keys=keys, refuse=refuse)
     session.page_info.update(barrier.counters())
     try:
         for problem in (base_error, settings_error, ice_error):
             if problem:
                 st.error(escape_markdown(problem))
+        if session.refused_at_limit is not None:
+            st.error(t["session_limit"].format(limit=session.refused_at_limit))
         if choice.overrides.get("stt") == "browser" and session.browser_stt_error:
             st.warning(t["browser_fallback"].format(reason=escape_markdown(session.browser_stt_error)))
         active = bool(ctx.state.playing or ctx.state.signalling)
         if session.webrtc_changed(active):
             session.close_engine()  # the WebRTC connection stopped: no engine thread outlives it
             write_stats(session.id, session.stats(), event="webrtc-stopped")
-        if active or session.runner is not None or not session.engine_started_once:
+        if refuse:
+            session.close_engine()  # no frame of a refused connection reaches an engine
+        elif active or session.runner is not None or not session.engine_started_once:
             session.ensure_engine(settings, half_duplex=choice.half_duplex)
         text = st.chat_input(t["type_message"], key=keys.widget("text"))
         if text:

@@ -69,6 +69,8 @@ EN: Final[dict[str, str]] = {
     "half_duplex_help": "For speakers without echo cancellation; you can then interrupt only with the stop button.",
     "key_set": "OpenAI key: set on the server (never sent to the browser)",
     "key_unset": "OpenAI key: not set — offline models",
+    "session_limit": "This server is at its limit of {limit} live voice conversation(s), so the microphone "
+                     "was not connected. Try again in a few minutes; you can still type below.",
     "browser_fallback": "Browser speech recognition is not available here ({reason}); "
                         "using server speech recognition instead.",
     "browser_listening": "Browser speech recognition is on.",
@@ -135,6 +137,8 @@ KO: Final[dict[str, str]] = {
     "half_duplex_help": "에코 제거가 없는 스피커용입니다. 이때는 중지 버튼으로만 끊을 수 있습니다.",
     "key_set": "OpenAI 키: 서버에 설정됨 (브라우저로 보내지 않음)",
     "key_unset": "OpenAI 키: 없음 — 오프라인 모델 사용",
+    "session_limit": "서버가 가득 찼습니다: 이미 최대치인 {limit}개의 음성 대화가 진행 중입니다. "
+                     "잠시 후 다시 시도해 주세요. 아래에 입력해서 대화할 수는 있습니다.",
     "browser_fallback": "이 환경에서는 브라우저 음성 인식을 쓸 수 없어 ({reason}) 서버 음성 인식으로 전환했습니다.",
     "browser_listening": "브라우저 음성 인식이 켜져 있습니다.",
 }

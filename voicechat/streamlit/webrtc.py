@@ -187,9 +187,13 @@ def media_constraints(echo_cancellation: bool) -> dict[str, Any]:
 
 
 def render_streamer(session: VoiceSession, barrier: RunCountBarrier, *, rtc_configuration: dict[str, Any] | None,
-                    echo_cancellation: bool, translations: dict[str, str], keys: StreamerKeys = DEFAULT_KEYS
-                    ) -> WebRtcStreamerContext:
-    """Render the SENDRECV component. Call exactly once on EVERY full run, outside fragments, same keys."""
+                    echo_cancellation: bool, translations: dict[str, str], keys: StreamerKeys = DEFAULT_KEYS,
+                    refuse: bool = False) -> WebRtcStreamerContext:
+    """Render the SENDRECV component. Call exactly once on EVERY full run, outside fragments, same keys.
+
+    ``refuse``: make the browser hang up now (the session limit); ``None`` otherwise, so the
+    user's Start and Stop buttons stay in charge.
+    """
     pcm_out = create_pcm_audio_source_track(key=keys.source, sample_rate=OUTPUT_RATE)
     session.outlet.attach(pcm_out)  # a new source after each WebRTC session; the engine pushes here
     # A closed tab: no script run will see it; the watch (and the sink's on_ended) stop its engine.
@@ -207,4 +211,5 @@ def render_streamer(session: VoiceSession, barrier: RunCountBarrier, *, rtc_conf
         sendback_video=False,
         translations=cast(Translations, translations),
         audio_html_attrs={"autoPlay": True, "controls": False, "style": {"display": "none"}},
+        desired_playing_state=False if refuse else None,
     )
