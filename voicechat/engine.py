@@ -44,19 +44,23 @@ from voicechat.speculative_turn import Turn, TurnInput
 from voicechat.stt.base import SpeechToText
 from voicechat.transcribed_prefix import TranscribedPrefix
 from voicechat.tts.base import TextToSpeech
+from voicechat.turn_policy import LineEndScoring, TurnPolicy, Verdict
 from voicechat.vad import VoiceActivityDetector, make_vad
 
 
 class Conversation:
     """Listens, transcribes, replies and speaks; barge-in and ``stop_speaking()`` cut a reply.
 
-    Events go to ``listener`` if given, else to a queue read with :meth:`events`.
+    Events go to ``listener`` if given, else to a queue read with :meth:`events`. ``scorer``
+    is the text end-of-turn signal; by default it is built from the settings (the local LLM's
+    model when ``end_of_turn`` is ``semantic``), ``None`` ends turns on silence alone.
     """
 
     def __init__(self, stt: SpeechToText | None, llm: ChatModel, tts: TextToSpeech | None, *,
                  settings: Settings | None = None, vad: VoiceActivityDetector | None = None,
                  output_rate: int = 48_000, listener: Callable[[Event], None] | None = None,
-                 interim_stt: SpeechToText | Literal["auto"] | None = "auto") -> None:
+                 interim_stt: SpeechToText | Literal["auto"] | None = "auto",
+                 scorer: LineEndScoring | str | None = "auto") -> None:
         from voicechat.backends import is_billed, make_interim_stt
 
         self.settings = settings or Settings()
@@ -70,8 +74,16 @@ class Conversation:
         self.metrics: list[TurnMetrics] = []
         self.state = State.LISTENING
         self.half_duplex = False
+        if isinstance(scorer, str):
+            from voicechat.backends import make_line_end_scorer
+
+            scorer = make_line_end_scorer(s, llm)
+        self.scorer: LineEndScoring | None = scorer if s.end_of_turn == "semantic" else None
+        self.policy = TurnPolicy(mode="semantic" if self.scorer is not None else "silence",
+                                 early_ms=s.end_of_turn_early_ms, end_of_turn_ms=s.end_of_turn_ms,
+                                 ceiling_ms=s.end_of_turn_max_ms)
         cfg = TurnConfig(threshold=s.vad_threshold, min_speech_ms=s.min_speech_ms,
-                         end_of_turn_ms=s.end_of_turn_ms, max_utterance_s=s.max_utterance_s,
+                         end_of_turn_ms=round(self.policy.longest_wait_ms), max_utterance_s=s.max_utterance_s,
                          pause_ms=s.speculative_pause_ms)
         self.turns = TurnDetector(vad or make_vad(s.vad), cfg)
         self._input = InputConverter(RATE)
@@ -113,6 +125,11 @@ class Conversation:
         return out
 
     # ------------------------------------------------------------------ input
+    @property
+    def end_of_turn_signals(self) -> list[str]:
+        """What decides that the user has finished, for the doctor and both surfaces to show."""
+        return ["silence"] + ([self.scorer.name] if self.scorer is not None else [])
+
     @property
     def turn(self) -> int:
         """Number of turns begun so far."""
@@ -157,7 +174,21 @@ class Conversation:
                 self._drop_speculative()
             elif isinstance(ev, TurnEnd):
                 self._on_turn_end(ev)
+        self._maybe_end_turn()
         self._maybe_partial()
+
+    def _maybe_end_turn(self) -> None:
+        """Semantic end of turn: ask the policy, with the held turn's score, whether this silence ends it."""
+        if not self.policy.semantic or not self.turns.speaking or self.turns.silence_ms <= 0:
+            return
+        turn = self._current
+        held = turn is not None and turn.held and turn.source.last_voiced == self.turns.last_voiced
+        line_end = turn.line_end if held and turn is not None else None
+        scoring = held and turn is not None and turn.scoring
+        if self.policy.decide(self.turns.silence_ms, line_end, scoring=scoring) is Verdict.END:
+            ev = self.turns.end_turn()
+            if ev is not None:
+                self._on_turn_end(ev)
 
     def _on_speech_start(self, ev: SpeechStart) -> None:
         if self.replying:
@@ -255,7 +286,7 @@ class Conversation:
     async def end_of_input(self) -> None:
         """The input ended (end of a file): treat trailing speech as a finished turn."""
         if self.turns.speaking:
-            silence = np.zeros(int(RATE * (self.settings.end_of_turn_ms + 100) / 1000), dtype=np.float32)
+            silence = np.zeros(int(RATE * (self.turns.config.end_of_turn_ms + 100) / 1000), dtype=np.float32)
             self.feed_16k(silence)
 
     # ------------------------------------------------------------------ turns
@@ -275,6 +306,9 @@ class Conversation:
 
     def set_state(self, state: State) -> None:
         self._set_state(state)
+
+    def line_end_scored(self) -> None:
+        self._maybe_end_turn()
 
     def reply_finished(self) -> None:
         self._schedule_idle()
@@ -330,6 +364,9 @@ class Conversation:
         prompt = self.settings.prompt()
         if warm is not None and SHARED_MODELS.first_time(("warm", self.llm.name, prompt)):
             await workers.run(warm, self.history.messages(prompt, 0))
+        warm_scorer = getattr(self.scorer, "warm_up", None)
+        if warm_scorer is not None:
+            await workers.run(warm_scorer)
         tts = self.tts
         for stt in {id(s): s for s in (self.stt, self.interim_stt) if s is not None}.values():
             if not stt.name.startswith("openai") and SHARED_MODELS.first_time(("warm", stt.name)):

@@ -28,6 +28,7 @@ from voicechat.llm.base import ChatModel, Message
 from voicechat.reply import ReplyPipeline
 from voicechat.stt.base import SpeechToText
 from voicechat.tts.base import TextToSpeech
+from voicechat.turn_policy import LineEndScoring
 
 
 def _ms(a: float | None, b: float | None) -> float | None:
@@ -41,6 +42,7 @@ class TurnHost(Protocol):
     stt: SpeechToText | None
     llm: ChatModel
     tts: TextToSpeech | None
+    scorer: LineEndScoring | None
     history: History
     output_rate: int
     metrics: list[TurnMetrics]
@@ -50,6 +52,8 @@ class TurnHost(Protocol):
     def set_state(self, state: State) -> None: ...
 
     def reply_finished(self) -> None: ...
+
+    def line_end_scored(self) -> None: ...
 
 
 @dataclass
@@ -75,6 +79,8 @@ class Turn:
         self.committed_at: float | None = None if held else self.created_at
         self.eot_ms = 0.0
         self.first_audio_out: float | None = None
+        self.line_end: float | None = None  # P(the user's words are a finished line), scored while held
+        self._scored = False
         self.task: asyncio.Task[None] = asyncio.create_task(self._run())
 
     # ------------------------------------------------------------------ hold / release
@@ -96,6 +102,24 @@ class Turn:
     @property
     def done(self) -> bool:
         return self.task.done()
+
+    @property
+    def scoring(self) -> bool:
+        """The end-of-turn score of this turn's words is still on its way."""
+        return not self._scored and not self.task.done()
+
+    async def _score(self, messages: list[Message], text: str) -> None:
+        """While held, judge whether the words are finished (before the reply takes the model's lock)."""
+        scorer = self.host.scorer
+        try:
+            if self.held and scorer is not None:
+                self.line_end = await scorer.ascore(messages, text)
+        except Exception:  # a failed score only costs the early release
+            self.line_end = None
+        finally:
+            self._scored = True
+        if self.held:
+            self.host.line_end_scored()  # decide now, not at the next audio chunk
 
     def cancel(self) -> None:
         if self.held:
@@ -129,10 +153,13 @@ class Turn:
                 self._do(lambda: host.deliver(ErrorEvent(message, "stt")))
                 text = ""
             if not text:
+                self._scored = True
                 self._do(lambda: host.set_state(State.LISTENING))  # silence or noise: no LLM call
                 return
             s = host.settings
-            messages = [*host.history.messages(s.prompt(), s.history_messages), Message("user", text)]
+            earlier = host.history.messages(s.prompt(), s.history_messages)
+            await self._score(earlier, text)
+            messages = [*earlier, Message("user", text)]
             self._do(lambda: host.deliver(FinalTranscript(n, text)))
             self._do(lambda: host.history.add(Entry("user", text, n)))
             pipeline = ReplyPipeline(n, host.llm, host.tts, host.output_rate, self._reply_event)
@@ -172,6 +199,7 @@ class Turn:
             first_audio_ms=None if self.first_audio_out is None
             else round(self.eot_ms + (self.first_audio_out - committed) * 1000.0, 1),
             extra={"reply_audio_s": round(t.audio_s, 3), "speculative": float(self.speculative),
+                   **({"line_end": round(self.line_end, 4)} if self.line_end is not None else {}),
                    "started_after_eos_ms": self.source.started_after_eos_ms if self.speculative else self.eot_ms,
                    "started_perf_s": self.created_at,  # time.perf_counter() when work began (benchmarks)
                    "speculative_lead_ms": round(max(0.0, (committed - t.llm_start) * 1000.0), 1)},

@@ -139,6 +139,12 @@ class LocalChat:
         self.temperature = temperature
         self.name = f"local:{os.path.basename(self.model_path)}"
 
+    @contextlib.contextmanager
+    def using_model(self) -> Iterator[Any]:
+        """The loaded llama under its lock, for other readers of the same model (blocking: worker threads only)."""
+        with self._lock:
+            yield self._llm
+
     def warm_up(self, messages: Sequence[Message]) -> None:
         """Evaluate the fixed prompt prefix once so the first real turn reuses its KV cache. Blocking."""
         prompt = build_prompt(messages, self.language)

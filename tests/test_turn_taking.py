@@ -1,0 +1,150 @@
+"""Turn-taking on real speech and the real models: when a pause ends the user's turn.
+
+The engine runs on Piper speech with the bundled Whisper and Gemma. Where a decision depends
+on a score computed while silence goes on, the test feeds silence only once the score is in
+(as a CPU fast enough to hide that work would), so no assertion depends on this machine's load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from tests.conftest import piper_pcm
+from voicechat.audio import InputConverter
+from voicechat.config import Settings
+from voicechat.end_of_turn import RATE, TurnConfig, TurnDetector, TurnEnd
+from voicechat.engine import Conversation
+from voicechat.events import FinalTranscript, ReplyDone, SpeechEnded, TurnMetrics
+from voicechat.turn_policy import TurnPolicy, Verdict
+from voicechat.vad import SileroVAD
+
+FRAME = 320  # 20 ms at 16 kHz, as a microphone sends
+
+
+# --------------------------------------------------------------------------- the policy, on recorded scores
+def test_policy_bands_on_recorded_scores() -> None:
+    p = TurnPolicy(early_ms=200, end_of_turn_ms=500, ceiling_ms=1500, confident=0.2, unfinished=0.05)
+    finished, unsure, unfinished = 0.977, 0.12, 0.0  # "…capital of Italy", "Hello", "…a table for"
+    assert p.decide(180, finished) is Verdict.WAIT and p.decide(200, finished) is Verdict.END
+    assert p.decide(480, unsure) is Verdict.WAIT and p.decide(500, unsure) is Verdict.END
+    assert p.decide(1400, unfinished) is Verdict.WAIT and p.decide(1500, unfinished) is Verdict.END
+    assert p.decide(900, None, scoring=True) is Verdict.WAIT  # the score is on its way: don't guess
+    assert p.decide(500, None) is Verdict.END  # no score to be had: today's wait
+    assert p.likely_finished(finished) and not p.likely_finished(unsure) and not p.likely_finished(None)
+    silence = TurnPolicy(mode="silence", end_of_turn_ms=500)
+    assert silence.decide(499, finished) is Verdict.WAIT and silence.decide(500, unfinished) is Verdict.END
+    assert silence.longest_wait_ms == 500
+
+
+# --------------------------------------------------------------------------- real speech
+@pytest.fixture(scope="module")
+def offline():  # type: ignore[no-untyped-def]
+    from voicechat.backends import make_llm, make_stt, make_tts
+
+    s = Settings.load({"stt": "local", "llm": "local", "tts": "local"}, environ={}, dotenv_path=None)
+    return s, make_stt(s), make_llm(s), make_tts(s)
+
+
+def _speech(voice, text: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    pcm, rate = piper_pcm(voice, text)
+    x = InputConverter().convert(pcm, rate)
+    loud = np.flatnonzero(np.abs(x) > 0.02)  # trim Piper's own silence so the pauses are exact
+    return x[loud[0] : loud[-1] + 1]
+
+
+def _silence(s: float) -> np.ndarray:
+    return np.zeros(int(RATE * s), dtype=np.float32)
+
+
+async def _feed_paced_by_work(conv: Conversation, audio: np.ndarray) -> None:
+    """Feed 20 ms frames; while a held turn is still being scored, wait for it before feeding more silence."""
+    for i in range(0, len(audio), FRAME):
+        conv.feed_16k(audio[i : i + FRAME])
+        await asyncio.sleep(0)
+        cur = conv._current
+        while cur is not None and cur.held and cur.scoring:
+            await asyncio.sleep(0.005)
+
+
+async def _run(offline, audio: np.ndarray, **changes: object) -> tuple[Conversation, list[object]]:  # type: ignore[no-untyped-def]
+    s, stt, llm, tts = offline
+    conv = Conversation(stt, llm, tts, settings=s.replace(**changes) if changes else s)
+    await conv.warm_up()
+    await _feed_paced_by_work(conv, audio)
+    await conv.wait_reply()
+    events = conv.drain()
+    await conv.aclose()
+    return conv, events
+
+
+def test_an_unfinished_sentence_with_a_one_second_pause_stays_one_turn(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
+    audio = np.concatenate([_silence(0.3), _speech(piper_voice, "I'd like to book a table for"), _silence(1.0),
+                            _speech(piper_voice, "two people tonight, please."), _silence(2.0)])
+    conv, events = asyncio.run(_run(offline, audio))
+    finals = [e.text.lower() for e in events if isinstance(e, FinalTranscript)]
+    assert len(finals) == 1 and "table" in finals[0] and "two" in finals[0], finals
+    assert len([e for e in events if isinstance(e, ReplyDone)]) == 1
+    assert [e.role for e in conv.history.entries] == ["user", "assistant"]
+    # the same audio, silence alone: today's engine answers the half sentence
+    conv, events = asyncio.run(_run(offline, audio, end_of_turn="silence"))
+    assert len([e for e in events if isinstance(e, FinalTranscript)]) == 2
+
+
+def test_a_finished_question_is_released_before_512_ms_of_silence(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
+    audio = np.concatenate([_silence(0.3), _speech(piper_voice, "What is the capital of Italy?"), _silence(1.5)])
+    conv, events = asyncio.run(_run(offline, audio))
+    ended = [e for e in events if isinstance(e, SpeechEnded)]
+    metrics = next(e for e in events if isinstance(e, TurnMetrics))
+    assert len(ended) == 1
+    assert metrics.eot_ms is not None and metrics.eot_ms < 512, metrics
+    assert metrics.extra["line_end"] >= TurnPolicy().confident
+    assert conv.end_of_turn_signals == ["silence", "text (local LLM)"]
+    _, events = asyncio.run(_run(offline, audio, end_of_turn="silence"))
+    metrics = next(e for e in events if isinstance(e, TurnMetrics))
+    assert metrics.eot_ms is not None and metrics.eot_ms >= 500
+
+
+def test_silence_mode_reproduces_the_detectors_turn_boundaries(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
+    audio = np.concatenate([_silence(0.3), _speech(piper_voice, "Hello there, how are you today?"), _silence(0.7),
+                            _speech(piper_voice, "It was the best of times,"), _silence(0.6),
+                            _speech(piper_voice, "it was the worst of times."), _silence(1.5)])
+    det = TurnDetector(SileroVAD(), TurnConfig())  # today's rule: 500 ms of silence
+    expected = [round(e.last_voiced / RATE, 3) for i in range(0, len(audio), FRAME)
+                for e in det.feed(audio[i : i + FRAME]) if isinstance(e, TurnEnd)]
+    conv, events = asyncio.run(_run(offline, audio, end_of_turn="silence"))
+    got = [round(e.at_s, 3) for e in events if isinstance(e, SpeechEnded)]
+    assert conv.end_of_turn_signals == ["silence"] and conv.turns.config.end_of_turn_ms == 500
+    assert len(expected) == 3 and got == expected
+
+
+def test_scoring_reuses_the_prompt_cache_without_changing_the_reply(offline) -> None:  # type: ignore[no-untyped-def]
+    from voicechat.llm.base import Message
+    from voicechat.llm.line_end import LineEndScorer
+    from voicechat.llm.local import LocalChat
+
+    s, *_ = offline
+    chat = LocalChat(temperature=0.0)
+    scorer = LineEndScorer(chat)
+    history = [Message("system", s.prompt())]
+    question = [*history, Message("user", "How many days are there in a week?")]
+
+    async def reply() -> str:
+        return "".join([d async for d in chat.stream(question)])
+
+    chat.warm_up(history)
+    plain = asyncio.run(reply())
+    chat.warm_up(history)
+    assert scorer.score(history, "How many days are there in a week") is not None
+    with chat.using_model() as llm:
+        cached = llm.n_tokens
+    after_scoring = asyncio.run(reply())
+    assert after_scoring == plain and plain
+    assert cached > 0
+    finished = scorer.score(history, "What is the capital of Italy.")
+    unfinished = [scorer.score(history, t) for t in ("I'd like to book a table for.", "What is the capital of",
+                                                     "So I was thinking that maybe we could", "Um, what is")]
+    assert finished is not None and finished >= 0.5
+    assert all(u is not None and u < 0.05 for u in unfinished), unfinished
