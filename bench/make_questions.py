@@ -1,13 +1,20 @@
-"""Make the bundled benchmark questions: Piper and espeak-ng speech at several sample rates.
+"""Make the bundled benchmark audio: Piper and espeak-ng speech at several sample rates.
 
 Run from the project root: ``python bench/make_questions.py``. Writes 16-bit WAVs with
-0.3 s of silence before the question (and none after: the benchmark adds the silence).
+0.3 s of silence before the speech (and none after: the benchmark adds the silence):
+
+- ``questions/``: complete questions, for voice-to-voice latency;
+- ``paused/``: one speaker turn each, with 0.6–1.5 s pauses where a listener would wait (after
+  "and", "the", "for", at commas, after an "um") and monologues of several clauses, for
+  ``false_cutoffs``. ``paused/manifest.json`` gives each file's pauses and true end of speech.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,7 +23,29 @@ import numpy as np
 from voicechat.audio import float_to_int16, read_audio, write_wav
 from voicechat.tts.local import PiperTTS
 
-OUT = Path(__file__).resolve().parent.parent / "voicechat" / "bench" / "questions"
+BENCH = Path(__file__).resolve().parent.parent / "voicechat" / "benchmark"
+OUT = BENCH / "questions"
+PAUSED = BENCH / "paused"
+LEAD_S = 0.3
+# (engine, stored rate, pieces): a float between two texts is a pause in seconds
+PAUSED_TURNS: list[tuple[str, int, list[str | float]]] = [
+    ("piper", 16000, ["I'd like to book a table for", 1.0, "two people tonight."]),
+    ("piper", 48000, ["What is the capital of", 0.8, "France?"]),
+    ("piper", 22050, ["Can you tell me about the", 1.2, "history of Rome?"]),
+    ("espeak", 16000, ["I went to the store and", 1.0, "bought some apples."]),
+    ("piper", 44100, ["Um,", 0.9, "what time is it in Tokyo?"]),
+    ("piper", 48000, ["It was the best of times,", 0.7, "it was the worst of times,", 0.8,
+                      "it was the age of wisdom."]),
+    ("espeak", 48000, ["So I was thinking that maybe we could", 1.5, "go to the beach tomorrow."]),
+    ("piper", 16000, ["First, open the window,", 0.6, "then close the door,", 0.9, "and turn off the lights."]),
+    ("piper", 22050, ["My favourite colours are red and", 1.1, "blue."]),
+    ("espeak", 22050, ["Tell me a story about a dragon who", 1.3, "lives in a castle."]),
+    ("piper", 44100, ["When I was young,", 0.8, "I lived in a small town by the sea,", 1.0,
+                      "and every morning I walked to school."]),
+    ("piper", 48000, ["Please remind me to call", 0.7, "my mother at six."]),
+    ("espeak", 16000, ["Um,", 1.2, "how do I say thank you in", 0.9, "Japanese?"]),
+    ("piper", 16000, ["I need a recipe for", 1.0, "chocolate cake, and", 0.8, "it has to be easy."]),
+]
 QUESTIONS = [
     ("piper", 48000, "What is the capital of Italy?"),
     ("piper", 16000, "How many days are there in a week?"),
@@ -41,9 +70,50 @@ def espeak(text: str) -> tuple[np.ndarray, int]:
         return float_to_int16(read_audio(path, 22050)), 22050
 
 
+def _trim(pcm: np.ndarray) -> np.ndarray:
+    """Cut the synthesiser's own leading and trailing silence, so each pause is exactly as written."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > 650)  # about -34 dBFS
+    return pcm[loud[0] : loud[-1] + 1] if loud.size else pcm
+
+
+def _store(pcm: np.ndarray, src_rate: int, dst: Path, rate: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "src.wav"
+        write_wav(src, pcm, src_rate)
+        subprocess.run(["sox", str(src), "-r", str(rate), "-b", "16", str(dst)], check=True)
+
+
+def make_paused(voice: PiperTTS) -> None:
+    PAUSED.mkdir(parents=True, exist_ok=True)
+    manifest = []
+    for i, (engine, rate, pieces) in enumerate(PAUSED_TURNS):
+        src_rate = voice.sample_rate if engine == "piper" else 22050
+        parts = [np.zeros(int(src_rate * LEAD_S), np.int16)]
+        for piece in pieces:
+            if isinstance(piece, float):
+                parts.append(np.zeros(int(src_rate * piece), np.int16))
+            else:
+                pcm, got = piper(piece, voice) if engine == "piper" else espeak(piece)
+                assert got == src_rate
+                parts.append(_trim(pcm))
+        audio = np.concatenate(parts)
+        name = f"p{i + 1:02d}_{engine}_{rate}.wav"
+        _store(audio, src_rate, PAUSED / name, rate)
+        text = " ".join(p for p in pieces if isinstance(p, str))
+        manifest.append({"file": name, "text": text, "pauses": sum(isinstance(p, float) for p in pieces),
+                         "speech_end_s": round(len(audio) / src_rate, 3)})
+        print(name, pieces)
+    (PAUSED / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
 def main() -> None:
+    only = sys.argv[1] if len(sys.argv) > 1 else ""  # "paused" or "questions": remake one set
+    voice = PiperTTS(speed=1.0, deterministic=True)
+    if only != "questions":
+        make_paused(voice)
+    if only == "paused":
+        return
     OUT.mkdir(parents=True, exist_ok=True)
-    voice = PiperTTS(speed=1.0)
     for i, (engine, rate, text) in enumerate(QUESTIONS):
         pcm, src_rate = piper(text, voice) if engine == "piper" else espeak(text)
         with tempfile.TemporaryDirectory() as d:

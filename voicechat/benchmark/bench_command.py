@@ -22,6 +22,7 @@ def add_bench_parser(sub: Any) -> None:
     sp.add_argument("--memory-turns", type=int, metavar="N",
                     help="memory instead: RSS of one conversation over N turns (steady state after turn 10)")
     sp.add_argument("--level-seconds", type=float, default=25.0, help="with --sessions: seconds of talk per level")
+    sp.add_argument("--no-paused", action="store_true", help="skip the paused-speech (false cut-off) set")
     sp.add_argument("--write-docs", metavar="DIR", help="write benchmarks.md figures and the plot into DIR")
     sp.add_argument("--docs-label", default="", metavar="NAME",
                     help="keep these figures in their own block of benchmarks.md (e.g. avx2), beside other machines'")
@@ -47,7 +48,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         memory = asyncio.run(run_memory(settings, questions, turns=args.memory_turns, progress=log))
         print(json.dumps(memory) if args.json else "\n".join(f"{k}: {v}" for k, v in memory.items()))
         return 0 if memory["replies"] else 1
-    result = asyncio.run(run_benchmark(settings, questions, rounds=args.rounds, progress=log))
+    result = asyncio.run(run_benchmark(settings, questions, rounds=args.rounds, progress=log,
+                                      paused=not args.no_paused))
     if args.write_docs:
         from voicechat.benchmark.report import write_docs
 
@@ -94,5 +96,15 @@ def table(r: dict[str, Any]) -> str:
         ("rss peak / growth", f"{r['rss_mb']} MB / {r['rss_growth_mb']} MB"),
         ("turns measured", str(r["turns"])),
     ]
+    eot = r.get("end_of_turn") or {}
+    if eot:
+        rows += [(f"end of turn {m}: v2v p50 / eot p50", f"{eot[m]['voice_to_voice_ms'].get('p50')} / "
+                  f"{eot[m]['eot_ms_p50']} ms") for m in ("semantic", "silence")]
+        rows.append(("semantic / silence v2v (p50 ratio, paired)",
+                     f"{eot.get('p50_ratio')}, {eot.get('paired_ratio')}"))
+    for mode, p in (r.get("paused_speech") or {}).items():
+        if mode != "per_file":
+            rows.append((f"paused speech {mode}: false_cutoffs / pauses_total",
+                         f"{p['false_cutoffs']} / {p['pauses_total']} ({p['false_cutoff_rate']})"))
     width = max(len(a) for a, _ in rows)
     return "\n".join(f"{a:<{width}}  {b}" for a, b in rows)

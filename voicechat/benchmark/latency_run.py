@@ -125,50 +125,89 @@ async def _restore_prompt_cache(conv: Conversation, settings: Settings) -> None:
         await workers.run(warm, conv.history.messages(settings.prompt(), settings.history_messages))
 
 
+MODES = ("semantic", "silence")
+
+
 async def run_benchmark(settings: Settings, questions: list[Path], rounds: int = 2,
-                        progress: Any = None) -> dict[str, Any]:
+                        progress: Any = None, paused: bool = True) -> dict[str, Any]:
+    """Both end-of-turn modes on the same loaded models, question by question in one run.
+
+    ``semantic`` turns also get the sequential baseline; the ``silence`` turns give the
+    same-run comparison that ``end_of_turn`` in the result reports.
+    """
     from voicechat.backends import make_llm, make_stt, make_tts
 
-    rec = _Recorder()
-    conv = Conversation(make_stt(settings), make_llm(settings), make_tts(settings), settings=settings,
-                        listener=rec)
-    await conv.warm_up()
+    stt, llm, tts = make_stt(settings), make_llm(settings), make_tts(settings)
+    recs = {m: _Recorder() for m in MODES}
+    convs = {m: Conversation(stt, llm, tts, settings=settings.replace(end_of_turn=m), listener=recs[m])
+             for m in MODES}
+    for conv in convs.values():
+        await conv.warm_up()
     loaded = [(q, *iter_wav_frames(q)) for q in questions]
-    samples: list[TurnSample] = []
+    samples: dict[str, list[TurnSample]] = {m: [] for m in MODES}
     rss_start = None
     peak = 0.0
+    paused_result: dict[str, Any] = {}
     try:
         for r in range(rounds + 1):  # round 0 warms caches and is not counted
-            for path, frames, rate in loaded:
-                pcm = np.concatenate(frames)
-                eos_s = true_end_of_speech(pcm, rate)
-                history = conv.history.messages(settings.prompt(), settings.history_messages)
-                start_index = len(rec.events)
-                turn = conv.turn + 1
-                t0 = await _play(conv, frames, rate, rec, turn)
-                evs = rec.since(start_index)
-                sample = _sample(path, evs, turn, t0 + eos_s)
-                if sample is None:
+            for k, (path, frames, rate) in enumerate(loaded):
+                order = MODES if (r + k) % 2 == 0 else MODES[::-1]  # neither mode always goes first
+                for mode in order:
+                    conv, rec = convs[mode], recs[mode]
+                    await _restore_prompt_cache(conv, settings)  # the other conversation used the model last
+                    pcm = np.concatenate(frames)
+                    eos_s = true_end_of_speech(pcm, rate)
+                    history = conv.history.messages(settings.prompt(), settings.history_messages)
+                    start_index = len(rec.events)
+                    turn = conv.turn + 1
+                    t0 = await _play(conv, frames, rate, rec, turn)
+                    sample = _sample(path, rec.since(start_index), turn, t0 + eos_s)
+                    if sample is None:
+                        if progress:
+                            progress(f"{path.name} [{mode}]: no reply (heard nothing?)")
+                        continue
+                    if mode == "semantic":
+                        audio16k = InputConverter().convert(pcm, rate)[: int(16000 * (eos_s + 0.15))]
+                        seq_ms, _ = await _sequential(conv, audio16k, history)
+                        sample.sequential_ms = round(sample.eot_ms + seq_ms, 1)
+                    if r == 0:
+                        continue
+                    if rss_start is None:
+                        rss_start = _rss_mb()[0]
+                    samples[mode].append(sample)
+                    peak = max(peak, _rss_mb()[1])
                     if progress:
-                        progress(f"{path.name}: no reply (heard nothing?)")
-                    continue
-                audio16k = InputConverter().convert(pcm, rate)[: int(16000 * (eos_s + 0.15))]
-                seq_ms, _ = await _sequential(conv, audio16k, history)
-                sample.sequential_ms = round(sample.eot_ms + seq_ms, 1)
+                        progress(f"{path.name} [{mode}]: {sample.v2v_ms:.0f} ms voice-to-voice, "
+                                 f"end of turn {sample.eot_ms:.0f} ms — {sample.transcript!r} → {sample.reply!r}")
+        if paused:
+            from voicechat.benchmark.paused_run import run_paused
+
+            for conv in convs.values():
                 await _restore_prompt_cache(conv, settings)
-                if r == 0:
-                    continue
-                if rss_start is None:
-                    rss_start = _rss_mb()[0]
-                samples.append(sample)
-                peak = max(peak, _rss_mb()[1])
-                if progress:
-                    progress(f"{path.name}: {sample.v2v_ms:.0f} ms voice-to-voice "
-                             f"(sequential {sample.sequential_ms:.0f} ms) — {sample.transcript!r} → {sample.reply!r}")
+            paused_result = await run_paused(convs, progress=progress)
     finally:
-        await conv.aclose()
+        for conv in convs.values():
+            await conv.aclose()
     rss_end, peak_now = _rss_mb()
-    return _report(settings, samples, questions, rss_start or rss_end, rss_end, max(peak, peak_now))
+    result = _report(settings, samples["semantic"], questions, rss_start or rss_end, rss_end, max(peak, peak_now))
+    result["end_of_turn"] = _compare(samples, convs["semantic"].end_of_turn_signals)
+    result["paused_speech"] = paused_result
+    return result
+
+
+def _compare(samples: dict[str, list[TurnSample]], signals: list[str]) -> dict[str, Any]:
+    """Voice-to-voice on complete questions, semantic vs silence, measured in the same run."""
+    sem, sil = samples["semantic"], samples["silence"]
+    out: dict[str, Any] = {"signals": signals}
+    for mode, got in samples.items():
+        out[mode] = {"voice_to_voice_ms": summary([s.v2v_ms for s in got]) if got else {},
+                     "eot_ms_p50": round(median([s.eot_ms for s in got]), 1) if got else None,
+                     "turns": len(got)}
+    if sem and sil:
+        out["p50_ratio"] = round(median([s.v2v_ms for s in sem]) / median([s.v2v_ms for s in sil]), 3)
+        if [s.question for s in sem] == [s.question for s in sil]:  # turn by turn
+            out["paired_ratio"] = round(paired_ratio([s.v2v_ms for s in sem], [s.v2v_ms for s in sil]), 3)
+    return out
 
 
 def _sample(path: Path, evs: list[tuple[float, Event]], turn: int, eos_wall: float) -> TurnSample | None:

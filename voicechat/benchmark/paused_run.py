@@ -1,0 +1,109 @@
+"""Paused speech through the real engine: how often a turn is cut while the speaker is only pausing.
+
+Each file of ``paused/`` is one speaker turn with pauses of 0.6–1.5 s inside it (made by
+``bench/make_questions.py``; ``manifest.json`` gives its pauses and true end of speech). It is
+fed in real time, like a microphone, then silence until every reply has played. A *false
+cut-off* is a turn the engine ended (``SpeechEnded``, not a forced cut) whose last voiced
+audio lies before the true end of the speaker's turn. Both end-of-turn modes run in the same
+process on the same loaded models, one file after the other, so they meet the same load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicechat.audio import iter_wav_frames
+from voicechat.end_of_turn import RATE
+from voicechat.engine import Conversation
+from voicechat.events import Event, FinalTranscript, SpeechEnded, TurnMetrics
+
+PAUSED_DIR = Path(__file__).parent / "paused"
+FRAME_S = 0.02
+TAIL_S = 2.5  # silence after the speech: longer than any end-of-turn wait
+
+
+@dataclass
+class PausedSample:
+    file: str
+    mode: str
+    pauses: int
+    turns: int
+    false_cutoffs: int
+    heard: list[str]
+    line_end: list[float]  # the text signal of every turn the engine ended
+
+
+def load_manifest(folder: Path = PAUSED_DIR) -> list[dict[str, Any]]:
+    return list(json.loads((folder / "manifest.json").read_text()))
+
+
+async def play_paused(conv: Conversation, path: Path, speech_end_s: float, timeout_s: float = 60.0) -> list[Event]:
+    """Feed one file in real time plus silence, until the engine is idle again; return its events."""
+    events: list[Event] = []
+    frames, rate = iter_wav_frames(path)
+    silence = np.zeros_like(frames[0])
+    offset_s = conv.turns.position / RATE
+    t0 = time.perf_counter()
+    i = 0
+    n_speech = len(frames)
+    n_tail = int(TAIL_S / FRAME_S)
+    while time.perf_counter() - t0 < timeout_s:
+        delay = t0 + i * FRAME_S - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await conv.feed(frames[i] if i < n_speech else silence, rate)
+        events += conv.drain()
+        i += 1
+        if i >= n_speech + n_tail and not conv.replying and not conv.turns.speaking:
+            break
+    await conv.wait_reply()
+    events += conv.drain()
+    return [_shift(e, offset_s) for e in events]
+
+
+def _shift(event: Event, offset_s: float) -> Event:
+    """Positions relative to the start of this file (the conversation's input stream keeps counting)."""
+    if isinstance(event, SpeechEnded):
+        return SpeechEnded(round(event.at_s - offset_s, 3), event.duration_s, event.forced)
+    return event
+
+
+def count(path: Path, mode: str, entry: dict[str, Any], events: list[Event]) -> PausedSample:
+    ended = [e for e in events if isinstance(e, SpeechEnded) and not e.forced]
+    early = [e for e in ended if e.at_s < float(entry["speech_end_s"]) - 0.15]
+    return PausedSample(
+        file=path.name, mode=mode, pauses=int(entry["pauses"]), turns=len(ended), false_cutoffs=len(early),
+        heard=[e.text for e in events if isinstance(e, FinalTranscript)],
+        line_end=[float(e.extra["line_end"]) for e in events if isinstance(e, TurnMetrics) and "line_end" in e.extra],
+    )
+
+
+async def run_paused(convs: dict[str, Conversation], folder: Path = PAUSED_DIR, progress: Any = None) -> dict[str, Any]:
+    """Every paused file through every conversation (one per end-of-turn mode), interleaved."""
+    samples: list[PausedSample] = []
+    for entry in load_manifest(folder):
+        path = folder / entry["file"]
+        for mode, conv in convs.items():
+            events = await play_paused(conv, path, float(entry["speech_end_s"]))
+            sample = count(path, mode, entry, events)
+            samples.append(sample)
+            if progress:
+                progress(f"{path.name} [{mode}]: {sample.turns} turn(s), {sample.false_cutoffs} cut-off(s) "
+                         f"of {sample.pauses} pause(s) — {sample.heard}")
+    out: dict[str, Any] = {}
+    for mode in convs:
+        mine = [s for s in samples if s.mode == mode]
+        pauses = sum(s.pauses for s in mine)
+        cut = sum(s.false_cutoffs for s in mine)
+        out[mode] = {"false_cutoffs": cut, "pauses_total": pauses,
+                     "false_cutoff_rate": round(cut / pauses, 3) if pauses else None,
+                     "replies": sum(s.turns for s in mine), "files": len(mine)}
+    out["per_file"] = [asdict(s) for s in samples]
+    return out
