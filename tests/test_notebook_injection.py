@@ -108,4 +108,5 @@ def test_markup_in_transcript_reply_and_errors_is_shown_as_text(lab: Lab, llm: F
     assert injected == {"img": [], "js_links": [], "links": [], "script": [], "emphasis": [], "pwned": None}, injected
     # The literal characters are what the user reads (Markdown is not rendered either).
     assert USER in user and REPLY in reply and ERROR in errors, (user, reply, errors)
-    assert engine == f"ready · stt local · llm openai @ {llm.base_url} · tts local", engine
+    assert engine == (f"ready · stt local · llm openai @ {llm.base_url} · tts local"
+                      " · end of turn: silence + text (local LLM)"), engine

@@ -111,6 +111,12 @@ def make_line_end_scorer(settings: Settings, llm: ChatModel) -> LineEndScorer | 
         return None
 
 
+def end_of_turn_signals(settings: Settings) -> str:
+    """Which signals end a turn here, in a few words for the surfaces (no model is loaded)."""
+    row = next(b for b in check_backends(settings) if b.kind == "turn")
+    return "silence + text (local LLM)" if row.name == "semantic" and row.usable else "silence"
+
+
 @dataclass(frozen=True)
 class BackendStatus:
     kind: str  # "stt" | "llm" | "tts" | "vad"
@@ -166,8 +172,8 @@ def check_backends(settings: Settings) -> list[BackendStatus]:
                                  f"end of turn after {settings.end_of_turn_ms} ms of silence (VOICECHAT_END_OF_TURN)"))
     elif local_llm:
         out.append(BackendStatus("turn", "semantic", True,
-                                 f"silence + text (local LLM): {settings.end_of_turn_early_ms} ms when the words "
-                                 f"are finished, up to {settings.end_of_turn_max_ms} ms when not"))
+                                 f"silence + text (local LLM): {settings.end_of_turn_early_ms} ms after a finished "
+                                 f"question, up to {settings.end_of_turn_max_ms} ms when the words may go on"))
     else:
         out.append(BackendStatus("turn", "semantic", False,
                                  'silence only: the text signal needs pip install "voicechat[local]"'))

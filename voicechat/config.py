@@ -134,7 +134,7 @@ class Settings:
     end_of_turn_ms: int = field(default=500, metadata=_env("VOICECHAT_END_OF_TURN_MS"))
     end_of_turn: str = field(default="semantic", metadata=_env("VOICECHAT_END_OF_TURN"))
     end_of_turn_early_ms: int = field(default=200, metadata=_env("VOICECHAT_END_OF_TURN_EARLY_MS"))
-    end_of_turn_max_ms: int = field(default=1500, metadata=_env("VOICECHAT_END_OF_TURN_MAX_MS"))
+    end_of_turn_max_ms: int = field(default=1600, metadata=_env("VOICECHAT_END_OF_TURN_MAX_MS"))
     max_utterance_s: float = field(default=30.0, metadata=_env("VOICECHAT_MAX_UTTERANCE_S"))
     partial_interval_ms: int = field(default=800, metadata=_env("VOICECHAT_PARTIAL_INTERVAL_MS"))
     interim_stt: str = field(default="auto", metadata=_env("VOICECHAT_INTERIM_STT"))

@@ -185,7 +185,8 @@ class Conversation:
         held = turn is not None and turn.held and turn.source.last_voiced == self.turns.last_voiced
         line_end = turn.line_end if held and turn is not None else None
         scoring = held and turn is not None and turn.scoring
-        if self.policy.decide(self.turns.silence_ms, line_end, scoring=scoring) is Verdict.END:
+        question = held and turn is not None and turn.question
+        if self.policy.decide(self.turns.silence_ms, line_end, question=question, scoring=scoring) is Verdict.END:
             ev = self.turns.end_turn()
             if ev is not None:
                 self._on_turn_end(ev)

@@ -80,6 +80,7 @@ class Turn:
         self.eot_ms = 0.0
         self.first_audio_out: float | None = None
         self.line_end: float | None = None  # P(the user's words are a finished line), scored while held
+        self.question = False  # the transcriber heard a question ("?")
         self._scored = False
         self.task: asyncio.Task[None] = asyncio.create_task(self._run())
 
@@ -113,6 +114,7 @@ class Turn:
         scorer = self.host.scorer
         try:
             if self.held and scorer is not None:
+                self.question = text.rstrip().endswith("?")
                 self.line_end = await scorer.ascore(messages, text)
         except Exception:  # a failed score only costs the early release
             self.line_end = None
@@ -199,7 +201,8 @@ class Turn:
             first_audio_ms=None if self.first_audio_out is None
             else round(self.eot_ms + (self.first_audio_out - committed) * 1000.0, 1),
             extra={"reply_audio_s": round(t.audio_s, 3), "speculative": float(self.speculative),
-                   **({"line_end": round(self.line_end, 4)} if self.line_end is not None else {}),
+                   **({"line_end": round(self.line_end, 4), "question": float(self.question)}
+                      if self.line_end is not None else {}),
                    "started_after_eos_ms": self.source.started_after_eos_ms if self.speculative else self.eot_ms,
                    "started_perf_s": self.created_at,  # time.perf_counter() when work began (benchmarks)
                    "speculative_lead_ms": round(max(0.0, (committed - t.llm_start) * 1000.0), 1)},

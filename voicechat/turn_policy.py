@@ -1,16 +1,18 @@
 """When a pause ends the user's turn: silence bands plus how finished their words look.
 
-Pure and synchronous, fed numbers: the silence so far and, when known, ``line_end`` — the
-probability that the user's line ends after the words heard so far (from
-:mod:`voicechat.llm.line_end`). The engine asks :meth:`TurnPolicy.decide` after every chunk
-of audio while the user is silent; the thresholds are tested with recorded scores and chose
-by the paused-speech benchmark (docs/benchmarks.md, "Turn-taking").
+Pure and synchronous, fed numbers: the silence so far; ``line_end``, the probability that the
+user's line ends after the words heard so far (:mod:`voicechat.llm.line_end`); and ``question``,
+whether the transcriber heard a question (it ends the text with "?"). The engine asks
+:meth:`TurnPolicy.decide` after every chunk of audio while the user is silent, and again when a
+score arrives. The bands were chosen on the paused-speech benchmark (docs/benchmarks.md,
+"Turn-taking"), where finished questions scored 0.46–0.98 and words cut at a pause 0.00–0.89:
 
-Bands (``semantic`` mode):
-
-- ``line_end >= confident`` → the turn ends after ``early_ms`` of silence;
-- ``line_end < unfinished`` (or the score is still being computed) → hold up to ``ceiling_ms``;
-- otherwise, or when no score can be had (no scorer, no transcript) → today's ``end_of_turn_ms``.
+- a question with ``line_end >= confident_question``, or any ``line_end >= confident`` → the
+  turn ends after ``early_ms`` (200 ms) of silence;
+- anything else that was scored — plainly unfinished words, and statements, whose end a text
+  model cannot tell from a pause between clauses — is held up to ``ceiling_ms``;
+- a score still on its way holds too; when none can be had (no scorer, no words) the turn
+  ends after today's ``end_of_turn_ms``.
 
 ``silence`` mode ends every turn after ``end_of_turn_ms``, exactly as before this module.
 """
@@ -45,9 +47,9 @@ class TurnPolicy:
     mode: str = "semantic"
     early_ms: float = 200.0
     end_of_turn_ms: float = 500.0
-    ceiling_ms: float = 1500.0
-    confident: float = 0.2  # line_end at or above: finished
-    unfinished: float = 0.05  # line_end below: plainly unfinished
+    ceiling_ms: float = 1600.0
+    confident: float = 0.95  # line_end at or above: finished, whatever the punctuation
+    confident_question: float = 0.3  # line_end at or above, for a heard question: finished
 
     @property
     def semantic(self) -> bool:
@@ -58,21 +60,23 @@ class TurnPolicy:
         """The most silence any turn can need (what the detector must wait for on its own)."""
         return max(self.ceiling_ms, self.end_of_turn_ms) if self.semantic else self.end_of_turn_ms
 
-    def likely_finished(self, line_end: float | None) -> bool:
+    def likely_finished(self, line_end: float | None, *, question: bool = False) -> bool:
         """The words so far read as a finished turn: worth a speculative (e.g. paid) request now."""
-        return line_end is not None and line_end >= self.confident
+        if line_end is None:
+            return False
+        return line_end >= self.confident or (question and line_end >= self.confident_question)
 
-    def wait_for(self, line_end: float | None, *, scoring: bool = False) -> float:
+    def wait_for(self, line_end: float | None, *, question: bool = False, scoring: bool = False) -> float:
         """Silence (ms) after which the turn ends, given the score (``scoring``: one is on its way)."""
         if not self.semantic:
             return self.end_of_turn_ms
         if line_end is None:
-            return self.ceiling_ms if scoring else self.end_of_turn_ms
-        if line_end >= self.confident:
+            return self.longest_wait_ms if scoring else self.end_of_turn_ms
+        if self.likely_finished(line_end, question=question):
             return min(self.early_ms, self.end_of_turn_ms)
-        if line_end < self.unfinished:
-            return self.longest_wait_ms
-        return self.end_of_turn_ms
+        return self.longest_wait_ms
 
-    def decide(self, silence_ms: float, line_end: float | None, *, scoring: bool = False) -> Verdict:
-        return Verdict.END if silence_ms >= self.wait_for(line_end, scoring=scoring) else Verdict.WAIT
+    def decide(self, silence_ms: float, line_end: float | None, *, question: bool = False,
+               scoring: bool = False) -> Verdict:
+        wait = self.wait_for(line_end, question=question, scoring=scoring)
+        return Verdict.END if silence_ms >= wait else Verdict.WAIT

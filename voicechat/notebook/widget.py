@@ -34,6 +34,7 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 
+from voicechat.backends import end_of_turn_signals
 from voicechat.config import LANGUAGES, Settings
 from voicechat.events import ErrorEvent, State
 from voicechat.notebook import _view
@@ -336,7 +337,8 @@ class VoiceChatWidget(widgets.VBox):
             elif not session.ready:
                 engine = "loading models…"
             else:
-                engine = "ready · " + stages_summary(self._settings)
+                engine = "ready · " + stages_summary(self._settings) + \
+                    " · end of turn: " + end_of_turn_signals(self._settings)
             self._lights.value = _view.lights_html(snap.state, mic_on=self.bridge.mic_state == "on" and session.ready,
                                                    engine=engine, ready=session.ready, language=self._settings.language)
             self._partial.value = _view.partial_html(self._browser_partial or snap.partial)
