@@ -17,7 +17,7 @@ from voicechat.audio import InputConverter
 from voicechat.config import Settings
 from voicechat.end_of_turn import RATE, TurnConfig, TurnDetector, TurnEnd
 from voicechat.engine import Conversation
-from voicechat.events import FinalTranscript, ReplyDone, SpeechEnded, TurnMetrics
+from voicechat.events import AudioOut, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, SpeechEnded, TurnMetrics
 from voicechat.turn_policy import TurnPolicy, Verdict
 from voicechat.vad import SileroVAD
 
@@ -153,3 +153,97 @@ def test_scoring_reuses_the_prompt_cache_without_changing_the_reply(offline) -> 
                                                      "So I was thinking that maybe we could", "Um, what is")]
     assert finished is not None and finished >= 0.5
     assert all(u is not None and u < 0.05 for u in unfinished), unfinished
+
+
+# --------------------------------------------------------------------------- talking over the reply
+async def _until(conv: Conversation, events: list[object], done, timeout_s: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not done(events):
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+        events += conv.drain()
+
+
+def _reply_audio_s(events: list[object], turn: int) -> float:
+    return sum(e.duration_s for e in events if isinstance(e, AudioOut) and e.turn == turn)
+
+
+def test_a_cough_like_burst_during_the_reply_leaves_it_playing(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
+    burst = _speech(piper_voice, "Ah!")[: int(RATE * 0.16)]  # 160 ms of voice: a cough, an "mm"
+    burst = burst * np.hanning(len(burst)).astype(np.float32)
+    s, stt, llm, tts = offline
+
+    async def run():  # type: ignore[no-untyped-def]
+        conv = Conversation(stt, llm, tts, settings=s)
+        events: list[object] = []
+        conv.submit_text("Tell me a story about a brave knight.")
+        await _until(conv, events, lambda ev: _reply_audio_s(ev, 1) > 0)
+        for i in range(0, len(burst), FRAME):  # in real time, then silence, while the reply plays
+            conv.feed_16k(burst[i : i + FRAME])
+            await asyncio.sleep(0.02)
+        for _ in range(40):
+            conv.feed_16k(_silence(0.02))
+            await asyncio.sleep(0.02)
+        await conv.wait_reply()
+        events += conv.drain()
+        await conv.aclose()
+        return conv, events
+
+    conv, events = asyncio.run(run())
+    assert not any(isinstance(e, Interrupted) for e in events)
+    done = [e for e in events if isinstance(e, ReplyDone)]
+    assert len(done) == 1 and not done[0].interrupted
+    assert [e.role for e in conv.history.entries] == ["user", "assistant"]  # the burst made no turn
+
+
+def test_an_interrupted_replys_history_holds_only_what_was_played(offline) -> None:  # type: ignore[no-untyped-def]
+    s, stt, llm, tts = offline
+
+    async def run():  # type: ignore[no-untyped-def]
+        conv = Conversation(stt, llm, tts, settings=s)
+        events: list[object] = []
+        conv.submit_text("Tell me a story about a brave knight and a dragon.")
+        await _until(conv, events, lambda ev: _reply_audio_s(ev, 1) >= 1.5)  # 1.5 s of speech handed over
+        conv.stop_speaking()  # at once: the surface has played at most the time since the first frame
+        await asyncio.sleep(0.1)
+        events += conv.drain()
+        await conv.aclose()
+        return conv, events
+
+    conv, events = asyncio.run(run())
+    generated = "".join(e.text for e in events if isinstance(e, ReplyDelta) and e.turn == 1).split()
+    entry = conv.history.entries[-1]
+    heard = entry.content.split()
+    assert entry.role == "assistant" and entry.interrupted
+    assert heard == generated[: len(heard)]  # the start of the reply, word for word
+    assert len(heard) < len(generated), (heard, generated)  # not the words still queued at the surface
+    assert conv.history.messages("sys", 8)[-1].content == " ".join(heard) + " …"  # what the LLM sees next
+
+
+def test_words_added_before_the_reply_is_heard_are_answered_once_merged(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
+    more = np.concatenate([_speech(piper_voice, "of Italy?"), _silence(2.0)])
+    s, stt, llm, tts = offline
+
+    async def run():  # type: ignore[no-untyped-def]
+        conv = Conversation(stt, llm, tts, settings=s)
+        conv.submit_text("What is the capital")  # committed; its reply has not sounded yet
+        for i in range(0, len(more), FRAME):
+            conv.feed_16k(more[i : i + FRAME])
+            await asyncio.sleep(0)
+        await conv.end_of_input()
+        events: list[object] = []
+        await _until(conv, events, lambda ev: any(isinstance(e, ReplyDone) for e in ev))
+        await conv.wait_reply()
+        events += conv.drain()
+        await conv.aclose()
+        return conv, events
+
+    conv, events = asyncio.run(run())
+    assert any(isinstance(e, Interrupted) and e.reason == "resumed" and e.turn == 1 for e in events)
+    done = [e for e in events if isinstance(e, ReplyDone)]
+    assert len(done) == 1 and done[0].turn == 2
+    user = [e for e in conv.history.entries if e.role == "user"]
+    words = user[0].content.lower().replace(".", "").replace("?", "").split()
+    assert len(user) == 1 and words[:4] == ["what", "is", "the", "capital"] and len(words) >= 6, words  # both parts
+    assert not any(isinstance(e, AudioOut) and e.turn == 1 for e in events)

@@ -86,6 +86,7 @@ class TurnDetector:
         self._utt_len = 0
         self._speaking = False
         self._voiced_run = 0
+        self._voiced_total = 0  # voiced samples of this utterance, candidate run included
         self._candidate_start = 0
         self._silence_run = 0
         self._paused = False
@@ -95,6 +96,11 @@ class TurnDetector:
     @property
     def speaking(self) -> bool:
         return self._speaking
+
+    @property
+    def utterance_voiced_ms(self) -> float:
+        """Voiced audio in the utterance under way (a cough is short; a barge-in says more)."""
+        return (self._voiced_total if self._speaking else self._voiced_run) * 1000 / RATE
 
     @property
     def voiced_ms(self) -> float:
@@ -159,6 +165,7 @@ class TurnDetector:
                 self._voiced_run += self._win
                 if self._voiced_run * 1000 >= cfg.min_speech_ms * RATE:
                     self._speaking = True
+                    self._voiced_total = self._voiced_run
                     self._start = self._candidate_start
                     self._last_voiced = self._pos
                     self._utt = list(self._pre_roll)
@@ -174,6 +181,7 @@ class TurnDetector:
         if not silent:
             if voiced:
                 self._last_voiced = self._pos
+                self._voiced_total += self._win
             if self._paused and voiced:
                 self._paused = False
                 events.append(SpeechResume(start_of_window))

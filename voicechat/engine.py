@@ -97,6 +97,7 @@ class Conversation:
         self._partial: asyncio.Task[None] | None = None
         self._last_partial_pos = 0
         self._pieces: list[asyncio.Task[str]] = []
+        self._overlap = False  # the utterance under way began over a reply and is not yet a barge-in
         self._closed = False
         # Opt-in, in memory: both sides of the conversation (see voicechat.recording).
         self.recording = ConversationRecorder(output_rate, s.record_max_s) if s.record_audio else None
@@ -163,8 +164,11 @@ class Conversation:
         if self.recording is not None:
             self.recording.add_input(samples)
         events = self.turns.feed(samples)
-        if self.turns.voiced_ms >= self.settings.barge_in_ms and self.replying:
-            self._interrupt("barge-in")  # before speech is confirmed: the reply must stop at once
+        if self.turns.utterance_voiced_ms >= self.settings.barge_in_ms:
+            if self.replying:
+                self._barge_in()  # enough voice to be more than a cough or a click
+            else:
+                self._overlap = False  # the reply ended meanwhile: this is an ordinary turn
         for ev in events:
             if isinstance(ev, SpeechStart):
                 self._on_speech_start(ev)
@@ -191,9 +195,33 @@ class Conversation:
             if ev is not None:
                 self._on_turn_end(ev)
 
-    def _on_speech_start(self, ev: SpeechStart) -> None:
-        if self.replying:
+    def _barge_in(self) -> None:
+        """The user talks over the reply. If none of it has been heard yet, they were still going:
+        drop the reply and answer their words merged with what they add; else interrupt it."""
+        self._overlap = False
+        turn = self._current
+        if turn is None or turn.held or turn.delivered_s > 0 or not self.generating:
             self._interrupt("barge-in")
+            return
+        turn.retract()
+        self.history.drop_turn(turn.number)
+        carried: list[asyncio.Task[str]] = []
+        text = turn.transcript if turn.transcript is not None else turn.source.text
+        if text is not None:
+            carried.append(asyncio.create_task(_known(text)))
+        else:
+            carried += turn.source.pieces
+            if turn.source.audio is not None and self.stt is not None:
+                carried.append(asyncio.create_task(self.stt.transcribe(turn.source.audio,
+                                                                       language=self.settings.language)))
+        self._pieces[:0] = carried
+        self._current = None
+        self._emit(Interrupted(turn.number, "resumed"))
+        self._set_state(State.LISTENING)
+
+    def _on_speech_start(self, ev: SpeechStart) -> None:
+        # Speech over a reply is not a barge-in until it has enough voice (see feed_16k).
+        self._overlap = self.replying
         self._last_partial_pos = self.turns.position
         self._utterance += 1
         self._set_state(State.LISTENING)
@@ -230,6 +258,9 @@ class Conversation:
     def _on_turn_end(self, ev: TurnEnd) -> None:
         if self.stt is None:
             return
+        if self._overlap:  # a short sound over the reply, never a barge-in: not a turn either
+            self._overlap = False
+            return
         if ev.forced:
             # Still talking: transcribe this piece now, answer once the user stops.
             audio = ev.audio
@@ -257,7 +288,7 @@ class Conversation:
 
     def _start_speculative(self, ev: SpeechPause) -> None:
         """At the first pause, run the whole turn ahead while end of turn is still being confirmed."""
-        if self.stt is None or self._pieces or (self._current is not None and not self._current.done):
+        if self.stt is None or self._overlap or self._pieces or (self._current is not None and not self._current.done):
             return
         self._turn += 1
         lead = round((ev.at - ev.last_voiced) / RATE * 1000, 1)
@@ -330,10 +361,15 @@ class Conversation:
     def _interrupt(self, reason: str) -> None:
         turn = self._current
         number = turn.number if turn is not None else self._turn
+        if turn is not None and not turn.held:
+            # The surface plays delivered audio in real time, so what is still queued was never heard.
+            unplayed = max(0.0, self._playback_end - time.perf_counter())
+            turn.heard_s = max(0.0, turn.delivered_s - unplayed)
         if turn is not None and self.generating:
             turn.cancel()  # its handler records the partial reply as interrupted
         else:
-            self.history.mark_interrupted(number)  # generated, but still playing
+            heard = turn.heard_text() if turn is not None and turn.number == number else None
+            self.history.mark_interrupted(number, heard)  # generated, but still playing
         self._playback_end = 0.0
         if self._idle_timer is not None:
             self._idle_timer.cancel()
@@ -405,3 +441,8 @@ class Conversation:
                 with contextlib.suppress(Exception):
                     await close()
         self._set_state(State.IDLE)
+
+
+async def _known(text: str) -> str:
+    """A transcript already in hand, in the shape of a pending one (a carried piece)."""
+    return text

@@ -36,12 +36,16 @@ class History:
     def clear(self) -> None:
         self.entries.clear()
 
-    def mark_interrupted(self, turn: int) -> None:
-        """The user cut in while this turn's reply was still playing: they did not hear all of it."""
+    def drop_turn(self, turn: int) -> None:
+        """Forget a turn whose words the user went on with (they are answered merged, once)."""
+        self.entries[:] = [e for e in self.entries if e.turn != turn]
+
+    def mark_interrupted(self, turn: int, heard: str | None = None) -> None:
+        """The user cut in while this turn's reply was still playing: keep only what they ``heard``."""
         for i in range(len(self.entries) - 1, -1, -1):
             e = self.entries[i]
             if e.turn == turn and e.role == "assistant":
-                self.entries[i] = replace(e, interrupted=True)
+                self.entries[i] = replace(e, interrupted=True, content=e.content if heard is None else heard)
                 return
 
     def messages(self, system: str, window: int) -> list[Message]:

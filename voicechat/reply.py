@@ -36,6 +36,25 @@ class ReplyTimes:
     text: str = ""
     cut_off: bool = False
     errors: list[str] = field(default_factory=list)
+    spoken: list[tuple[float, str]] = field(default_factory=list)  # (reply audio second it starts at, sentence)
+
+    def heard_text(self, played_s: float) -> str:
+        """The words of the reply that ``played_s`` seconds of its audio carried.
+
+        Whole sentences whose audio had played, then the same share of the words of the sentence
+        that was playing as of its audio (speech rate is near even within one sentence).
+        """
+        out: list[str] = []
+        for i, (start, sentence) in enumerate(self.spoken):
+            end = self.spoken[i + 1][0] if i + 1 < len(self.spoken) else self.audio_s
+            if played_s >= end - 0.02:
+                out.append(sentence)
+                continue
+            if played_s > start and end > start:
+                words = sentence.split()
+                out.append(" ".join(words[: int(len(words) * (played_s - start) / (end - start))]))
+            break
+        return " ".join(w for w in out if w).strip()
 
 
 class ReplyPipeline:
@@ -113,6 +132,7 @@ class ReplyPipeline:
                 continue
             if t.tts_first_start is None:
                 t.tts_first_start = time.perf_counter()
+            t.spoken.append((t.audio_s, sentence))
             try:
                 async for chunk in self.tts.synthesize(spoken):
                     self._send(self._out.convert(chunk, self.tts.sample_rate))

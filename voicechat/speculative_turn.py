@@ -79,6 +79,11 @@ class Turn:
         self.committed_at: float | None = None if held else self.created_at
         self.eot_ms = 0.0
         self.first_audio_out: float | None = None
+        self.delivered_s = 0.0  # reply audio handed to the surface so far
+        self.heard_s: float | None = None  # set on interruption: how much of it had played
+        self._pipeline: ReplyPipeline | None = None
+        self.transcript: str | None = None
+        self._retracted = False
         self.line_end: float | None = None  # P(the user's words are a finished line), scored while held
         self.question = False  # the transcriber heard a question ("?")
         self._scored = False
@@ -128,6 +133,11 @@ class Turn:
             self._pending.clear()  # never happened, as far as anyone can tell
         self.task.cancel()
 
+    def retract(self) -> None:
+        """Cancel a committed turn whose words the user is still adding to: it leaves no reply behind."""
+        self._retracted = True
+        self.cancel()
+
     # ------------------------------------------------------------------ the work
     async def _transcribe(self, stats: dict[str, float]) -> str:
         src, host = self.source, self.host
@@ -154,6 +164,7 @@ class Turn:
                 message = str(exc)
                 self._do(lambda: host.deliver(ErrorEvent(message, "stt")))
                 text = ""
+            self.transcript = text
             if not text:
                 self._scored = True
                 self._do(lambda: host.set_state(State.LISTENING))  # silence or noise: no LLM call
@@ -164,11 +175,11 @@ class Turn:
             messages = [*earlier, Message("user", text)]
             self._do(lambda: host.deliver(FinalTranscript(n, text)))
             self._do(lambda: host.history.add(Entry("user", text, n)))
-            pipeline = ReplyPipeline(n, host.llm, host.tts, host.output_rate, self._reply_event)
+            pipeline = self._pipeline = ReplyPipeline(n, host.llm, host.tts, host.output_rate, self._reply_event)
             await pipeline.run(messages)
             self._do(lambda: self._finish(pipeline, interrupted=False, stats=stats))
         except asyncio.CancelledError:
-            if pipeline is not None and not self.held:
+            if pipeline is not None and not self.held and not self._retracted:
                 self._finish(pipeline, interrupted=True, stats=None)
             raise
         except Exception as exc:  # a backend bug must not end the session
@@ -178,17 +189,27 @@ class Turn:
 
     def _reply_event(self, event: Event) -> None:
         def deliver() -> None:
-            if isinstance(event, AudioOut) and self.first_audio_out is None:
-                self.first_audio_out = time.perf_counter()
+            if isinstance(event, AudioOut):
+                self.delivered_s += event.duration_s
+                if self.first_audio_out is None:
+                    self.first_audio_out = time.perf_counter()
             self.host.deliver(event)
 
         self._do(deliver)
 
+    def heard_text(self) -> str | None:
+        """What the user heard of an interrupted reply (``None``: all of it, or no voice to go by)."""
+        if self.heard_s is None or self._pipeline is None or self.host.tts is None:
+            return None
+        return self._pipeline.times.heard_text(self.heard_s)
+
     def _finish(self, pipeline: ReplyPipeline, *, interrupted: bool, stats: dict[str, float] | None) -> None:
         host, t, n = self.host, pipeline.times, self.number
         text = t.text.strip()
+        heard = self.heard_text() if interrupted else None
         if text:
-            host.history.add(Entry("assistant", text, n, interrupted=interrupted, cut_off=t.cut_off))
+            kept = text if heard is None else heard  # the next turn must not build on words never heard
+            host.history.add(Entry("assistant", kept, n, interrupted=interrupted, cut_off=t.cut_off))
         host.deliver(ReplyDone(n, text, interrupted=interrupted, cut_off=t.cut_off))
         if stats is None:
             return
