@@ -58,9 +58,27 @@ def markdown(r: dict[str, Any], plotted: bool, image: str = "benchmarks.png") ->
     for i, t in enumerate(r["per_turn"], 1):
         lines.append(f"| {i} | {t['question']} | {t['transcript']} | {t['reply']} | {t['v2v_ms']} | "
                      f"{t['sequential_ms']} | {'yes' if t['speculative'] else 'no'} |")
+    lines += turn_taking(r)
     if plotted:
         lines += ["", f"![stage times per turn]({image})"]
     return "\n".join(lines)
+
+
+def turn_taking(r: dict[str, Any]) -> list[str]:
+    """Semantic vs silence end of turn, measured in the same run (empty for older results)."""
+    eot, paused = r.get("end_of_turn") or {}, r.get("paused_speech") or {}
+    if not eot:
+        return []
+    lines = ["", f"End of turn, same run (signals: {' + '.join(eot.get('signals', []))}):", "",
+             "| end of turn | v2v p50 / p95 (complete questions) | eot_ms p50 | false_cutoffs / pauses_total |",
+             "|---|---|---|---|"]
+    for mode in ("semantic", "silence"):
+        v, p = eot[mode]["voice_to_voice_ms"], paused.get(mode, {})
+        cut = f"{p['false_cutoffs']} / {p['pauses_total']} ({p['false_cutoff_rate']:.1%})" if p else "—"
+        lines.append(f"| {mode} | {v.get('p50')} / {v.get('p95')} | {eot[mode]['eot_ms_p50']} | {cut} |")
+    lines += ["", f"semantic / silence voice-to-voice: p50 ratio {eot.get('p50_ratio')}, "
+                  f"median per-question ratio {eot.get('paired_ratio')} (target ≤ 0.8; false cut-offs ≤ 5 %)."]
+    return lines
 
 
 def plot(r: dict[str, Any], path: Path) -> bool:
