@@ -121,6 +121,7 @@ def test_stop_button_cuts_reply_and_engine_listens_again(offline, make_speech) -
         events: list[object] = []
         for f in first:
             await conv.feed(f)
+        await conv.end_of_input()  # a statement may go on: only the end of the file says it is over
         while not any(isinstance(e, (AudioOut, ReplyDelta)) for e in events):
             await asyncio.sleep(0.005)
             events += conv.drain()
