@@ -170,7 +170,7 @@ def _reply_audio_s(events: list[object], turn: int) -> float:
 
 
 def test_a_cough_like_burst_during_the_reply_leaves_it_playing(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
-    burst = _speech(piper_voice, "Ah!")[: int(RATE * 0.16)]  # 160 ms of voice: a cough, an "mm"
+    burst = _speech(piper_voice, "Ah!")[: int(RATE * 0.12)]  # 120 ms of voice: a cough, a click, an "mm"
     burst = burst * np.hanning(len(burst)).astype(np.float32)
     s, stt, llm, tts = offline
 

@@ -129,7 +129,7 @@ class Settings:
     vad: str = field(default="silero", metadata=_env("VOICECHAT_VAD"))
     vad_threshold: float = field(default=0.5, metadata=_env("VOICECHAT_VAD_THRESHOLD"))
     min_speech_ms: int = field(default=200, metadata=_env("VOICECHAT_MIN_SPEECH_MS"))
-    barge_in_ms: int = field(default=250, metadata=_env("VOICECHAT_BARGE_IN_MS"))
+    barge_in_ms: int = field(default=200, metadata=_env("VOICECHAT_BARGE_IN_MS"))
     speculative_pause_ms: int = field(default=90, metadata=_env("VOICECHAT_SPECULATIVE_PAUSE_MS"))
     end_of_turn_ms: int = field(default=500, metadata=_env("VOICECHAT_END_OF_TURN_MS"))
     end_of_turn: str = field(default="semantic", metadata=_env("VOICECHAT_END_OF_TURN"))

@@ -70,6 +70,7 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.events: list[tuple[float, Event]] = []
+        self._taken = 0
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, AudioOut):  # when, not the samples: the bench must not grow RSS by itself
@@ -78,6 +79,11 @@ class _Recorder:
 
     def since(self, index: int) -> list[tuple[float, Event]]:
         return self.events[index:]
+
+    def take(self) -> list[Event]:
+        """Events since the last ``take`` (the paused-speech run reads them this way)."""
+        new, self._taken = self.events[self._taken :], len(self.events)
+        return [e for _, e in new]
 
 
 async def _play(conv: Conversation, frames: list[np.ndarray], rate: int, rec: _Recorder, turn: int,
@@ -184,7 +190,7 @@ async def run_benchmark(settings: Settings, questions: list[Path], rounds: int =
 
             for conv in convs.values():
                 await _restore_prompt_cache(conv, settings)
-            paused_result = await run_paused(convs, progress=progress)
+            paused_result = await run_paused({m: (convs[m], recs[m].take) for m in MODES}, progress=progress)
     finally:
         for conv in convs.values():
             await conv.aclose()

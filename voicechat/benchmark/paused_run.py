@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,14 @@ def load_manifest(folder: Path = PAUSED_DIR) -> list[dict[str, Any]]:
     return list(json.loads((folder / "manifest.json").read_text()))
 
 
-async def play_paused(conv: Conversation, path: Path, speech_end_s: float, timeout_s: float = 60.0) -> list[Event]:
-    """Feed one file in real time plus silence, until the engine is idle again; return its events."""
-    events: list[Event] = []
+async def play_paused(conv: Conversation, path: Path, take: Callable[[], list[Event]],
+                      timeout_s: float = 60.0) -> list[Event]:
+    """Feed one file in real time plus silence, until the engine is idle again; return its events.
+
+    ``take`` returns the conversation's events since it was last called (its listener's, or ``drain``).
+    """
+    events: list[Event] = take()
+    events.clear()
     frames, rate = iter_wav_frames(path)
     silence = np.zeros_like(frames[0])
     offset_s = conv.turns.position / RATE
@@ -59,12 +65,12 @@ async def play_paused(conv: Conversation, path: Path, speech_end_s: float, timeo
         if delay > 0:
             await asyncio.sleep(delay)
         await conv.feed(frames[i] if i < n_speech else silence, rate)
-        events += conv.drain()
+        events += take()
         i += 1
         if i >= n_speech + n_tail and not conv.replying and not conv.turns.speaking:
             break
     await conv.wait_reply()
-    events += conv.drain()
+    events += take()
     return [_shift(e, offset_s) for e in events]
 
 
@@ -85,13 +91,14 @@ def count(path: Path, mode: str, entry: dict[str, Any], events: list[Event]) -> 
     )
 
 
-async def run_paused(convs: dict[str, Conversation], folder: Path = PAUSED_DIR, progress: Any = None) -> dict[str, Any]:
-    """Every paused file through every conversation (one per end-of-turn mode), interleaved."""
+async def run_paused(convs: dict[str, tuple[Conversation, Callable[[], list[Event]]]], folder: Path = PAUSED_DIR,
+                     progress: Any = None) -> dict[str, Any]:
+    """Every paused file through every conversation (one per end-of-turn mode, with its ``take``), interleaved."""
     samples: list[PausedSample] = []
     for entry in load_manifest(folder):
         path = folder / entry["file"]
-        for mode, conv in convs.items():
-            events = await play_paused(conv, path, float(entry["speech_end_s"]))
+        for mode, (conv, take) in convs.items():
+            events = await play_paused(conv, path, take)
             sample = count(path, mode, entry, events)
             samples.append(sample)
             if progress:
