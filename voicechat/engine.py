@@ -132,6 +132,12 @@ class Conversation:
         return ["silence"] + ([self.scorer.name] if self.scorer is not None else [])
 
     @property
+    def held_turn(self) -> Turn | None:
+        """The turn being prepared ahead while the end of the user's turn is not yet decided."""
+        cur = self._current
+        return cur if cur is not None and cur.held and not cur.done else None
+
+    @property
     def turn(self) -> int:
         """Number of turns begun so far."""
         return self._turn

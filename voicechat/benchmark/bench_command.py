@@ -23,6 +23,8 @@ def add_bench_parser(sub: Any) -> None:
                     help="memory instead: RSS of one conversation over N turns (steady state after turn 10)")
     sp.add_argument("--level-seconds", type=float, default=25.0, help="with --sessions: seconds of talk per level")
     sp.add_argument("--no-paused", action="store_true", help="skip the paused-speech (false cut-off) set")
+    sp.add_argument("--paused-replay", action="store_true",
+                    help="only the paused-speech set, paced by the work instead of the clock (decisions, no timing)")
     sp.add_argument("--write-docs", metavar="DIR", help="write benchmarks.md figures and the plot into DIR")
     sp.add_argument("--docs-label", default="", metavar="NAME",
                     help="keep these figures in their own block of benchmarks.md (e.g. avx2), beside other machines'")
@@ -42,6 +44,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     if args.sessions is not None:
         return _capacity(args, questions, log)
+    if args.paused_replay:
+        from voicechat.benchmark.paused_run import replay_paused
+
+        paused = asyncio.run(replay_paused(settings, progress=log))
+        summary = {m: v for m, v in paused.items() if m != "per_file"}
+        print(json.dumps(paused if args.json else summary, ensure_ascii=False))
+        return 0
     if args.memory_turns is not None:
         from voicechat.benchmark.memory_run import run_memory
 

@@ -46,10 +46,12 @@ def load_manifest(folder: Path = PAUSED_DIR) -> list[dict[str, Any]]:
 
 
 async def play_paused(conv: Conversation, path: Path, take: Callable[[], list[Event]],
-                      timeout_s: float = 60.0) -> list[Event]:
+                      timeout_s: float = 60.0, paced_by_work: bool = False) -> list[Event]:
     """Feed one file in real time plus silence, until the engine is idle again; return its events.
 
     ``take`` returns the conversation's events since it was last called (its listener's, or ``drain``).
+    ``paced_by_work``: instead of the wall clock, feed each frame once the end-of-turn score being
+    computed (if any) is in — the decisions of a CPU fast enough to hide that work, on any machine.
     """
     events: list[Event] = take()
     events.clear()
@@ -60,18 +62,31 @@ async def play_paused(conv: Conversation, path: Path, take: Callable[[], list[Ev
     i = 0
     n_speech = len(frames)
     n_tail = int(TAIL_S / FRAME_S)
-    while time.perf_counter() - t0 < timeout_s:
+    while time.perf_counter() - t0 < timeout_s or paced_by_work:
         delay = t0 + i * FRAME_S - time.perf_counter()
-        if delay > 0:
+        if paced_by_work:
+            await _scored(conv)
+        elif delay > 0:
             await asyncio.sleep(delay)
         await conv.feed(frames[i] if i < n_speech else silence, rate)
         events += take()
         i += 1
+        if paced_by_work and i >= n_speech + n_tail:
+            await conv.wait_reply()
+            conv.playback_done()
         if i >= n_speech + n_tail and not conv.replying and not conv.turns.speaking:
             break
+        if i > n_speech + 3 * n_tail:
+            break  # paced by work, a reply that never ends must not hang the run
     await conv.wait_reply()
     events += take()
     return [_shift(e, offset_s) for e in events]
+
+
+async def _scored(conv: Conversation) -> None:
+    await asyncio.sleep(0)
+    while (turn := conv.held_turn) is not None and turn.scoring:
+        await asyncio.sleep(0.005)
 
 
 def _shift(event: Event, offset_s: float) -> Event:
@@ -92,13 +107,13 @@ def count(path: Path, mode: str, entry: dict[str, Any], events: list[Event]) -> 
 
 
 async def run_paused(convs: dict[str, tuple[Conversation, Callable[[], list[Event]]]], folder: Path = PAUSED_DIR,
-                     progress: Any = None) -> dict[str, Any]:
+                     progress: Any = None, paced_by_work: bool = False) -> dict[str, Any]:
     """Every paused file through every conversation (one per end-of-turn mode, with its ``take``), interleaved."""
     samples: list[PausedSample] = []
     for entry in load_manifest(folder):
         path = folder / entry["file"]
         for mode, (conv, take) in convs.items():
-            events = await play_paused(conv, path, take)
+            events = await play_paused(conv, path, take, paced_by_work=paced_by_work)
             sample = count(path, mode, entry, events)
             samples.append(sample)
             if progress:
@@ -114,3 +129,18 @@ async def run_paused(convs: dict[str, tuple[Conversation, Callable[[], list[Even
                      "replies": sum(s.turns for s in mine), "files": len(mine)}
     out["per_file"] = [asdict(s) for s in samples]
     return out
+
+
+async def replay_paused(settings: Any, progress: Any = None) -> dict[str, Any]:
+    """``voicechat bench --paused-replay``: the paused set paced by work, both modes, no timing at all."""
+    from voicechat.backends import make_llm, make_stt, make_tts
+
+    stt, llm, tts = make_stt(settings), make_llm(settings), make_tts(settings)
+    convs = {m: Conversation(stt, llm, tts, settings=settings.replace(end_of_turn=m)) for m in ("semantic", "silence")}
+    for conv in convs.values():
+        await conv.warm_up()
+    try:
+        return await run_paused({m: (c, c.drain) for m, c in convs.items()}, progress=progress, paced_by_work=True)
+    finally:
+        for conv in convs.values():
+            await conv.aclose()
