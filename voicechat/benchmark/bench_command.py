@@ -47,7 +47,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.paused_replay:
         from voicechat.benchmark.paused_run import replay_paused
 
-        paused = asyncio.run(replay_paused(settings, progress=log))
+        paused = asyncio.run(replay_paused(settings, progress=log, questions=questions, paused=not args.no_paused))
         summary = {m: v for m, v in paused.items() if m != "per_file"}
         print(json.dumps(paused if args.json else summary, ensure_ascii=False))
         return 0

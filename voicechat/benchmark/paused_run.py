@@ -131,8 +131,13 @@ async def run_paused(convs: dict[str, tuple[Conversation, Callable[[], list[Even
     return out
 
 
-async def replay_paused(settings: Any, progress: Any = None) -> dict[str, Any]:
-    """``voicechat bench --paused-replay``: the paused set paced by work, both modes, no timing at all."""
+async def replay_paused(settings: Any, progress: Any = None, questions: list[Path] | None = None,
+                        paused: bool = True) -> dict[str, Any]:
+    """``voicechat bench --paused-replay``: the paused set paced by work, both modes, no timing at all.
+
+    With ``questions`` (complete ones), also the end-of-turn wait each mode decided for them, in audio
+    milliseconds: on a CPU that hides the work behind that wait, it is what voice-to-voice differs by.
+    """
     from voicechat.backends import make_llm, make_stt, make_tts
 
     stt, llm, tts = make_stt(settings), make_llm(settings), make_tts(settings)
@@ -140,7 +145,20 @@ async def replay_paused(settings: Any, progress: Any = None) -> dict[str, Any]:
     for conv in convs.values():
         await conv.warm_up()
     try:
-        return await run_paused({m: (c, c.drain) for m, c in convs.items()}, progress=progress, paced_by_work=True)
+        out: dict[str, Any] = {}
+        if questions:
+            out["questions_eot_ms"] = {m: [] for m in convs}
+            for path in questions:
+                for mode, conv in convs.items():
+                    events = await play_paused(conv, path, conv.drain, paced_by_work=True)
+                    waits = [float(e.eot_ms) for e in events if isinstance(e, TurnMetrics) and e.eot_ms is not None]
+                    out["questions_eot_ms"][mode] += waits
+                    if progress:
+                        progress(f"{path.name} [{mode}]: end of turn after {waits} ms of silence")
+        if paused:
+            out.update(await run_paused({m: (c, c.drain) for m, c in convs.items()}, progress=progress,
+                                        paced_by_work=True))
+        return out
     finally:
         for conv in convs.values():
             await conv.aclose()
