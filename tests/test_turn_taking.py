@@ -247,3 +247,11 @@ def test_words_added_before_the_reply_is_heard_are_answered_once_merged(offline,
     words = user[0].content.lower().replace(".", "").replace("?", "").split()
     assert len(user) == 1 and words[:4] == ["what", "is", "the", "capital"] and len(words) >= 6, words  # both parts
     assert not any(isinstance(e, AudioOut) and e.turn == 1 for e in events)
+
+
+def test_a_question_is_heard_by_its_mark_or_its_opening_word() -> None:
+    from voicechat.turn_policy import heard_question
+
+    assert heard_question("What is the capital of Italy?") and heard_question("who wrote Romeo and Juliet")
+    assert heard_question("What color is the sky.") and heard_question("你好吗？")
+    assert not heard_question("It was the best of times.") and not heard_question("") and not heard_question("Um")

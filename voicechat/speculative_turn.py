@@ -28,7 +28,7 @@ from voicechat.llm.base import ChatModel, Message
 from voicechat.reply import ReplyPipeline
 from voicechat.stt.base import SpeechToText
 from voicechat.tts.base import TextToSpeech
-from voicechat.turn_policy import LineEndScoring
+from voicechat.turn_policy import LineEndScoring, heard_question
 
 
 def _ms(a: float | None, b: float | None) -> float | None:
@@ -119,7 +119,7 @@ class Turn:
         scorer = self.host.scorer
         try:
             if self.held and scorer is not None:
-                self.question = text.rstrip().endswith("?")
+                self.question = heard_question(text)
                 self.line_end = await scorer.ascore(messages, text)
         except Exception:  # a failed score only costs the early release
             self.line_end = None

@@ -2,7 +2,7 @@
 
 Pure and synchronous, fed numbers: the silence so far; ``line_end``, the probability that the
 user's line ends after the words heard so far (:mod:`voicechat.llm.line_end`); and ``question``,
-whether the transcriber heard a question (it ends the text with "?"). The engine asks
+whether the user asked a question (:func:`heard_question`). The engine asks
 :meth:`TurnPolicy.decide` after every chunk of audio while the user is silent, and again when a
 score arrives. The bands were chosen on the paused-speech benchmark (docs/benchmarks.md,
 "Turn-taking"), where finished questions scored 0.46–0.98 and words cut at a pause 0.00–0.89:
@@ -27,6 +27,23 @@ from typing import Protocol
 from voicechat.llm.base import Message
 
 MODES = ("semantic", "silence")
+
+
+_ASKING = {"what", "who", "whom", "whose", "where", "when", "why", "which", "how", "can", "could", "would",
+           "will", "shall", "should", "is", "are", "was", "were", "do", "does", "did", "have", "has", "may"}
+
+
+def heard_question(text: str) -> bool:
+    """The transcriber wrote a question mark, or (English) the words open the way a question does.
+
+    Whisper drops the "?" of a question now and then ("who wrote Romeo and Juliet"); the opening
+    word still says it. Only a question the model also finds finished is released early.
+    """
+    t = text.strip()
+    if t.endswith(("?", "？")):
+        return True
+    first = t.split(maxsplit=1)[0].strip(",.").lower() if t else ""
+    return first in _ASKING
 
 
 class LineEndScoring(Protocol):
