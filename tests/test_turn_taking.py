@@ -255,3 +255,4 @@ def test_a_question_is_heard_by_its_mark_or_its_opening_word() -> None:
     assert heard_question("What is the capital of Italy?") and heard_question("who wrote Romeo and Juliet")
     assert heard_question("What color is the sky.") and heard_question("你好吗？")
     assert not heard_question("It was the best of times.") and not heard_question("") and not heard_question("Um")
+    assert not heard_question("When I was young, I lived in a small town by the sea.")

@@ -29,8 +29,9 @@ from voicechat.llm.base import Message
 MODES = ("semantic", "silence")
 
 
-_ASKING = {"what", "who", "whom", "whose", "where", "when", "why", "which", "how", "can", "could", "would",
-           "will", "shall", "should", "is", "are", "was", "were", "do", "does", "did", "have", "has", "may"}
+# Not "when" or "where": they open statements too ("When I was young, I lived by the sea." was cut).
+_ASKING = {"what", "who", "whom", "whose", "why", "which", "how", "can", "could", "would", "will", "shall",
+           "should", "is", "are", "was", "were", "do", "does", "did", "have", "has", "may"}
 
 
 def heard_question(text: str) -> bool:
