@@ -342,7 +342,8 @@ def run_capacity(limit: int, question_paths: list[Path], *, level_seconds: float
             say(f"{n} sessions: {lv['turns']} turns, v2v p50 {lv['v2v_p50_ms']} / p95 {lv['v2v_p95_ms']} ms, "
                 f"{lv['cores_used']} cores, RSS {lv['rss_mb']} MB, GIL wait p95 {lv['gil_wait_p95_ms']} ms, "
                 f"excess p95 over one session's per-question median {lv['excess_p95_ms']} ms")
-            if lv["turns"] < 0.25 * n * levels[0]["turns"]:
+            answered = lv["turns"] / (n * lv["seconds"])
+            if answered < 0.25 * levels[0]["turns"] / levels[0]["seconds"]:  # answers per user per second
                 say("most users got no answer at this level: stopping the sweep here")
                 break
         cost = cost_per_turn(url, _factory(loopback_settings(url, interim_stt="auto")), questions, cost_turns)
