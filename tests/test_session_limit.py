@@ -54,7 +54,7 @@ def _sessions(server: AppServer) -> dict[str, dict[str, Any]]:
 @pytest.mark.slow
 @pytest.mark.browser
 def test_second_browser_is_refused_and_the_first_keeps_talking(tmp_path: Path) -> None:
-    """Limit 1: A talks, B's Start is refused with the message, A keeps going (slot release: unit-tested above).
+    """Limit 1: A talks, B's Start is refused with the message, A keeps going; once A stops, B may start.
 
     The backends are on the loopback OpenAI-format server (no model loads or warm-ups competing with
     the two browsers for the CPU): what is under test is the connection bookkeeping, not the models.
@@ -108,6 +108,12 @@ def test_second_browser_is_refused_and_the_first_keeps_talking(tmp_path: Path) -
                 rows = _sessions(server)
                 assert rows[a]["webrtc_active"] and rows[a]["engine_alive"] and rows[a]["live_sessions"] == 1
                 assert rows[a]["webrtc_starts"] == 1 and expected not in page_a.inner_text("body")
+                # When A stops, its slot is free and B's next Start is accepted.
+                press(page_a, STOP, timeout=120)
+                press(page_b, START, timeout=120)
+                wait_for(lambda: _sessions(server)[b].get("frames_this_start", 0) > 25, 120,
+                         what="B's microphone at the server once A stopped", sleep=pump)
+                wait_for(lambda: expected not in page_b.inner_text("body"), 30, what="the refusal to go", sleep=pump)
             except BaseException:
                 page_a.screenshot(path=str(tmp_path / "a.png"), full_page=True)
                 page_b.screenshot(path=str(tmp_path / "b.png"), full_page=True)
