@@ -93,7 +93,7 @@ def test_a_real_turn_is_recorded_on_both_sides_time_aligned_and_never_touches_di
 
     out = rec.write(tmp_path / "talk.zip")
     names = zipfile.ZipFile(out).namelist()
-    assert names == ["conversation.wav", "user.wav", "assistant.wav", "reply-turn-1.wav"]
+    assert names == ["user.wav", "assistant.wav", "reply-turn-1.wav"]
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ from voicechat.events import (
     TurnMetrics,
 )
 from voicechat.streamlit.browser_session import ENGINE_THREAD, OUTPUT_RATE, VoiceSession
+from voicechat.streamlit.i18n import labels
 from voicechat.streamlit.ice import describe, parse_ice_servers, rtc_configuration
 from voicechat.streamlit.live import escape_markdown, light_state, medians, status_lights
 from voicechat.streamlit.webrtc import RunCountBarrier
@@ -250,9 +251,10 @@ def test_webrtc_state_transitions_are_counted_once() -> None:
 def test_markdown_escaping_and_status_lights() -> None:
     assert escape_markdown("**x** [a](b) <img> $1 :red[x]") == \
         r"\*\*x\*\* \[a\]\(b\) \<img\> \$1 \:red\[x\]"
-    ko = status_lights(State.THINKING, {"listening": "듣고 있음", "thinking": "AI 생각 중", "speaking": "말하는 중",
-                                        "idle": "대기 중"})
-    assert ko == ["⚪ 대기 중", "🟡 **AI 생각 중**", "⚪ 대기 중"]
+    ko = status_lights(State.THINKING, labels("ko-KR"))
+    assert ko == ["⚪ :gray[듣고 있음]", "🟡 **AI 생각 중**", "⚪ :gray[말하는 중]"]  # unlit lights keep their names
+    assert status_lights(State.IDLE, labels("en-US")) == ["⚪ :gray[Listening]", "⚪ :gray[AI thinking]",
+                                                          "⚪ :gray[Speaking]"]
     assert light_state(State.IDLE, webrtc_active=True, engine_running=True) == State.LISTENING
     assert light_state(State.LISTENING, webrtc_active=False, engine_running=True) == State.IDLE
     assert light_state(State.SPEAKING, webrtc_active=True, engine_running=False) == State.IDLE
@@ -308,7 +310,7 @@ def test_page_labels_switch_between_english_and_korean(app: AppTest) -> None:
     assert app.title[0].value.endswith("실시간 음성 대화")
     assert {b.label for b in app.button} >= {"🔇 음성 중지", "🗑️ 대화 지우기"}
     assert [s.label for s in app.sidebar.selectbox][:3] == ["음성 인식", "응답 모델", "음성 합성"]
-    assert "⚪ 대기 중" in [m.value for m in app.markdown]
+    assert "⚪ :gray[듣고 있음]" in [m.value for m in app.markdown]  # an unlit light keeps its name
     assert {d.label for d in app.get("download_button")} == {"⬇️ 대화 내용 내려받기 (JSON)",
                                                              "⬇️ 대화 내용 내려받기 (Markdown)"}
 

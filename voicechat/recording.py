@@ -69,13 +69,15 @@ class Recording:
         length = round(self.duration_s * rate)
         out = []
         for segments, src in ((self.user, USER_RATE), (self.assistant, self.assistant_rate)):
-            track = np.zeros(length, dtype=np.int16)
+            # Laid out at the side's own rate, then resampled once (not once per 20 ms segment).
+            size = round(self.duration_s * src)
+            track = np.zeros(size, dtype=np.int16)
             for seg in segments:
-                pcm = _resample(seg.pcm, src, rate)
-                start = min(round(seg.start_s * rate), length)
-                end = min(start + len(pcm), length)
-                track[start:end] = pcm[: end - start]
-            out.append(track)
+                start = min(round(seg.start_s * src), size)
+                end = min(start + len(seg.pcm), size)
+                track[start:end] = seg.pcm[: end - start]
+            track = _resample(track, src, rate)
+            out.append(np.concatenate([track, np.zeros(max(0, length - len(track)), np.int16)])[:length])
         return out[0], out[1]
 
     def conversation_wav(self, rate: int = EXPORT_RATE) -> bytes:
@@ -91,11 +93,11 @@ class Recording:
         return wav_bytes(np.concatenate(parts), self.assistant_rate)
 
     def zip_bytes(self) -> bytes:
-        """``conversation.wav`` (stereo), ``user.wav``, ``assistant.wav`` and ``reply-turn-N.wav`` per reply."""
+        """The two sides as two time-aligned files (``user.wav``, ``assistant.wav``) and ``reply-turn-N.wav``
+        per reply (the stereo file is :meth:`conversation_wav`; not repeated here, to keep this small)."""
         user, assistant = self.tracks()
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("conversation.wav", wav_bytes(np.stack([user, assistant], axis=1), EXPORT_RATE))
             z.writestr("user.wav", wav_bytes(user, EXPORT_RATE))
             z.writestr("assistant.wav", wav_bytes(assistant, EXPORT_RATE))
             for turn in self.turns:
@@ -103,7 +105,8 @@ class Recording:
         return buf.getvalue()
 
     def write(self, path: str | Path, *, turn: int | None = None) -> Path:
-        """Write a file: ``.wav`` = the stereo conversation (or one reply with ``turn``), ``.zip`` = everything."""
+        """Write a file: ``.wav`` = the stereo conversation (or one reply with ``turn``), ``.zip`` = the two
+        sides and every reply as separate files."""
         out = Path(path)
         suffix = out.suffix.lower()
         if suffix == ".zip" and turn is None:
@@ -115,6 +118,30 @@ class Recording:
                              + (" (one reply is a .wav)" if turn is not None else ""))
         out.write_bytes(data)
         return out
+
+
+def joined(parts: list[tuple[Recording, int]], max_s: float) -> Recording | None:
+    """Recordings of engines that ran one after another, as one; ``parts`` pairs each with the
+    number of turns before it (a surface that restarts its engine renumbers turns the same way).
+
+    Each part starts where the previous one ended; the whole stops at ``max_s``.
+    """
+    user: list[Segment] = []
+    assistant: list[Segment] = []
+    start = 0.0
+    rate = parts[0][0].assistant_rate if parts else EXPORT_RATE
+    full = False
+    for rec, turn_offset in parts:
+        if rec.assistant_rate != rate:
+            raise ValueError("recordings at different output rates cannot be joined")
+        user += [Segment(start + s.start_s, s.pcm) for s in rec.user if start + s.start_s < max_s]
+        assistant += [Segment(start + s.start_s, s.pcm, s.turn + turn_offset) for s in rec.assistant
+                      if start + s.start_s < max_s]
+        start += rec.duration_s
+        full = full or rec.full
+    if not parts:
+        return None
+    return Recording(tuple(user), tuple(assistant), rate, min(start, max_s), full or start > max_s)
 
 
 class ConversationRecorder:

@@ -45,6 +45,7 @@ from voicechat.conversation_thread import ConversationThread
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, TurnMetrics
 from voicechat.history import Entry, History
+from voicechat.recording import Recording, joined
 from voicechat.streamlit.session_limit import SLOTS
 from voicechat.streamlit.testing import write_stats
 from voicechat.ui_state import UiBridge
@@ -167,6 +168,7 @@ class VoiceSession:
         self._settings: Settings | None = None
         self._half_duplex = False
         self._archive: list[Entry] = []  # history of engines already closed (carried into the next one)
+        self._recordings: list[tuple[Recording, int]] = []  # engines already closed: (recording, turns before it)
         self._turn_offset = 0  # turns before the current engine (it counts from 1 again)
         self._frames_in = 0
         self._frames_this_start = 0
@@ -278,8 +280,29 @@ class VoiceSession:
         if runner.ready:
             with contextlib.suppress(RuntimeError, TimeoutError):
                 self._archive = self._merged(runner.run(lambda c: list(c.history.entries), timeout=2.0))
+            self._keep_recording(runner)
         runner.close()
         self.outlet.clear()
+
+    def _keep_recording(self, runner: ConversationThread) -> None:
+        """A closing engine's recording outlives it (pressing stop must not lose it), up to the size limit."""
+        rec = None
+        with contextlib.suppress(RuntimeError, TimeoutError):
+            rec = runner.run(lambda c: c.recording.take() if c.recording is not None else None, timeout=2.0)
+        limit = self._settings.record_max_s if self._settings is not None else 0.0
+        if rec is not None and rec.duration_s > 0 and sum(r.duration_s for r, _ in self._recordings) < limit:
+            self._recordings.append((rec, self._turn_offset))
+
+    def recording(self) -> Recording | None:
+        """Both sides of the whole conversation so far (earlier engines' and the live one's), or None."""
+        parts = list(self._recordings)
+        runner, settings = self._runner, self._settings
+        if runner is not None and runner.ready:
+            with contextlib.suppress(RuntimeError, TimeoutError):
+                live = runner.run(lambda c: c.recording.take() if c.recording is not None else None, timeout=2.0)
+                if live is not None:
+                    parts.append((live, self._turn_offset))
+        return joined(parts, settings.record_max_s if settings is not None else 0.0)
 
     def webrtc_changed(self, active: bool) -> bool:
         """Record the WebRTC state seen by this run; returns True when it just stopped."""
@@ -308,6 +331,7 @@ class VoiceSession:
         if self._runner is not None:
             self._runner.clear()
         self._archive = []
+        self._recordings = []
         self.outlet.clear()
         self.bridge.reset()
 
@@ -350,6 +374,7 @@ class VoiceSession:
             "user_lines": [line.text for line in snap.lines if line.role == "user"],
             "assistant_lines": [line.text for line in snap.lines if line.role == "assistant" and not line.streaming],
             "audio_frames_out": snap.audio_frames_out,
+            "metrics_turns": len(snap.metrics),
             "pushed_samples": self.outlet.pushed_samples,
             "errors": list(snap.errors),
             "browser_stt_error": self.browser_stt_error,

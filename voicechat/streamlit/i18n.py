@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from voicechat.events import State
+from voicechat.status_lights import NAMES
+
 EN: Final[dict[str, str]] = {
     "title": "🎙️ Real-time voice chat",
     "subtitle": "Speak; your words appear as you talk, and the reply is spoken sentence by sentence. "
@@ -26,10 +29,9 @@ EN: Final[dict[str, str]] = {
     "select_microphone": "Select microphone",
     "stop_speaking": "Stop voice",
     "clear": "Clear conversation",
-    "listening": "Listening",
-    "thinking": "AI thinking",
-    "speaking": "Speaking",
-    "idle": "Idle",
+    "listening": NAMES["en"][State.LISTENING],
+    "thinking": NAMES["en"][State.THINKING],
+    "speaking": NAMES["en"][State.SPEAKING],
     "you": "You",
     "assistant": "Assistant",
     "interim": "Hearing",
@@ -44,6 +46,15 @@ EN: Final[dict[str, str]] = {
     "errors": "Problems",
     "download_json": "Download transcript (JSON)",
     "download_md": "Download transcript (Markdown)",
+    "prepare_audio": "Prepare audio downloads",
+    "download_audio": "Download conversation audio (WAV)",
+    "download_replies": "Download each side and every reply (ZIP)",
+    "recording_note": "Recorded {seconds} s — you on the left, the assistant on the right; kept in memory only, "
+                      "up to {limit} min.",
+    "recording_full": "Recording stopped at the {limit}-minute limit ({seconds} s kept; VOICECHAT_RECORD_MAX_S).",
+    "recording_empty": "Recording is on: the audio will be ready to download after you speak.",
+    "record_audio": "Record the conversation's audio",
+    "record_help": "Kept in this server's memory for this session only (never on disk) until you download it.",
     "latency": "Latency per turn (ms)",
     "median": "median",
     "no_turns": "No completed turns yet.",
@@ -94,10 +105,9 @@ KO: Final[dict[str, str]] = {
     "select_microphone": "마이크 선택",
     "stop_speaking": "음성 중지",
     "clear": "대화 지우기",
-    "listening": "듣고 있음",
-    "thinking": "AI 생각 중",
-    "speaking": "말하는 중",
-    "idle": "대기 중",
+    "listening": NAMES["ko"][State.LISTENING],
+    "thinking": NAMES["ko"][State.THINKING],
+    "speaking": NAMES["ko"][State.SPEAKING],
     "you": "나",
     "assistant": "AI",
     "interim": "듣는 중",
@@ -112,6 +122,14 @@ KO: Final[dict[str, str]] = {
     "errors": "문제",
     "download_json": "대화 내용 내려받기 (JSON)",
     "download_md": "대화 내용 내려받기 (Markdown)",
+    "prepare_audio": "음성 파일 준비",
+    "download_audio": "대화 음성 내려받기 (WAV)",
+    "download_replies": "양쪽 음성과 답변별 음성 내려받기 (ZIP)",
+    "recording_note": "{seconds}초 녹음됨 — 왼쪽은 나, 오른쪽은 AI. 메모리에만 보관되며 최대 {limit}분입니다.",
+    "recording_full": "{limit}분 제한에 도달해 녹음을 멈췄습니다 ({seconds}초 보관; VOICECHAT_RECORD_MAX_S).",
+    "recording_empty": "녹음이 켜져 있습니다. 말을 하면 내려받을 수 있습니다.",
+    "record_audio": "대화 음성 녹음",
+    "record_help": "내려받기 전까지 이 세션의 서버 메모리에만 보관됩니다 (디스크에 저장하지 않음).",
     "latency": "턴별 지연 시간 (ms)",
     "median": "중앙값",
     "no_turns": "아직 완료된 턴이 없습니다.",

@@ -16,6 +16,7 @@ import re
 import statistics
 from dataclasses import dataclass
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -24,6 +25,7 @@ from voicechat.events import State, TurnMetrics
 from voicechat.streamlit.browser_session import VoiceSession
 from voicechat.streamlit.browser_stt import browser_stt
 from voicechat.streamlit.keys import DEFAULT_KEYS, StreamerKeys
+from voicechat.streamlit.recording_downloads import render_recording_downloads
 from voicechat.streamlit.testing import write_stats
 from voicechat.ui_state import Snapshot
 
@@ -52,10 +54,11 @@ def escape_markdown(text: str) -> str:
 
 
 def status_lights(state: State, t: dict[str, str]) -> list[str]:
-    """The seed's three lights: 듣고 있음 / AI 생각 중 / 말하는 중, each 대기 중 when off."""
-    on = {State.LISTENING: 0, State.THINKING: 1, State.SPEAKING: 2}.get(state)
-    names = (("🟢", t["listening"]), ("🟡", t["thinking"]), ("🔵", t["speaking"]))
-    return [f"{icon} **{name}**" if i == on else f"⚪ {t['idle']}" for i, (icon, name) in enumerate(names)]
+    """The seed's three lights (듣고 있음 / AI 생각 중 / 말하는 중), each always named: the lit one with
+    its colour and in bold, the others in grey (an unlit light that said "Idle" could not be told apart)."""
+    names = ((State.LISTENING, "🟢", t["listening"]), (State.THINKING, "🟡", t["thinking"]),
+             (State.SPEAKING, "🔵", t["speaking"]))
+    return [f"{icon} **{name}**" if light == state else f"⚪ :gray[{name}]" for light, icon, name in names]
 
 
 def light_state(state: State, *, webrtc_active: bool, engine_running: bool) -> State:
@@ -99,7 +102,7 @@ def _render_transcript(snap: Snapshot, interim: str, t: dict[str, str]) -> None:
             st.text(interim)
 
 
-def _render_latency(metrics: tuple[TurnMetrics, ...], t: dict[str, str]) -> None:
+def _render_latency(metrics: tuple[TurnMetrics, ...], t: dict[str, str], chart_key: str) -> None:
     st.subheader(t["latency"])
     if not metrics:
         st.caption(t["no_turns"])
@@ -109,10 +112,22 @@ def _render_latency(metrics: tuple[TurnMetrics, ...], t: dict[str, str]) -> None
         value = med[name]
         col.metric(f"{name} ({t['median']})", "—" if value is None else f"{value:.0f}")
     df = latency_frame(metrics)
-    measured = [c for c in LATENCY_COLUMNS if df[c].notna().any()]
-    if measured:
-        st.line_chart(df, x="turn", y=measured)
+    if df[list(LATENCY_COLUMNS)].notna().any().any():
+        with st.container(key=chart_key):
+            st.altair_chart(latency_chart(df))
     st.dataframe(df, hide_index=True)
+
+
+def latency_chart(df: pd.DataFrame) -> alt.LayerChart:
+    """Lines with a point on every turn, each point labelled with its value: readable from turn 1,
+    where a line alone draws nothing (it needs two points) and the chart was an empty box."""
+    long = df.melt(id_vars="turn", value_vars=list(LATENCY_COLUMNS), var_name="stage", value_name="ms").dropna()
+    base = alt.Chart(long).encode(
+        x=alt.X("turn:Q", axis=alt.Axis(tickMinStep=1, format="d"), scale=alt.Scale(padding=24)),
+        y=alt.Y("ms:Q", title="ms"), color=alt.Color("stage:N", sort=list(LATENCY_COLUMNS)))
+    line = base.mark_line(point=alt.OverlayMarkDef(size=80, filled=True))
+    labels = base.mark_text(align="left", dx=7, dy=-7).encode(text=alt.Text("ms:Q", format=".0f"))
+    return (line + labels).properties(height=260)
 
 
 def _render_engine_status(session: VoiceSession, t: dict[str, str]) -> None:
@@ -179,8 +194,9 @@ def live_panel(session: VoiceSession, settings: Settings, t: dict[str, str], vie
     if view.status:
         state = light_state(snap.state, webrtc_active=session.webrtc_active,
                             engine_running=session.runner is not None and session.runner.ready)
-        for col, light in zip(st.columns(3), status_lights(state, t), strict=True):
-            col.markdown(light)
+        with st.container(key=keys.widget("lights")):
+            for col, light in zip(st.columns(3), status_lights(state, t), strict=True):
+                col.markdown(light)
     if view.transcript:
         b1, b2, _ = st.columns([1, 1, 2])
         b1.button(f"🔇 {t['stop_speaking']}", key=keys.widget("stop_speaking"), on_click=_on_buttons,
@@ -191,7 +207,7 @@ def live_panel(session: VoiceSession, settings: Settings, t: dict[str, str], vie
     for message in snap.errors[-3:]:
         st.warning(escape_markdown(message))
     if view.metrics:
-        _render_latency(snap.metrics, t)
+        _render_latency(snap.metrics, t, keys.widget("latency_chart"))
     if view.transcript:
         history = session.history()
         d1, d2 = st.columns(2)
@@ -200,4 +216,5 @@ def live_panel(session: VoiceSession, settings: Settings, t: dict[str, str], vie
         d2.download_button(f"⬇️ {t['download_md']}", history.to_markdown(title="voicechat"),
                            file_name="voicechat-transcript.md", mime="text/markdown", key=keys.widget("dl_md"),
                            on_click="ignore")
+        render_recording_downloads(session, settings, t, key=keys.widget)
     write_stats(session.id, session.stats())
