@@ -326,6 +326,9 @@ def test_sidebar_settings_reach_the_engine(app: AppTest) -> None:
     s = session.settings
     assert (s.tts_speed, s.vad_threshold, s.system_prompt) == (1.5, 0.3, "Answer like a pirate.")
     assert session.runner is not first and not first.alive  # restarted with the new settings
+    assert not s.record_audio and session.recording() is None  # recording is off unless asked
+    app.sidebar.toggle(key="vc_record").set_value(True).run()
+    assert session.settings.record_audio
     backends = " ".join(t.value for t in app.sidebar.text)
     assert "STT: local (set explicitly)" in backends
     table = app.sidebar.dataframe[0].value

@@ -79,6 +79,9 @@ def render_sidebar(base: Settings, t: dict[str, str], keys: StreamerKeys = DEFAU
                                              key=k("echo"), help=t["echo_help"])
         choice.half_duplex = st.toggle(t["half_duplex"], value=env_flag("VOICECHAT_HALF_DUPLEX", False),
                                        key=k("half_duplex"), help=t["half_duplex_help"])
+        # Off unless VOICECHAT_RECORD_AUDIO or this switch says so; switching restarts the engine (history kept).
+        o["record_audio"] = st.toggle(t["record_audio"], value=base.record_audio, key=k("record"),
+                                      help=t["record_help"])
     return choice
 
 
