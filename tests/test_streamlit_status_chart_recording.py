@@ -37,10 +37,10 @@ READ_LIGHTS_JS = """() => Array.from(document.querySelectorAll('.st-key-vc_light
 
 @pytest.fixture(scope="module")
 def fake_mic(make_speech) -> Path:  # type: ignore[no-untyped-def]
-    """The question, then 8 s of silence (Chromium loops the file)."""
+    """The question, then 15 s of silence (Chromium loops the file): time for a whole reply even on a busy CPU."""
     require("chromium")
     ARTIFACTS.mkdir(exist_ok=True)
-    return Path(make_speech(QUESTION, rate=48000, channels=1, lead_s=0.5, trail_s=8.0))
+    return Path(make_speech(QUESTION, rate=48000, channels=1, lead_s=0.5, trail_s=15.0))
 
 
 def read_wav(data: bytes) -> tuple[np.ndarray, int]:
@@ -129,7 +129,7 @@ def test_lights_chart_and_recordings_after_one_turn(fake_mic: Path, tmp_path: Pa
 
             # Then by voice: the question on the left of the recording, its reply on the right.
             press(page, "Start conversation")
-            wait_for(lambda: server.latest().get("metrics_turns", 0) >= 2, 180, what="a spoken turn", sleep=sleep)
+            wait_for(lambda: server.latest().get("metrics_turns", 0) >= 2, 300, what="a spoken turn", sleep=sleep)
             wait_for(lambda: server.latest().get("state") == "listening", 60, what="the reply to finish playing",
                      sleep=sleep)
             sleep(1.0)
