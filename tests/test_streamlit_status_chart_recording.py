@@ -138,8 +138,9 @@ def test_lights_chart_and_recordings_after_one_turn(fake_mic: Path, tmp_path: Pa
             wav, rate = read_wav(download(page, "⬇️ Download conversation audio (WAV)"))
             archive = zipfile.ZipFile(io.BytesIO(download(page, "⬇️ Download each side and every reply (ZIP)")))
 
-            press(page, "Stop listening")
-            wait_for(lambda: (s := server.latest()) and not s["webrtc_active"] and s["engine_threads"] == 0, 30,
+            if server.latest().get("webrtc_active"):  # (on a very busy machine the connection may have dropped)
+                press(page, "Stop listening")
+            wait_for(lambda: (s := server.latest()) and not s["webrtc_active"] and s["engine_threads"] == 0, 60,
                      what="the engine to stop", sleep=sleep)
             sleep(1.0)
             prepare(page)
