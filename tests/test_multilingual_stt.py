@@ -8,6 +8,7 @@ README's backend table for what was measured.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,17 @@ from voicechat.audio import read_audio
 from voicechat.config import Settings
 from voicechat.models import MULTILINGUAL_WHISPER_DIR, multilingual_whisper_path
 from voicechat.stt.local import is_hallucination
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_the_models_loaded_here() -> Iterator[None]:
+    """Later tests count the Whisper models in the process-wide cache: leave it as it was found."""
+    from voicechat.models import SHARED_MODELS
+
+    before = set(SHARED_MODELS.loaded())
+    yield
+    for key in set(SHARED_MODELS.loaded()) - before:
+        SHARED_MODELS.drop(key)
 
 
 def _parts() -> list[Path]:

@@ -204,6 +204,12 @@ class ModelCache:
             self._done.add(key)
             return True
 
+    def drop(self, key: tuple[Any, ...]) -> None:
+        """Forget one model; its memory is freed once no session still holds it."""
+        with self._lock:
+            self._models.pop(key, None)
+            self._keys.pop(key, None)
+
     def loaded(self) -> list[tuple[Any, ...]]:
         with self._lock:
             return list(self._models)
