@@ -56,10 +56,12 @@ def voiced_s(track: np.ndarray, rate: int) -> np.ndarray:
 
 
 def coloured_pixels(png: bytes) -> int:
-    """Pixels of a chart screenshot in a saturated colour (marks); axes, grid and text are grey or black."""
+    """Pixels in a saturated colour (marks) in the plot area of a chart screenshot (top-left 70 % each way), as the
+    legend (right or bottom) is coloured whatever the plot shows; axes, grid and text are grey or black."""
     from PIL import Image
 
     rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
+    rgb = rgb[: int(rgb.shape[0] * 0.7), : int(rgb.shape[1] * 0.7)]
     return int(((rgb.max(axis=2) - rgb.min(axis=2)) > 60).sum())
 
 
