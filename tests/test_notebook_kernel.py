@@ -239,11 +239,12 @@ def test_export_audio_holds_both_sides_and_each_reply_as_played(kernel: Kernel, 
     import zipfile
 
     kernel.wait_for("the second turn to end", lambda: engine_idle(kernel, ids))
-    out = tmp_path / "talk.zip"
-    kernel.execute(f"w.export_audio({str(out)!r})")
+    out, stereo_path = tmp_path / "talk.zip", tmp_path / "talk.wav"
+    kernel.execute(f"w.export_audio({str(out)!r}); w.export_audio({str(stereo_path)!r})")
 
     def wav(name: str) -> tuple[np.ndarray, int]:
-        with zipfile.ZipFile(out) as z, wave.open(io.BytesIO(z.read(name))) as w:
+        data = stereo_path.read_bytes() if name == "talk.wav" else zipfile.ZipFile(out).read(name)
+        with wave.open(io.BytesIO(data)) as w:
             return (np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, w.getnchannels()),
                     w.getframerate())
 
@@ -252,7 +253,7 @@ def test_export_audio_holds_both_sides_and_each_reply_as_played(kernel: Kernel, 
     assert rate == 24000 and np.array_equal(reply1[:, 0], sent[1])
     reply2, _ = wav("reply-turn-2.wav")
     assert 0 < len(reply2) < len(sent[2]), (len(reply2), len(sent[2]))
-    stereo, rate = wav("conversation.wav")
+    stereo, rate = wav("talk.wav")
     assert stereo.shape[1] == 2
     level = np.sqrt((stereo[: len(stereo) // 480 * 480].astype(np.float64).reshape(-1, 480, 2) ** 2).mean(axis=1))
     spoke, replied = np.flatnonzero(level[:, 0] > 300), np.flatnonzero(level[:, 1] > 300)
