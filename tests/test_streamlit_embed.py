@@ -121,7 +121,8 @@ def test_two_voice_chats_on_one_page_keep_their_own_conversations() -> None:
         assert "beta said: None / None" in texts and beta.history().entries == []
         # What each chat shows: alpha its transcript (no lights), beta its lights (no transcript).
         assert {b.key for b in at.button} == {"alpha_stop_speaking", "alpha_clear"}
-        assert [m.value for m in at.markdown].count("⚪ Idle") == 3
+        lights = [m.value for m in at.markdown if m.value.startswith("⚪ ")]  # one chat's three unlit, named lights
+        assert lights == ["⚪ :gray[Listening]", "⚪ :gray[AI thinking]", "⚪ :gray[Speaking]"]
     finally:
         for key in ("alpha_session", "beta_session"):
             if key in at.session_state:
