@@ -29,7 +29,6 @@ from voicechat.events import (
     ErrorEvent,
     Event,
     Interrupted,
-    PartialTranscript,
     SpeechEnded,
     SpeechStarted,
     State,
@@ -37,8 +36,8 @@ from voicechat.events import (
     TurnMetrics,
 )
 from voicechat.history import History
+from voicechat.live_captions import LiveCaptions
 from voicechat.llm.base import ChatModel
-from voicechat.models import SHARED_MODELS
 from voicechat.recording import ConversationRecorder
 from voicechat.speculative_turn import Turn, TurnInput
 from voicechat.stt.base import SpeechToText
@@ -46,6 +45,7 @@ from voicechat.transcribed_prefix import TranscribedPrefix
 from voicechat.tts.base import TextToSpeech
 from voicechat.turn_policy import LineEndScoring, TurnPolicy, Verdict
 from voicechat.vad import VoiceActivityDetector, make_vad
+from voicechat.warm_up import warm_up_once
 
 
 class Conversation:
@@ -66,8 +66,6 @@ class Conversation:
         self.settings = settings or Settings()
         s = self.settings
         self.stt, self.llm, self.tts = stt, llm, tts
-        # The live transcript's STT; see make_interim_stt for why it may differ from ``stt``.
-        self.interim_stt = make_interim_stt(s, stt) if interim_stt == "auto" else interim_stt
         self._billed_prefix = TranscribedPrefix() if is_billed(stt) else None
         self.output_rate = output_rate
         self.history = History()
@@ -91,11 +89,12 @@ class Conversation:
         self._listener = listener or self._queue.put_nowait
         self._turn = 0
         self._current: Turn | None = None
-        self._utterance = 0  # counts SpeechStarts, so late interim transcripts of an old one are dropped
         self._playback_end = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._partial: asyncio.Task[None] | None = None
-        self._last_partial_pos = 0
+        # The live transcript's STT; see make_interim_stt for why it may differ from ``stt``.
+        self.captions = LiveCaptions(make_interim_stt(s, stt) if interim_stt == "auto" else interim_stt,
+                                     self.turns, self._emit, language=s.language,
+                                     interval_ms=s.partial_interval_ms)
         self._pieces: list[asyncio.Task[str]] = []
         self._overlap = False  # the utterance under way began over a reply and is not yet a barge-in
         self._closed = False
@@ -185,7 +184,7 @@ class Conversation:
             elif isinstance(ev, TurnEnd):
                 self._on_turn_end(ev)
         self._maybe_end_turn()
-        self._maybe_partial()
+        self.captions.tick(busy=self.held_turn is not None, earlier=self._earlier_text)
 
     def _maybe_end_turn(self) -> None:
         """Semantic end of turn: ask the policy, with the held turn's score, whether this silence ends it."""
@@ -228,38 +227,13 @@ class Conversation:
     def _on_speech_start(self, ev: SpeechStart) -> None:
         # Speech over a reply is not a barge-in until it has enough voice (see feed_16k).
         self._overlap = self.replying
-        self._last_partial_pos = self.turns.position
-        self._utterance += 1
+        self.captions.new_utterance()
         self._set_state(State.LISTENING)
         self._emit(SpeechStarted(ev.at / RATE))
 
-    def _maybe_partial(self) -> None:
-        s = self.settings
-        if (self.interim_stt is None or not self.turns.speaking or s.partial_interval_ms <= 0
-                or (self._partial is not None and not self._partial.done())):
-            return
-        if self._current is not None and self._current.held and not self._current.done:
-            return  # a reply is being prepared ahead: it needs the CPU more than the live caption does
-        if (self.turns.position - self._last_partial_pos) * 1000 < s.partial_interval_ms * RATE:
-            return
-        self._last_partial_pos = self.turns.position
-        audio = self.turns.current_audio()
-        self._partial = asyncio.create_task(self._partial_transcript(audio, self._utterance))
-
-    async def _partial_transcript(self, audio: np.ndarray, utterance: int) -> None:
-        assert self.interim_stt is not None
-        stt = self.interim_stt
-        interim = getattr(stt, "transcribe_interim", None)  # local Whisper: steps aside for the final one
-        try:
-            if interim is not None:
-                text = await interim(audio, language=self.settings.language)
-            else:
-                text = await stt.transcribe(audio, language=self.settings.language)
-        except VoicechatError:
-            return  # an interim result is best-effort; the final transcript reports errors
-        if text and utterance == self._utterance and self.turns.speaking:
-            earlier = " ".join(t.result() for t in self._pieces if t.done() and not t.exception())
-            self._emit(PartialTranscript(f"{earlier} {text}".strip()))
+    def _earlier_text(self) -> str:
+        """What the utterance's pieces transcribed so far said (a long monologue is cut in pieces)."""
+        return " ".join(t.result() for t in self._pieces if t.done() and not t.exception())
 
     def _on_turn_end(self, ev: TurnEnd) -> None:
         if self.stt is None:
@@ -399,24 +373,10 @@ class Conversation:
                 await turn.task
 
     async def warm_up(self) -> None:
-        """Prime the models once per process, so the first real turn is as fast as later ones.
-
-        Sessions share the loaded models, so a later session finds them warm and skips this.
-        """
-        warm = getattr(self.llm, "warm_up", None)
+        """Prime the models once per process (see :mod:`voicechat.warm_up`)."""
         prompt = self.settings.prompt()
-        if warm is not None and SHARED_MODELS.first_time(("warm", self.llm.name, prompt)):
-            await workers.run(warm, self.history.messages(prompt, 0))
-        warm_scorer = getattr(self.scorer, "warm_up", None)
-        if warm_scorer is not None:
-            await workers.run(warm_scorer)
-        tts = self.tts
-        for stt in {id(s): s for s in (self.stt, self.interim_stt) if s is not None}.values():
-            if not stt.name.startswith("openai") and SHARED_MODELS.first_time(("warm", stt.name)):
-                await stt.transcribe(np.zeros(RATE, dtype=np.float32), language=self.settings.language)
-        if tts is not None and not tts.name.startswith("openai") and SHARED_MODELS.first_time(("warm", tts.name)):
-            async for _chunk in tts.synthesize("Hello."):
-                pass
+        await warm_up_once(self.llm, prompt, self.history.messages(prompt, 0), self.scorer,
+                           (self.stt, self.captions.stt), self.tts, language=self.settings.language)
 
     def clear(self) -> None:
         """Forget the conversation: stop any reply, drop work prepared ahead, empty history and metrics."""
@@ -430,7 +390,7 @@ class Conversation:
     async def aclose(self) -> None:
         """Cancel everything in flight; the backends' worker threads finish their current step."""
         self._closed = True
-        tasks: list[asyncio.Task[Any]] = [t for t in (self._partial,) if t is not None]
+        tasks: list[asyncio.Task[Any]] = [t for t in (self.captions.task,) if t is not None]
         if self._current is not None:
             tasks.append(self._current.task)
         tasks += self._pieces
