@@ -27,10 +27,11 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.conftest import wav_frames_as_av
 from voicechat.backends import make_llm, make_stt, make_tts
 from voicechat.config import Settings
 from voicechat.engine import Conversation
-from voicechat.events import ErrorEvent, ReplyDelta, ReplyDone
+from voicechat.events import AudioOut, ErrorEvent, Interrupted, ReplyDelta, ReplyDone
 from voicechat.file_turns import run_turn_from_wav
 
 pytestmark = pytest.mark.slow
@@ -137,6 +138,56 @@ def test_whole_voice_turn_with_the_llm_on_llama_cpp_server(llama_server: LlamaSe
     assert metrics is not None and metrics.llm_first_token_ms is not None and metrics.first_audio_ms is not None
     # The reply came from the server (the in-process Gemma would not have been asked at all).
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in llama_server.access_log()
+
+
+def test_barge_in_closes_the_stream_and_the_next_turn_works(llama_server: LlamaServer, make_speech) -> None:  # type: ignore[no-untyped-def]
+    settings = stage_settings(llama_server, VOICECHAT_MAX_TOKENS="400")
+    question = wav_frames_as_av(make_speech("Tell me a long story about a dragon.", rate=48000, trail_s=0.8), "fltp")
+    interruption = wav_frames_as_av(make_speech("Wait, stop, I have another question.", rate=48000,
+                                                lead_s=0.0, trail_s=0.8), "fltp")
+
+    async def run() -> tuple[list[object], int, int, list[Any]]:
+        conv = conversation(settings)
+        await conv.warm_up()
+        events: list[object] = []
+        try:
+            for frame in question:
+                await conv.feed(frame)
+            # A statement: the semantic end of turn may hold it up to its ceiling, longer than the
+            # file's trailing silence, so the input ends here as a microphone going quiet would.
+            await conv.end_of_input()
+            deadline = time.monotonic() + 120
+            while not any(isinstance(e, AudioOut) for e in events):
+                assert time.monotonic() < deadline, "no reply audio within 120 s"
+                await asyncio.sleep(0.005)
+                events += conv.drain()
+            streaming = connections_to(llama_server.port)
+            for frame in interruption:  # the user talks over the reply…
+                await conv.feed(frame)
+                events += conv.drain()
+            await conv.end_of_input()
+            for _ in range(300):  # …and their new question is answered (or up to 3 s pass)
+                await asyncio.sleep(0.01)
+                events += conv.drain()
+                if any(isinstance(e, ReplyDone) and e.turn == 2 for e in events):
+                    break
+            await conv.wait_reply()
+            events += conv.drain()
+            return events, streaming, connections_to(llama_server.port), list(conv.history.entries)
+        finally:
+            await conv.aclose()
+
+    events, streaming, _after, history = asyncio.run(run())
+    assert streaming == 1  # the reply was streaming over one connection when the user spoke
+    cut = next(e for e in events if isinstance(e, Interrupted))
+    assert cut.turn == 1 and cut.reason == "barge-in"
+    first = next(e for e in events if isinstance(e, ReplyDone) and e.turn == 1)
+    assert first.interrupted and len(first.text.split()) < 300  # stopped long before max_tokens
+    assert [e for e in events if isinstance(e, ErrorEvent)] == []
+    second = next(e for e in events if isinstance(e, ReplyDone) and e.turn == 2)
+    assert second.text and not second.interrupted
+    assert history[1].role == "assistant" and history[1].interrupted
+    assert llama_server.access_log().count('"POST /v1/chat/completions HTTP/1.1" 200') >= 2
 
 
 def _freeze(pid: int) -> None:
