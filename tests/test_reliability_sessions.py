@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import piper_pcm
 from voicechat.audio import InputConverter
+from voicechat.benchmark.capacity_run import rss_mb
 from voicechat.config import Settings
 from voicechat.conversation_thread import ConversationThread, offline_or_configured
 from voicechat.engine import Conversation
@@ -24,14 +25,6 @@ pytestmark = pytest.mark.slow
 OFFLINE = {"stt": "local", "llm": "local", "tts": "local"}
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -41,7 +34,7 @@ def test_100_start_stop_cycles_leave_nothing_behind() -> None:
     factory = offline_or_configured(settings)
     ConversationThread(factory, lambda e: None).close()  # models loaded once, outside the measurement
     gc.collect()
-    threads0, fds0, rss0 = threading.active_count(), _fds(), _rss_mb()
+    threads0, fds0, rss0 = threading.active_count(), _fds(), rss_mb()
     for _ in range(100):
         runner = ConversationThread(factory, lambda e: None)
         runner.wait_ready(60)
@@ -52,8 +45,8 @@ def test_100_start_stop_cycles_leave_nothing_behind() -> None:
     time.sleep(0.2)
     assert threading.active_count() <= threads0
     assert _fds() <= fds0 + 2
-    growth = _rss_mb() - rss0
-    print(f"100 cycles: RSS {rss0:.0f} → {_rss_mb():.0f} MB, threads {threads0} → {threading.active_count()}, "
+    growth = rss_mb() - rss0
+    print(f"100 cycles: RSS {rss0:.0f} → {rss_mb():.0f} MB, threads {threads0} → {threading.active_count()}, "
           f"fds {fds0} → {_fds()}")
     assert growth < 20, f"RSS grew {growth:.1f} MB over 100 cycles"
 
@@ -63,7 +56,7 @@ def test_eight_sessions_at_once_share_one_copy_of_each_model(make_speech) -> Non
 
     frames = wav_frames_as_av(make_speech("What is the capital of Italy?", rate=16000), "s16")
     settings = Settings.load(OFFLINE, environ={}, dotenv_path=None)
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     results: list[list[Event]] = [[] for _ in range(8)]
     locks = [threading.Lock() for _ in range(8)]
 
@@ -92,7 +85,7 @@ def test_eight_sessions_at_once_share_one_copy_of_each_model(make_speech) -> Non
     for evs in results:
         assert any(isinstance(e, FinalTranscript) and "italy" in e.text.lower() for e in evs)
         assert any(isinstance(e, ReplyDone) and e.text for e in evs)
-    print(f"8 sessions: RSS {rss0:.0f} → {_rss_mb():.0f} MB")
+    print(f"8 sessions: RSS {rss0:.0f} → {rss_mb():.0f} MB")
 
 
 def test_ten_minute_monologue_is_cut_and_transcribed_in_pieces(piper_voice) -> None:  # type: ignore[no-untyped-def]
