@@ -253,3 +253,41 @@ def test_a_pause_mid_question_runs_ahead_but_leaves_no_trace_when_speech_resumes
     assert partials and all(p.startswith("what") for p in partials)  # a live transcript while the user spoke
     metrics = next(e for e in events if isinstance(e, TurnMetrics))
     assert metrics.extra["speculative"] == 1.0  # the final turn was prepared before its end was confirmed
+
+
+def test_stop_at_the_first_reply_audio_lets_no_more_audio_out_and_listens_again(offline) -> None:  # type: ignore[no-untyped-def]
+    """The stop arrives while the speaker has more audio queued (the notebook's stop button, mid-sentence).
+
+    Whatever the reply had made but not handed out is dropped: no audio of that turn after the
+    interruption (the page has already flushed its queue), and the lights go back to listening and
+    stay there. A late chunk used to relight "speaking" with nothing left to turn it off.
+    """
+    async def run(request: str):  # type: ignore[no-untyped-def]
+        events: list[object] = []
+        conv: Conversation | None = None
+
+        def listener(ev: object) -> None:  # on the engine's loop, inside the reply's delivery
+            events.append(ev)
+            if isinstance(ev, AudioOut) and conv is not None and not any(isinstance(e, Interrupted) for e in events):
+                conv.stop_speaking()
+
+        conv = _conv(offline, output_rate=24000, listener=listener)
+        conv.submit_text(request)
+        await conv.wait_reply()
+        await asyncio.sleep(0.3)  # any delivery still queued on the loop runs now
+        state, replying = conv.state, conv.replying
+        await conv.aclose()
+        return events, state, replying
+
+    stopped = 0
+    for request in ("Tell me a long story about a dragon.", "Describe the city of Rome in detail."):
+        events, state, replying = asyncio.run(run(request))
+        cut = next((i for i, e in enumerate(events) if isinstance(e, Interrupted)), None)
+        if cut is None:  # the model's reply had nothing to say aloud (sampling): no stop to test
+            continue
+        stopped += 1
+        assert events[cut].reason == "stop"
+        late = [e for e in events[cut:] if isinstance(e, AudioOut)]
+        assert late == [], f"{len(late)} audio chunks went out after the stop"
+        assert state == State.LISTENING and not replying
+    assert stopped, "no reply had audio to stop"

@@ -84,6 +84,7 @@ class Turn:
         self._pipeline: ReplyPipeline | None = None
         self.transcript: str | None = None
         self._retracted = False
+        self._cancelled = False  # from cancel() on: nothing more of the reply goes out
         self.line_end: float | None = None  # P(the user's words are a finished line), scored while held
         self.question = False  # the transcriber heard a question ("?")
         self._scored = False
@@ -129,6 +130,10 @@ class Turn:
             self.host.line_end_scored()  # decide now, not at the next audio chunk
 
     def cancel(self) -> None:
+        """Stop the turn now. The reply's speaker task may still hand over audio it has queued
+        before the cancellation reaches it (same loop, earlier in the ready queue): dropped here, as
+        the surface has already flushed what it had and the state is back to listening."""
+        self._cancelled = True
         if self.held:
             self._pending.clear()  # never happened, as far as anyone can tell
         self.task.cancel()
@@ -188,6 +193,8 @@ class Turn:
             self._do(lambda: host.set_state(State.LISTENING))
 
     def _reply_event(self, event: Event) -> None:
+        if self._cancelled:
+            return
         def deliver() -> None:
             if isinstance(event, AudioOut):
                 self.delivered_s += event.duration_s
