@@ -124,10 +124,6 @@ def test_two_browser_sessions_never_see_each_other(silent_mic: Path, tmp_path: P
             raise
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "REGRESSION under investigation (session note 2026-12-01): on main after db127a0 the closed tab is "
-    "noticed by the websocket-gone path after 2.2-2.4 s instead of track-ended at 0.3-0.5 s "
-    "(36fa1e3, 5062ba9 and db127a0 pass on the same machine). Kept running and reported, not gating CI."))
 def test_disconnect_mid_reply_stops_the_engine_within_2s(silent_mic: Path, tmp_path: Path) -> None:
     """Close the tab while the reply is being made; the server stops that session's engine in < 2 s.
 
