@@ -147,9 +147,11 @@ class LocalSTT:
         finals = self._finals
         lang = language_code(language) if self.multilingual else None
         feats = self._features(audio) if audio.size <= SHORT_CLIP_S * 16000 else None
-        if not self._gate.final_pending:
+        # A final transcript pending, or done since this caption was asked for (its audio is stale):
+        # the final one goes first, and the caption shows its text.
+        if not self._gate.final_pending and self._finals == finals:
             with self._gate.lock:
-                if not self._gate.final_pending:  # the user paused: the speculative transcript goes first
+                if not self._gate.final_pending and self._finals == finals:
                     if feats is None:
                         return self._long(audio, lang)
                     encoded = self._model.model.encode(feats, to_cpu=False)
