@@ -45,7 +45,7 @@ from voicechat.transcribed_prefix import TranscribedPrefix
 from voicechat.tts.base import TextToSpeech
 from voicechat.turn_policy import LineEndScoring, TurnPolicy, Verdict
 from voicechat.vad import VoiceActivityDetector, make_vad
-from voicechat.warm_up import warm_up_once
+from voicechat.warm_up import prime_next_turn, warm_up_once
 
 
 class Conversation:
@@ -91,6 +91,7 @@ class Conversation:
         self._current: Turn | None = None
         self._playback_end = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._priming: asyncio.Future[None] | None = None  # the LLM reading the history in (prime_next_turn)
         # The live transcript's STT; see make_interim_stt for why it may differ from ``stt``.
         self.captions = LiveCaptions(make_interim_stt(s, stt) if interim_stt == "auto" else interim_stt,
                                      self.turns, self._emit, language=s.language,
@@ -228,6 +229,10 @@ class Conversation:
         # Speech over a reply is not a barge-in until it has enough voice (see feed_16k).
         self._overlap = self.replying
         self.captions.new_utterance()
+        if not self.replying and (self._priming is None or self._priming.done()):
+            s = self.settings
+            self._priming = prime_next_turn((self.llm, getattr(self.scorer, "chat", None)),
+                                            self.history.messages(s.prompt(), s.history_messages))
         self._set_state(State.LISTENING)
         self._emit(SpeechStarted(ev.at / RATE))
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from voicechat import workers
 from voicechat.llm.base import Message
-from voicechat.llm.local import LocalChat, build_prompt
+from voicechat.llm.local import LocalChat, build_prompt, extend_cache
 from voicechat.models import SHARED_MODELS
 
 _TRAILING = re.compile(r"[\s.,;:!?…。？！、-]+$")
@@ -74,16 +74,7 @@ class LineEndScorer:
 
         with self.chat.using_model() as llm:
             endings = self._endings(llm)
-            tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-            cached = llm.input_ids[: llm.n_tokens]
-            keep = 0
-            for a, b in zip(cached, tokens, strict=False):
-                if a != b:
-                    break
-                keep += 1
-            keep = min(keep, len(tokens) - 1)  # re-read at least the last token: its logits must be live
-            llm.n_tokens = keep
-            llm.eval(tokens[keep:])
+            extend_cache(llm, llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True), live_logits=True)
             n_vocab = llm.n_vocab()
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
             z = logits.astype(np.float64) - float(logits.max())

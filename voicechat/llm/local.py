@@ -151,6 +151,19 @@ class LocalChat:
         with self._lock:
             self._llm.create_completion(prompt, max_tokens=1, temperature=0.0)
 
+    def prime(self, messages: Sequence[Message]) -> None:
+        """Blocking (worker thread): read the conversation so far into the KV cache, ahead of the next turn.
+
+        Called when the user starts speaking, so the words they are saying are all the next turn
+        has left to read. Only the part not already cached is read: nothing, when the previous
+        turn's prompt and reply are still there.
+        """
+        prompt = build_prompt(messages, self.language)
+        prompt = prompt[: prompt.rindex("\nAssistant:")]
+        with self._lock:
+            extend_cache(self._llm, self._llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True),
+                         live_logits=False)
+
     async def stream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
         prompt = build_prompt(messages, self.language)
         started = False
@@ -174,3 +187,23 @@ class LocalChat:
                         yield text
             finally:
                 stream.close()
+
+
+def extend_cache(llm: Any, tokens: Sequence[int], *, live_logits: bool) -> None:
+    """Make llama's KV cache hold ``tokens``, reading only what it does not already hold (caller has the lock).
+
+    ``live_logits``: the last position's logits are read next, so its token is re-read even when
+    cached (logits of an earlier evaluation are stale). Keeps ``n_tokens``/``input_ids`` in step
+    with the cache, so the next completion's own prefix match stays correct.
+    """
+    keep = 0
+    for a, b in zip(llm.input_ids[: llm.n_tokens], tokens, strict=False):
+        if a != b:
+            break
+        keep += 1
+    if live_logits:
+        keep = min(keep, len(tokens) - 1)
+    if keep >= len(tokens):
+        return
+    llm.n_tokens = keep
+    llm.eval(tokens[keep:])
