@@ -115,13 +115,15 @@ class Turn:
         """The end-of-turn score of this turn's words is still on its way."""
         return not self._scored and not self.task.done()
 
-    async def _score(self, messages: list[Message], text: str) -> None:
+    async def _score(self, messages: list[Message], text: str, stats: dict[str, float]) -> None:
         """While held, judge whether the words are finished (before the reply takes the model's lock)."""
         scorer = self.host.scorer
         try:
             if self.held and scorer is not None:
                 self.question = heard_question(text)
+                t0 = time.perf_counter()
                 self.line_end = await scorer.ascore(messages, text)
+                stats["line_end"] = (time.perf_counter() - t0) * 1000.0
         except Exception:  # a failed score only costs the early release
             self.line_end = None
         finally:
@@ -176,7 +178,7 @@ class Turn:
                 return
             s = host.settings
             earlier = host.history.messages(s.prompt(), s.history_messages)
-            await self._score(earlier, text)
+            await self._score(earlier, text, stats)
             messages = [*earlier, Message("user", text)]
             self._do(lambda: host.deliver(FinalTranscript(n, text)))
             self._do(lambda: host.history.add(Entry("user", text, n)))
@@ -231,6 +233,7 @@ class Turn:
             extra={"reply_audio_s": round(t.audio_s, 3), "speculative": float(self.speculative),
                    **({"line_end": round(self.line_end, 4), "question": float(self.question)}
                       if self.line_end is not None else {}),
+                   **({"line_end_ms": round(stats["line_end"], 1)} if "line_end" in stats else {}),
                    "started_after_eos_ms": self.source.started_after_eos_ms if self.speculative else self.eot_ms,
                    "started_perf_s": self.created_at,  # time.perf_counter() when work began (benchmarks)
                    "speculative_lead_ms": round(max(0.0, (committed - t.llm_start) * 1000.0), 1)},

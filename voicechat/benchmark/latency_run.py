@@ -44,6 +44,7 @@ class TurnSample:
     sequential_ms: float
     eot_ms: float
     stt_ms: float
+    line_end_ms: float  # the end-of-turn score, between the transcript and the reply (0: not scored)
     llm_first_token_ms: float
     first_sentence_ms: float
     tts_first_audio_ms: float
@@ -132,6 +133,8 @@ async def _restore_prompt_cache(conv: Conversation, settings: Settings) -> None:
 
 
 MODES = ("semantic", "silence")
+STAGES = ("eot_ms", "stt_ms", "line_end_ms", "llm_first_token_ms", "first_sentence_ms", "tts_first_audio_ms",
+          "started_after_eos_ms")
 
 
 async def run_benchmark(settings: Settings, questions: list[Path], rounds: int = 2,
@@ -160,7 +163,6 @@ async def run_benchmark(settings: Settings, questions: list[Path], rounds: int =
                 order = MODES if (r + k) % 2 == 0 else MODES[::-1]  # neither mode always goes first
                 for mode in order:
                     conv, rec = convs[mode], recs[mode]
-                    await _restore_prompt_cache(conv, settings)  # the other conversation used the model last
                     pcm = np.concatenate(frames)
                     eos_s = true_end_of_speech(pcm, rate)
                     history = conv.history.messages(settings.prompt(), settings.history_messages)
@@ -228,12 +230,15 @@ def _sample(path: Path, evs: list[tuple[float, Event]], turn: int, eos_wall: flo
     # includes the VAD's 32 ms windows and the 20 ms frames, which belong to listening, not overhead.
     started_perf = metrics.extra.get("started_perf_s")
     started = (started_perf - eos_wall) * 1000.0 if started_perf else v(metrics.extra.get("started_after_eos_ms"))
-    chain = started + v(metrics.stt_ms) + v(metrics.first_sentence_ms) + v(metrics.tts_first_audio_ms)
+    # The end-of-turn score sits between the transcript and the reply (it holds the model): on the path.
+    score = v(metrics.extra.get("line_end_ms"))
+    chain = started + v(metrics.stt_ms) + score + v(metrics.first_sentence_ms) + v(metrics.tts_first_audio_ms)
     critical = max(v(metrics.eot_ms), chain)
     v2v = (first_audio - eos_wall) * 1000.0
     return TurnSample(
         question=path.name, transcript=transcript, reply=reply, v2v_ms=round(v2v, 1), sequential_ms=0.0,
-        eot_ms=v(metrics.eot_ms), stt_ms=v(metrics.stt_ms), llm_first_token_ms=v(metrics.llm_first_token_ms),
+        eot_ms=v(metrics.eot_ms), stt_ms=v(metrics.stt_ms), line_end_ms=score,
+        llm_first_token_ms=v(metrics.llm_first_token_ms),
         first_sentence_ms=v(metrics.first_sentence_ms), tts_first_audio_ms=v(metrics.tts_first_audio_ms),
         started_after_eos_ms=started, critical_path_ms=round(critical, 1), overhead_ms=round(v2v - critical, 1),
         speculative=bool(metrics.extra.get("speculative")),
@@ -278,8 +283,7 @@ def _report(settings: Settings, samples: list[TurnSample], questions: list[Path]
         "cpu_count": os.cpu_count(),
         "end_of_turn_ms": settings.end_of_turn_ms,
         "voice_to_voice_ms": summary(v2v) if v2v else {},
-        "stages_ms": {k: stage(k) for k in ("eot_ms", "stt_ms", "llm_first_token_ms", "first_sentence_ms",
-                                           "tts_first_audio_ms", "started_after_eos_ms")} if samples else {},
+        "stages_ms": {k: stage(k) for k in STAGES} if samples else {},
         "overhead_ms": round(median([s.overhead_ms for s in samples]), 1) if samples else None,
         "sequential_ms": summary([s.sequential_ms for s in samples]) if samples else {},
         "sequential_ratio": round(paired_ratio(v2v, [s.sequential_ms for s in samples]), 3) if samples else None,

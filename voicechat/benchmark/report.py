@@ -97,9 +97,10 @@ def plot(r: dict[str, Any], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     bottom = [0.0] * len(turns)
     stages = [("started_after_eos_ms", "wait before work starts"), ("stt_ms", "STT"),
-              ("first_sentence_ms", "LLM to first piece"), ("tts_first_audio_ms", "TTS first audio")]
+              ("line_end_ms", "end-of-turn score"), ("first_sentence_ms", "LLM to first piece"),
+              ("tts_first_audio_ms", "TTS first audio")]
     for key, label in stages:
-        vals = [float(t[key]) for t in turns]
+        vals = [float(t.get(key, 0.0)) for t in turns]
         ax.bar(xs, vals, bottom=bottom, label=label, width=0.6)
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     ax.plot(xs, [t["v2v_ms"] for t in turns], "k^-", label="voice-to-voice (measured)")
