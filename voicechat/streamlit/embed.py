@@ -44,7 +44,7 @@ from voicechat.streamlit.live import LiveView, escape_markdown, finished_lines, 
 from voicechat.streamlit.session_limit import frontend_wants_connection
 from voicechat.streamlit.sidebar import SidebarChoice, render_backend_status, render_sidebar
 from voicechat.streamlit.testing import write_stats
-from voicechat.streamlit.webrtc import RunCountBarrier, render_streamer
+from voicechat.streamlit.webrtc import RunCountBarrier, render_streamer, settle_heap
 from voicechat.ui_state import Snapshot
 
 log = logging.getLogger(__name__)
@@ -218,6 +218,7 @@ def voice_chat(settings: Settings | None = None, *, key: str = "voicechat", show
             session.close_engine()  # no frame of a refused connection reaches an engine
         elif active or session.runner is not None or not session.engine_started_once:
             session.ensure_engine(settings, half_duplex=choice.half_duplex)
+        settle_heap(session)
         text = st.chat_input(t["type_message"], key=keys.widget("text"))
         if text:
             with st.spinner(t["loading"]):
