@@ -231,8 +231,7 @@ class Conversation:
         self.captions.new_utterance()
         if not self.replying and (self._priming is None or self._priming.done()):
             s = self.settings
-            self._priming = prime_next_turn((self.llm, getattr(self.scorer, "chat", None)),
-                                            self.history.messages(s.prompt(), s.history_messages))
+            self._priming = prime_next_turn(self.llm, self.history.messages(s.prompt(), s.history_messages))
         self._set_state(State.LISTENING)
         self._emit(SpeechStarted(ev.at / RATE))
 

@@ -37,17 +37,19 @@ async def warm_up_once(llm: ChatModel, prompt: str, messages: Sequence[Message],
             pass
 
 
-def prime_next_turn(models: Iterable[object], messages: Sequence[Message]) -> asyncio.Future[None] | None:
-    """On the engine's loop, when the user starts to speak: the first local model that can
-    (``prime``) reads the conversation so far into its cache on a worker thread, so the turn
-    that follows reads only the user's new words. Without it a turn after another conversation
-    used the shared model, or after the history window moved on, re-read ~90 tokens (~0.4 s on
-    2 cores) between the user's pause and the first word. A failed prime costs only that head start.
+def prime_next_turn(llm: ChatModel, messages: Sequence[Message]) -> asyncio.Future[None] | None:
+    """On the engine's loop, when the user starts to speak: a local reply model (one with
+    ``prime``) reads the conversation so far into its cache on a worker thread, so the turn that
+    follows reads only the user's new words. Without it a turn after another conversation used
+    the shared model, or after the history window moved on, re-read ~90 tokens (~0.4 s on 2 cores)
+    between the user's pause and the first word. A failed prime costs only that head start.
+
+    Not for a local scorer beside a cloud reply model: there the score is the only local work,
+    and with many sessions on one server priming for each would keep its one cache busy for nothing.
     """
-    for model in models:
-        prime = getattr(model, "prime", None)
-        if prime is not None:
-            future = workers.submit(prime, messages)
-            future.add_done_callback(lambda f: f.cancelled() or f.exception())
-            return future
-    return None
+    prime = getattr(llm, "prime", None)
+    if prime is None:
+        return None
+    future = workers.submit(prime, messages)
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future

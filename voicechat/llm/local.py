@@ -156,13 +156,17 @@ class LocalChat:
 
         Called when the user starts speaking, so the words they are saying are all the next turn
         has left to read. Only the part not already cached is read: nothing, when the previous
-        turn's prompt and reply are still there.
+        turn's prompt and reply are still there. Skipped while another conversation holds the model.
         """
         prompt = build_prompt(messages, self.language)
         prompt = prompt[: prompt.rindex("\nAssistant:")]
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            return  # another conversation is using the model: it would only take the cache back
+        try:
             extend_cache(self._llm, self._llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True),
                          live_logits=False)
+        finally:
+            self._lock.release()
 
     async def stream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
         prompt = build_prompt(messages, self.language)
