@@ -22,6 +22,8 @@ def add_bench_parser(sub: Any) -> None:
     sp.add_argument("--memory-turns", type=int, metavar="N",
                     help="memory instead: RSS of one conversation over N turns (steady state after turn 10)")
     sp.add_argument("--level-seconds", type=float, default=25.0, help="with --sessions: seconds of talk per level")
+    sp.add_argument("--end-of-turn", choices=("semantic", "silence"), default="semantic",
+                    help="with --sessions: how turns end (semantic scores each turn on the local LLM's model)")
     sp.add_argument("--no-paused", action="store_true", help="skip the paused-speech (false cut-off) set")
     sp.add_argument("--paused-replay", action="store_true",
                     help="only the paused-speech set, paced by the work instead of the clock (decisions, no timing)")
@@ -76,7 +78,8 @@ def _capacity(args: argparse.Namespace, questions: list[Path], log: Any) -> int:
     if args.sessions < 1:
         print("error: --sessions needs at least 1", file=sys.stderr)
         return 2
-    result = run_capacity(args.sessions, questions, level_seconds=args.level_seconds, progress=log)
+    result = run_capacity(args.sessions, questions, level_seconds=args.level_seconds, progress=log,
+                          end_of_turn=args.end_of_turn)
     if args.write_docs:
         from voicechat.benchmark.capacity_report import write_docs as write_capacity_docs
 

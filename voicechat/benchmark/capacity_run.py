@@ -319,7 +319,7 @@ def _loadavg() -> str:
 
 
 def run_capacity(limit: int, question_paths: list[Path], *, level_seconds: float = 25.0, cost_turns: int = 9,
-                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[str], None] | None = None, end_of_turn: str = "semantic") -> dict[str, Any]:
     """The whole capacity benchmark; one JSON-ready dict (see docs/scaling.md)."""
     from voicechat.benchmark.capacity_report import frame_path_costs, summarise
     from voicechat.benchmark.machine import cpu_isa, cpu_model
@@ -332,7 +332,7 @@ def run_capacity(limit: int, question_paths: list[Path], *, level_seconds: float
     with provider_process() as url:
         # Live text off on the server: in the app it comes from the browser's recogniser; the
         # local model's CPU (VOICECHAT_INTERIM_STT=auto) would be a different benchmark.
-        sweep = _factory(loopback_settings(url, interim_stt="off"))
+        sweep = _factory(loopback_settings(url, interim_stt="off", end_of_turn=end_of_turn))
         baseline: dict[int, float] | None = None
         for n in sweep_levels(limit):
             # The single session is the baseline every p95 is compared with: give it more turns.
@@ -363,7 +363,7 @@ def run_capacity(limit: int, question_paths: list[Path], *, level_seconds: float
         "transport_sessions_per_core": transport["transport_sessions_per_core"],
         "provider_requests_per_turn": cost["provider_requests_per_turn"],
         "stt_audio_billed_ratio": cost["stt_audio_billed_ratio"],
-        "sessions_max": limit, "cpu": f"{cpu_model()} ({cpu_isa()})", "cpu_count": cores,
+        "sessions_max": limit, "end_of_turn": end_of_turn, "cpu": f"{cpu_model()} ({cpu_isa()})", "cpu_count": cores,
         "provider_delays_ms": {k.rsplit("/", 1)[-1]: round(v * 1000) for k, v in PROVIDER_DELAYS.items()},
         "level_seconds": level_seconds, "loadavg_before": load_before, "loadavg_after": _loadavg(),
         "levels": levels, "transport": transport, "cost": cost,
