@@ -27,7 +27,7 @@ import numpy as np
 
 from voicechat import workers
 from voicechat.llm.base import Message
-from voicechat.llm.local import LocalChat, build_prompt, extend_cache
+from voicechat.llm.local import LocalChat, extend_cache, prompt_before_reply
 from voicechat.models import SHARED_MODELS
 
 _TRAILING = re.compile(r"[\s.,;:!?…。？！、-]+$")
@@ -68,13 +68,12 @@ class LineEndScorer:
         words = words_only(text)
         if not words:
             return None
-        prompt = build_prompt([*history, Message("user", words)], self.chat.language)
-        prompt = prompt[: prompt.rindex("\nAssistant:")]
+        prompt = prompt_before_reply([*history, Message("user", words)], self.chat.language)
         import llama_cpp
 
         with self.chat.using_model() as llm:
             endings = self._endings(llm)
-            extend_cache(llm, llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True), live_logits=True)
+            extend_cache(llm, prompt, live_logits=True)
             n_vocab = llm.n_vocab()
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
             z = logits.astype(np.float64) - float(logits.max())

@@ -158,13 +158,11 @@ class LocalChat:
         has left to read. Only the part not already cached is read: nothing, when the previous
         turn's prompt and reply are still there. Skipped while another conversation holds the model.
         """
-        prompt = build_prompt(messages, self.language)
-        prompt = prompt[: prompt.rindex("\nAssistant:")]
+        prompt = prompt_before_reply(messages, self.language)
         if not self._lock.acquire(blocking=False):
             return  # another conversation is using the model: it would only take the cache back
         try:
-            extend_cache(self._llm, self._llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True),
-                         live_logits=False)
+            extend_cache(self._llm, prompt, live_logits=False)
         finally:
             self._lock.release()
 
@@ -193,13 +191,21 @@ class LocalChat:
                 stream.close()
 
 
-def extend_cache(llm: Any, tokens: Sequence[int], *, live_logits: bool) -> None:
-    """Make llama's KV cache hold ``tokens``, reading only what it does not already hold (caller has the lock).
+def prompt_before_reply(messages: Sequence[Message], language: str) -> str:
+    """The reply prompt for ``messages`` up to the end of their last line, without the ``Assistant:``
+    cue: what the next turn's prompt starts with (priming) or what is scored (the user's words)."""
+    prompt = build_prompt(messages, language)
+    return prompt[: prompt.rindex("\nAssistant:")]
+
+
+def extend_cache(llm: Any, prompt: str, *, live_logits: bool) -> None:
+    """Make llama's KV cache hold ``prompt``, reading only what it does not already hold (caller has the lock).
 
     ``live_logits``: the last position's logits are read next, so its token is re-read even when
     cached (logits of an earlier evaluation are stale). Keeps ``n_tokens``/``input_ids`` in step
     with the cache, so the next completion's own prefix match stays correct.
     """
+    tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
     keep = 0
     for a, b in zip(llm.input_ids[: llm.n_tokens], tokens, strict=False):
         if a != b:
