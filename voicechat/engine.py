@@ -192,10 +192,10 @@ class Conversation:
         if not self.policy.semantic or not self.turns.speaking or self.turns.silence_ms <= 0:
             return
         turn = self._current
-        held = turn is not None and turn.held and turn.source.last_voiced == self.turns.last_voiced
-        line_end = turn.line_end if held and turn is not None else None
-        scoring = held and turn is not None and turn.scoring
-        question = held and turn is not None and turn.question
+        if turn is not None and turn.held and turn.source.last_voiced == self.turns.last_voiced:
+            line_end, scoring, question = turn.line_end, turn.scoring, turn.question
+        else:  # no turn prepared ahead on this silence: nothing scored
+            line_end, scoring, question = None, False, False
         if self.policy.decide(self.turns.silence_ms, line_end, question=question, scoring=scoring) is Verdict.END:
             ev = self.turns.end_turn()
             if ev is not None:
