@@ -119,17 +119,16 @@ async def _sequential(conv: Conversation, audio16k: np.ndarray, history: list[Me
 
 
 async def _restore_prompt_cache(conv: Conversation, settings: Settings) -> None:
-    """Put the LLM's prompt cache back as the conversation left it (untimed).
+    """Before the paused-speech set: read this conversation's history back into the shared model
+    (untimed), as the engine itself does when the user starts to speak (``prime_next_turn``).
 
-    The sequential run shares the loaded model, so it leaves its own answer in the KV cache;
-    a real session would find its own history there. Without this, every measured turn would
-    re-read the previous answer and the comparison would charge the baseline's run to us.
+    The timed rounds ran the other conversation and the sequential baseline on the same model.
     """
-    warm = getattr(conv.llm, "warm_up", None)
-    if warm is not None:
-        from voicechat import workers
+    from voicechat.warm_up import prime_next_turn
 
-        await workers.run(warm, conv.history.messages(settings.prompt(), settings.history_messages))
+    primed = prime_next_turn(conv.llm, conv.history.messages(settings.prompt(), settings.history_messages))
+    if primed is not None:
+        await primed
 
 
 MODES = ("semantic", "silence")
