@@ -136,6 +136,14 @@ class AppServer:
         rows = self.stats()
         return rows[-1] if rows else {}
 
+    def by_session(self) -> dict[str, dict[str, Any]]:
+        """The latest page line of every browser session (event lines excluded)."""
+        out: dict[str, dict[str, Any]] = {}
+        for row in self.stats():
+            if "event" not in row:
+                out[row["session"]] = row
+        return out
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 

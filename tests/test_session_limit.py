@@ -8,7 +8,6 @@ audio, so a page that merely looks right proves nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -43,14 +42,6 @@ def test_limit_setting() -> None:
     assert "{limit}" in labels("ko-KR")["session_limit"] and "{limit}" in labels("en-US")["session_limit"]
 
 
-def _sessions(server: AppServer) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for row in server.stats():
-        if "event" not in row:
-            out[row["session"]] = row
-    return out
-
-
 @pytest.mark.slow
 @pytest.mark.browser
 def test_second_browser_is_refused_and_the_first_keeps_talking(tmp_path: Path) -> None:
@@ -81,14 +72,14 @@ def test_second_browser_is_refused_and_the_first_keeps_talking(tmp_path: Path) -
             try:
                 page_a.goto(server.url, timeout=180_000)  # a loaded 2-core machine can be slow to serve
                 page_b.goto(server.url, timeout=180_000)
-                wait_for(lambda: len(_sessions(server)) >= 2, 120, what="both browser sessions", sleep=pump)
+                wait_for(lambda: len(server.by_session()) >= 2, 120, what="both browser sessions", sleep=pump)
                 press(page_a, START)
-                first = wait_for(lambda: next((r for r in _sessions(server).values()
+                first = wait_for(lambda: next((r for r in server.by_session().values()
                                                if r.get("frames_this_start", 0) > 25), None), 180,
                                  what="browser A's microphone at the server", sleep=pump)
                 a = first["session"]
-                b = next(sid for sid in _sessions(server) if sid != a)
-                frames_before = _sessions(server)[a]["frames_in"]
+                b = next(sid for sid in server.by_session() if sid != a)
+                frames_before = server.by_session()[a]["frames_in"]
                 press(page_b, START)
                 wait_for(lambda: expected in page_b.inner_text("body"), 60, what="the refusal in B's page",
                          sleep=pump)
@@ -98,23 +89,23 @@ def test_second_browser_is_refused_and_the_first_keeps_talking(tmp_path: Path) -
                 press_target.wait_for(state="visible", timeout=60_000)
                 # Read the run that refused (B's rows from before its Start say neither refused nor active).
                 # Its engine is stopped too (on a loaded machine the stop can outlast the refusing run).
-                rows = wait_for(lambda: (r := _sessions(server)) and r[b].get("refused_at_limit") == 1
+                rows = wait_for(lambda: (r := server.by_session()) and r[b].get("refused_at_limit") == 1
                                 and not r[b]["webrtc_active"] and not r[b]["engine_alive"] and r, 60,
                                 what="B's session to record the refusal, the hang-up and its engine stopped",
                                 sleep=pump)
                 assert rows[b]["frames_in"] < 50, rows[b]  # at most a moment of audio before the hang-up
                 # A was not touched: still connected, its engine running, frames still arriving.
-                rows = _sessions(server)
+                rows = server.by_session()
                 assert rows[a]["webrtc_active"] and rows[a]["engine_alive"] and rows[a]["refused_at_limit"] is None
-                wait_for(lambda: _sessions(server)[a]["frames_in"] > frames_before + 25, 90,
+                wait_for(lambda: server.by_session()[a]["frames_in"] > frames_before + 25, 90,
                          what="A's frames to keep arriving", sleep=pump)
-                rows = _sessions(server)
+                rows = server.by_session()
                 assert rows[a]["webrtc_active"] and rows[a]["engine_alive"] and rows[a]["live_sessions"] == 1
                 assert rows[a]["webrtc_starts"] == 1 and expected not in page_a.inner_text("body")
                 # When A stops, its slot is free and B's next Start is accepted.
                 press(page_a, STOP, timeout=120)
                 press(page_b, START, timeout=120)
-                wait_for(lambda: _sessions(server)[b].get("frames_this_start", 0) > 25, 120,
+                wait_for(lambda: server.by_session()[b].get("frames_this_start", 0) > 25, 120,
                          what="B's microphone at the server once A stopped", sleep=pump)
                 wait_for(lambda: expected not in page_b.inner_text("body"), 30, what="the refusal to go", sleep=pump)
             except BaseException:

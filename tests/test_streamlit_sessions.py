@@ -50,17 +50,8 @@ def _pump(page: Any) -> Any:
     return lambda s: page.wait_for_timeout(s * 1000)
 
 
-def _by_session(server: AppServer) -> dict[str, dict[str, Any]]:
-    """The latest fragment line of every session (event lines excluded)."""
-    out: dict[str, dict[str, Any]] = {}
-    for row in server.stats():
-        if "event" not in row:
-            out[row["session"]] = row
-    return out
-
-
 def _session_with(server: AppServer, question: str) -> dict[str, Any] | None:
-    for row in _by_session(server).values():
+    for row in server.by_session().values():
         if question in row.get("user_lines", []) and row.get("assistant_lines"):
             return row
     return None
@@ -93,13 +84,13 @@ def test_two_browser_sessions_never_see_each_other(silent_mic: Path, tmp_path: P
         page_a.goto(server.url)
         page_b.goto(server.url)
         try:
-            wait_for(lambda: len(_by_session(server)) >= 2, 120, what="two server sessions", sleep=_pump(page_a))
+            wait_for(lambda: len(server.by_session()) >= 2, 120, what="two server sessions", sleep=_pump(page_a))
             _type(page_a, QUESTION_A)
             _type(page_b, QUESTION_B)
             a = wait_for(lambda: _session_with(server, QUESTION_A), 180, what="session A's reply", sleep=_pump(page_a))
             b = wait_for(lambda: _session_with(server, QUESTION_B), 180, what="session B's reply", sleep=_pump(page_b))
             page_a.wait_for_timeout(1500)  # a few more fragment runs on both pages
-            rows = _by_session(server)
+            rows = server.by_session()
             for question in (QUESTION_A, QUESTION_B):
                 holders = [sid for sid, r in rows.items() if question in r["user_lines"]]
                 assert len(holders) == 1, f"{question!r} is in the transcript of sessions {holders}"
@@ -140,18 +131,18 @@ def test_disconnect_mid_reply_stops_the_engine_within_2s(silent_mic: Path, tmp_p
         obs_session = server.latest()["session"]
         page = ctx.new_page()
         page.goto(server.url)
-        wait_for(lambda: len(_by_session(server)) >= 2, 60, what="the second session", sleep=_pump(page))
+        wait_for(lambda: len(server.by_session()) >= 2, 60, what="the second session", sleep=_pump(page))
         press(page, START)
-        wait_for(lambda: any(r.get("frames_this_start", 0) > 50 for r in _by_session(server).values()), 60,
+        wait_for(lambda: any(r.get("frames_this_start", 0) > 50 for r in server.by_session().values()), 60,
                  what="mic frames at the server", sleep=_pump(page))
         _type(page, LONG_REQUEST)
         started = wait_for(lambda: _session_with(server, LONG_REQUEST) or next(
-            (r for r in _by_session(server).values() if LONG_REQUEST in r.get("user_lines", [])
+            (r for r in server.by_session().values() if LONG_REQUEST in r.get("user_lines", [])
              and r.get("state") in ("thinking", "speaking")), None), 120, 0.05, what="the reply to start",
             sleep=_pump(page))
         session = started["session"]
         assert started["engine_alive"] and not started["assistant_lines"], "the reply finished before the close"
-        assert _by_session(server)[obs_session]["engine_threads"] == 2  # the observer's engine and this one
+        assert server.by_session()[obs_session]["engine_threads"] == 2  # the observer's engine and this one
         closed_at = time.time()
         page.close()  # the tab closes: its RTCPeerConnection goes with it; no script run will follow
         obs_sleep = _pump(observer)
@@ -161,7 +152,7 @@ def test_disconnect_mid_reply_stops_the_engine_within_2s(silent_mic: Path, tmp_p
         seen = wait_for(lambda: [r for r in server.stats() if r["session"] == obs_session and r["t"] > closed_at
                                  and r.get("engine_threads") == 1], 10, 0.05,
                         what="the observer to see one engine thread left", sleep=obs_sleep)[0]
-        assert not ended["engine_alive"] and _by_session(server)[obs_session]["engine_alive"]
+        assert not ended["engine_alive"] and server.by_session()[obs_session]["engine_alive"]
     latency = ended["t"] - closed_at
     _record("disconnect", {"state_at_close": started["state"], "noticed_by": ended["cause"],
                            "close_to_engine_stopped_s": round(latency, 3),
