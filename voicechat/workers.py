@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import ctypes
 import functools
 import os
@@ -90,11 +91,10 @@ def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> None:
     """
     if os.environ.get("MALLOC_ARENA_MAX"):
         return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_ARENA_MAX, arenas)
-    except (OSError, AttributeError):
-        return
+    libc = _glibc()
+    if libc is not None:
+        with contextlib.suppress(AttributeError):
+            libc.mallopt(M_ARENA_MAX, arenas)
 
 
 def trim_heap() -> None:
@@ -104,11 +104,18 @@ def trim_heap() -> None:
     climbs by tens of MB over a conversation, and about 100 MB over many sessions, before the
     arenas stop growing, though nothing is leaked. A no-op where libc is not glibc.
     """
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _glibc() -> Any | None:
+    """glibc, opened once (trim_heap runs after every reply); None where libc is something else."""
     try:
-        libc = ctypes.CDLL("libc.so.6")
+        return ctypes.CDLL("libc.so.6")
     except OSError:
-        return
-    libc.malloc_trim(0)
+        return None
 
 
 class _Failure:
