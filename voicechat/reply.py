@@ -3,21 +3,28 @@
 The LLM producer and the TTS consumer are two tasks joined by a queue of sentences,
 so speech of sentence 1 overlaps generation of sentence 2. Both run on the engine's
 loop; the blocking model calls inside the backends run on worker threads.
+
+When both models compute on this machine's cores (llama.cpp and Piper), the LLM waits between
+tokens while the first piece is synthesised: the user is waiting for that audio, and the words
+after it are not needed until it has played. On 2 cores Piper took ~205 ms for a four-word piece
+while llama.cpp decoded beside it, ~110 ms alone (bench/first_piece_contention.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
 from voicechat.audio import FrameChunker, OutputConverter
 from voicechat.errors import StreamInterrupted, VoicechatError
 from voicechat.events import AudioOut, ErrorEvent, Event, ReplyDelta
-from voicechat.llm.base import ChatModel, Message
+from voicechat.llm.base import ChatModel, Message, PausableChat
 from voicechat.speakable import SpeakableText
 from voicechat.text import SentenceSplitter
 from voicechat.tts.base import TextToSpeech
@@ -73,6 +80,11 @@ class ReplyPipeline:
         self._out = OutputConverter(output_rate)
         self._chunker = FrameChunker(output_rate)
         self._rate = output_rate
+        # Cleared from the first piece until its first audio: the LLM's worker waits (loop sets/clears it).
+        self._first_voice: threading.Event | None = None
+        if getattr(llm, "on_this_cpu", False) and getattr(tts, "on_this_cpu", False):
+            self._first_voice = threading.Event()
+            self._first_voice.set()
 
     async def run(self, messages: list[Message]) -> ReplyTimes:
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
@@ -82,16 +94,27 @@ class ReplyPipeline:
             sentences.put_nowait(None)
             await speaker
         finally:
+            self._voice_started()  # never leave the LLM's worker waiting
             if not speaker.done():
                 speaker.cancel()
                 await asyncio.gather(speaker, return_exceptions=True)
         return self.times
 
+    def _stream(self, messages: list[Message]) -> AsyncIterator[str]:
+        if self._first_voice is None:
+            return self.llm.stream(messages)
+        return cast(PausableChat, self.llm).stream(messages, gate=self._first_voice)
+
+    def _voice_started(self) -> None:
+        """The first piece has audio (or will get none): the LLM may use the cores again."""
+        if self._first_voice is not None:
+            self._first_voice.set()
+
     async def _generate(self, messages: list[Message], sentences: asyncio.Queue[str | None]) -> None:
         t = self.times
         splitter = SentenceSplitter()
         t.llm_start = time.perf_counter()
-        stream = self.llm.stream(messages)
+        stream = self._stream(messages)
         try:
             async for delta in stream:
                 if t.llm_first_token is None:
@@ -120,6 +143,8 @@ class ReplyPipeline:
     def _queue_sentence(self, piece: str, sentences: asyncio.Queue[str | None]) -> None:
         if self.times.first_sentence is None:
             self.times.first_sentence = time.perf_counter()
+            if self._first_voice is not None:
+                self._first_voice.clear()
         sentences.put_nowait(piece)
 
     async def _speak(self, sentences: asyncio.Queue[str | None]) -> None:
@@ -129,18 +154,21 @@ class ReplyPipeline:
         while (sentence := await sentences.get()) is not None:
             spoken = speakable.clean(sentence)
             if self.tts is None or tts_failed or not spoken:
+                self._voice_started()  # nothing to voice here: the LLM must not wait for it
                 continue
             if t.tts_first_start is None:
                 t.tts_first_start = time.perf_counter()
             t.spoken.append((t.audio_s, sentence))
             try:
                 async for chunk in self.tts.synthesize(spoken):
+                    self._voice_started()
                     self._send(self._out.convert(chunk, self.tts.sample_rate))
             except VoicechatError as exc:
                 # The text is already shown and kept; only the voice is lost.
                 tts_failed = True
                 t.errors.append(str(exc))
                 self.emit(ErrorEvent(str(exc), "tts"))
+            self._voice_started()
         self._send(self._out.flush())
         tail = self._chunker.flush()
         if tail.size:

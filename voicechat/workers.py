@@ -33,12 +33,17 @@ async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await submit(fn, *args, **kwargs)
 
 
-async def iterate(produce: Callable[..., Iterator[T]], *args: Any) -> AsyncIterator[T]:
+async def iterate(produce: Callable[..., Iterator[T]], *args: Any,
+                  gate: threading.Event | None = None) -> AsyncIterator[T]:
     """Drive a blocking generator on the pool and yield its items on the caller's loop.
 
     Items cross to the loop with ``call_soon_threadsafe`` as soon as each is made. When the
     consumer stops early (barge-in cancels it, or it closes the iterator) the worker stops
     before its next item and closes the generator, releasing whatever lock it held.
+
+    ``gate``: while the loop holds it closed (cleared), the worker waits before making the next
+    item, so other work on the same cores runs alone (see :mod:`voicechat.reply`). The wait
+    ends when the gate opens, the consumer stops, or after ``GATE_MAX_S`` whatever happens.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -52,6 +57,8 @@ async def iterate(produce: Callable[..., Iterator[T]], *args: Any) -> AsyncItera
                 if cancelled.is_set():
                     break
                 loop.call_soon_threadsafe(queue.put_nowait, item)
+                if gate is not None:
+                    _wait_open(gate, cancelled)
         except BaseException as exc:  # handed to the consumer, which re-raises it on its loop
             loop.call_soon_threadsafe(queue.put_nowait, _Failure(exc))
         finally:
@@ -73,6 +80,16 @@ async def iterate(produce: Callable[..., Iterator[T]], *args: Any) -> AsyncItera
         cancelled.set()
         if not worker.done():
             worker.add_done_callback(lambda f: f.exception())
+
+
+GATE_MAX_S = 2.0  # a gate left closed by a bug only slows the generator down, never stops it
+
+
+def _wait_open(gate: threading.Event, cancelled: threading.Event) -> None:
+    """Worker thread: wait for ``gate`` to open, checking every 20 ms whether the consumer left."""
+    waited = 0.0
+    while not gate.wait(0.02) and not cancelled.is_set() and waited < GATE_MAX_S:
+        waited += 0.02
 
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number

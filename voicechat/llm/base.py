@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
@@ -31,3 +32,13 @@ class ChatModel(Protocol):
     name: str
 
     def stream(self, messages: Sequence[Message]) -> AsyncIterator[str]: ...
+
+
+class PausableChat(Protocol):
+    """A chat model that decodes on this machine's cores (``on_this_cpu``) and can wait between
+    tokens while ``gate`` is cleared, so a voice on the same cores gets them first."""
+
+    name: str
+    on_this_cpu: bool
+
+    def stream(self, messages: Sequence[Message], *, gate: threading.Event | None = None) -> AsyncIterator[str]: ...

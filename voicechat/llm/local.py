@@ -128,6 +128,8 @@ def _load(path: str, threads: int, n_ctx: int) -> tuple[Any, threading.Lock]:
 class LocalChat:
     """llama.cpp in-process. One loaded model per (path, threads) is shared by all sessions."""
 
+    on_this_cpu = True  # decodes on the cores the voice needs too (see voicechat.reply)
+
     def __init__(self, model_path: str | None = None, *, language: str = "en-US", max_tokens: int = 50,
                  temperature: float = 0.3, threads: int = 0, n_ctx: int = 2048) -> None:
         self.model_path = model_path or gemma_gguf_path()
@@ -166,10 +168,13 @@ class LocalChat:
         finally:
             self._lock.release()
 
-    async def stream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[Message], *,
+                     gate: threading.Event | None = None) -> AsyncIterator[str]:
+        """``gate``: cleared by the caller to pause decoding between tokens (while the first words are
+        voiced on the same cores; see :mod:`voicechat.reply`). The model's lock stays held meanwhile."""
         prompt = build_prompt(messages, self.language)
         started = False
-        async for text in workers.iterate(self._generate, prompt):
+        async for text in workers.iterate(self._generate, prompt, gate=gate):
             if not started:
                 text = text.lstrip()
                 started = bool(text)

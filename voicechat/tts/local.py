@@ -78,6 +78,8 @@ def _split(pcm: np.ndarray, rate: int) -> list[np.ndarray]:
 class PiperTTS:
     """Piper voice; ``speed`` > 1 speaks faster (length_scale = 1 / speed)."""
 
+    on_this_cpu = True
+
     def __init__(self, voice: str | None = None, speed: float = 1.0, *, deterministic: bool = False,
                  threads: int = 0, spin: bool = False) -> None:
         if voice:
@@ -111,6 +113,8 @@ ESPEAK_VOICES = {"ko-KR": "ko", "ja-JP": "ja", "zh-CN": "cmn", "en-US": "en-us"}
 
 class EspeakTTS:
     """espeak-ng through its command line: robotic, but it speaks languages Piper's voice does not."""
+
+    on_this_cpu = True
 
     sample_rate = 22_050
 
