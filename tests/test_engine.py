@@ -332,3 +332,66 @@ def test_speech_start_reads_the_history_into_the_model_so_the_turn_reads_only_it
     assert cached[: len(want)] == want, "the history is not what the model holds"
     reply = next(e.text for e in events if isinstance(e, ReplyDone))
     assert "rome" in reply.lower()
+
+
+def test_the_reply_model_waits_while_the_first_words_are_voiced(offline) -> None:  # type: ignore[no-untyped-def]
+    """On two cores Piper took ~205 ms for the first four words while llama.cpp went on writing
+    beside it, ~110 ms alone: the LLM waits between tokens until the first piece has audio (at
+    most the token it was already computing gets out), then writes the rest of the reply."""
+    import time
+
+    from voicechat.llm.base import Message
+    from voicechat.llm.local import LocalChat
+    from voicechat.reply import ReplyPipeline
+
+    s, _stt, llm, tts = offline
+    writer = LocalChat(llm.model_path, temperature=0.0, max_tokens=40)  # the same loaded model, greedy
+    marks: list[tuple[float, object]] = []
+
+    async def run():  # type: ignore[no-untyped-def]
+        pipeline = ReplyPipeline(1, writer, tts, 24000, lambda e: marks.append((time.perf_counter(), e)))
+        return await pipeline.run([Message("system", s.prompt()),
+                                   Message("user", "Tell me a long story about a brave knight, a dragon and a king.")])
+
+    times = asyncio.run(run())
+    assert times.first_sentence is not None and times.first_audio is not None
+    deltas = [t for t, e in marks if isinstance(e, ReplyDelta)]
+    while_voicing = [t for t in deltas if times.first_sentence < t < times.first_audio]
+    after = [t for t in deltas if t > times.first_audio]
+    assert len(after) >= 4, f"the reply was too short to tell: {times.text!r}"
+    assert len(while_voicing) <= 1, f"{len(while_voicing)} tokens were written while the first piece was voiced"
+
+
+def test_a_caption_of_the_words_so_far_is_read_into_the_model_before_the_pause(offline, make_speech) -> None:  # type: ignore[no-untyped-def]
+    """Each live caption's words are read into the local model while the user is still talking,
+    so at their pause the end-of-turn score and the reply read only the last words, not the line."""
+    from voicechat.llm.base import Message
+    from voicechat.llm.line_end import words_only
+    from voicechat.llm.local import prompt_before_reply
+
+    s, _stt, llm, _tts = offline
+    question = "Could you please tell me the name of the tallest mountain in the whole world?"
+    frames, rate = iter_wav_frames(make_speech(question, rate=16000))
+
+    async def run():  # type: ignore[no-untyped-def]
+        conv = _conv(offline)
+        caption = None
+        for f in frames:  # in real time, as a microphone sends it
+            await conv.feed(f, rate)
+            await asyncio.sleep(len(f) / rate)
+            caption = caption or next((e.text for e in conv.drain() if isinstance(e, PartialTranscript)), None)
+            if caption is not None:
+                break
+        assert caption is not None, "no caption while the user spoke"
+        await conv._priming
+        prompt = prompt_before_reply([*conv.history.messages(s.prompt(), s.history_messages),
+                                      Message("user", words_only(caption))], llm.language)
+        with llm.using_model() as model:
+            want = model.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+            cached = list(model.input_ids[: model.n_tokens])
+        await conv.aclose()
+        return caption, want, cached
+
+    caption, want, cached = asyncio.run(run())
+    assert len(caption.split()) >= 2
+    assert cached == want, f"the model does not hold the caption {caption!r}"

@@ -95,7 +95,7 @@ class Conversation:
         # The live transcript's STT; see make_interim_stt for why it may differ from ``stt``.
         self.captions = LiveCaptions(make_interim_stt(s, stt) if interim_stt == "auto" else interim_stt,
                                      self.turns, self._emit, language=s.language,
-                                     interval_ms=s.partial_interval_ms)
+                                     interval_ms=s.partial_interval_ms, heard=self._prime)
         self._pieces: list[asyncio.Task[str]] = []
         self._overlap = False  # the utterance under way began over a reply and is not yet a barge-in
         self._closed = False
@@ -229,11 +229,16 @@ class Conversation:
         # Speech over a reply is not a barge-in until it has enough voice (see feed_16k).
         self._overlap = self.replying
         self.captions.new_utterance()
-        if not self.replying and (self._priming is None or self._priming.done()):
-            s = self.settings
-            self._priming = prime_next_turn(self.llm, self.history.messages(s.prompt(), s.history_messages))
+        self._prime()
         self._set_state(State.LISTENING)
         self._emit(SpeechStarted(ev.at / RATE))
+
+    def _prime(self, heard: str = "") -> None:
+        """The local reply model reads the conversation, and the user's words so far (a caption), ahead
+        of the turn: the score and the reply then read only what the final transcript adds."""
+        if not self.replying and (self._priming is None or self._priming.done()):
+            s = self.settings
+            self._priming = prime_next_turn(self.llm, self.history.messages(s.prompt(), s.history_messages), heard)
 
     def _earlier_text(self) -> str:
         """What the utterance's pieces transcribed so far said (a long monologue is cut in pieces)."""

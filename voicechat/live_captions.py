@@ -23,10 +23,11 @@ class LiveCaptions:
     """Emits :class:`PartialTranscript` for the utterance under way, every ``interval_ms`` of it."""
 
     def __init__(self, stt: SpeechToText | None, turns: TurnDetector, emit: Callable[[Event], None], *,
-                 language: str, interval_ms: int) -> None:
+                 language: str, interval_ms: int, heard: Callable[[str], None] | None = None) -> None:
         self.stt = stt
         self._turns = turns
         self._emit = emit
+        self._heard = heard  # the engine reads each caption's words ahead into the reply model
         self._language = language
         self._interval_ms = interval_ms
         self._utterance = 0  # counts utterances, so late captions of an old one are dropped
@@ -61,4 +62,7 @@ class LiveCaptions:
         except VoicechatError:
             return  # an interim result is best-effort; the final transcript reports errors
         if text and utterance == self._utterance and self._turns.speaking:
-            self._emit(PartialTranscript(f"{earlier()} {text}".strip()))
+            words = f"{earlier()} {text}".strip()
+            self._emit(PartialTranscript(words))
+            if self._heard is not None:
+                self._heard(words)

@@ -37,12 +37,16 @@ async def warm_up_once(llm: ChatModel, prompt: str, messages: Sequence[Message],
             pass
 
 
-def prime_next_turn(llm: ChatModel, messages: Sequence[Message]) -> asyncio.Future[None] | None:
+def prime_next_turn(llm: ChatModel, messages: Sequence[Message], heard: str = "") -> asyncio.Future[None] | None:
     """On the engine's loop, when the user starts to speak: a local reply model (one with
     ``prime``) reads the conversation so far into its cache on a worker thread, so the turn that
     follows reads only the user's new words. Without it a turn after another conversation used
     the shared model, or after the history window moved on, re-read ~90 tokens (~0.4 s on 2 cores)
     between the user's pause and the first word. A failed prime costs only that head start.
+
+    ``heard``: a caption of the words said so far, read in as the user's line (without the
+    punctuation Whisper ends it with, as the end-of-turn score reads it). The final transcript
+    mostly extends it, so the score after the pause reads a word or two instead of the whole line.
 
     Not for a local scorer beside a cloud reply model: there the score is the only local work,
     and with many sessions on one server priming for each would keep its one cache busy for nothing.
@@ -50,6 +54,10 @@ def prime_next_turn(llm: ChatModel, messages: Sequence[Message]) -> asyncio.Futu
     prime = getattr(llm, "prime", None)
     if prime is None:
         return None
+    if heard:
+        from voicechat.llm.line_end import words_only
+
+        messages = [*messages, Message("user", words_only(heard))]
     future = workers.submit(prime, messages)
     future.add_done_callback(lambda f: f.cancelled() or f.exception())
     return future
