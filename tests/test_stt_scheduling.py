@@ -17,9 +17,15 @@ def test_whisper_loops_are_cut_back_to_what_was_said() -> None:
     assert _cut_loop("Turn on the lights and close the door. Turn on the lights and") == \
         "Turn on the lights and close the door."
     assert _cut_loop("Hi there. What time is it? What time is it? What") == "Hi there. What time is it?"
+    # After a pause mid-sentence (the bench's paused-speech set), the end of the sentence loops.
+    assert _cut_loop("So I was thinking that maybe we could Go to the beach tomorrow Go to the beach tomorrow "
+                     "Go to the beach tomorrow") == "So I was thinking that maybe we could Go to the beach tomorrow"
+    assert _cut_loop("I'd like to book a table for two people tonight, two people tonight, two") == \
+        "I'd like to book a table for two people tonight"
     # Real speech stays as it is.
     for said in ("What is 2 plus 2?", "Hi there. What time is it?", "I said no, no. Not that one.",
-                 "Very very good.", ""):
+                 "Very very good.", "It was the best of times, it was the worst of times.",
+                 "I said go away, go away.", "Yes yes yes, I know.", ""):
         assert _cut_loop(said) == said
 
 

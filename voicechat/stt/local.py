@@ -231,9 +231,12 @@ class LocalSTT:
 def _cut_loop(text: str) -> str:
     """"What time is it? What time is it? What time" → "What time is it?": Whisper's looping failure.
 
-    Two shapes: the whole text is one phrase said over and over (the last copy maybe cut short),
-    or from some sentence on, every sentence repeats an earlier one. Real speech repeated word for
-    word ("Hello? Hello?") loses only the echo, which changes nothing for the reply.
+    Three shapes: the whole text is one phrase said over and over (the last copy maybe cut short);
+    a sentence whose last phrase of two or more words repeats to the end, over more than two
+    copies' worth of words ("…we could go to the beach tomorrow go to the beach tomorrow go to the
+    beach tomorrow", after a pause mid-sentence); or from some sentence on, every sentence repeats
+    an earlier one. Real speech repeated word for word ("Hello? Hello?") loses only the echo,
+    which changes nothing for the reply.
     """
     words = text.split()
     norm = [re.sub(r"[^\w']", "", w.lower()) for w in words]
@@ -241,6 +244,8 @@ def _cut_loop(text: str) -> str:
         if all(norm[i] == norm[i % k] for i in range(k, len(words))):
             text = " ".join(words[:k])
             break
+    else:
+        text = _cut_tail_loop(words, norm, text)
     kept: list[list[str]] = []
     out: list[str] = []
     for part in (p for p in re.split(r"(?<=[.?!])\s+", text.strip()) if p):
@@ -250,6 +255,16 @@ def _cut_loop(text: str) -> str:
         kept.append(said)
         out.append(part)
     return " ".join(out)
+
+
+def _cut_tail_loop(words: list[str], norm: list[str], text: str) -> str:
+    """The text up to the first copy of a phrase (two words or more) that then repeats to the end."""
+    for start in range(1, len(words)):
+        tail = norm[start:]
+        for k in range(2, len(tail) // 2 + 1):
+            if len(tail) > 2 * k and all(tail[i] == tail[i - k] for i in range(k, len(tail))):
+                return " ".join(words[: start + k]).rstrip(",;:")
+    return text
 
 
 _LOOP = re.compile(r"(\S.{0,11}?)(?:[\s,、，。.]*\1){4,}")
