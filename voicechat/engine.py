@@ -235,8 +235,9 @@ class Conversation:
 
     def _prime(self, heard: str = "") -> None:
         """The local reply model reads the conversation, and the user's words so far (a caption), ahead
-        of the turn: the score and the reply then read only what the final transcript adds."""
-        if not self.replying and (self._priming is None or self._priming.done()):
+        of the turn: the score and the reply then read only what the final transcript adds. Not while
+        a turn is prepared ahead: a late caption must not make its score wait for the model."""
+        if not self.replying and self.held_turn is None and (self._priming is None or self._priming.done()):
             s = self.settings
             self._priming = prime_next_turn(self.llm, self.history.messages(s.prompt(), s.history_messages), heard)
 
