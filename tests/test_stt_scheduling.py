@@ -69,3 +69,28 @@ def test_a_live_caption_in_progress_never_makes_the_final_transcript_wait(piper_
     # With nobody waiting, a caption is a transcript of what it was given.
     caption_alone = stt._interim_sync(heard_so_far, None)
     assert caption_alone.startswith("How many") and "hour" not in caption_alone
+
+
+@pytest.mark.slow
+def test_words_after_a_pause_mid_sentence_are_transcribed() -> None:
+    """The turn holds the user's pause; Whisper, in a window sized to the clip, used to stop at it
+    ("Can you tell me about this?"). The bench's recordings, cut into turns as the engine cuts them."""
+    import numpy as np
+
+    from voicechat.audio import InputConverter, iter_wav_frames
+    from voicechat.benchmark.paused_run import PAUSED_DIR
+    from voicechat.end_of_turn import TurnConfig, TurnDetector, TurnEnd
+    from voicechat.stt.local import LocalSTT
+    from voicechat.vad import SileroVAD
+
+    stt = LocalSTT()
+    heard = {}
+    for name in ("p03_piper_22050.wav", "p10_espeak_22050.wav"):
+        frames, rate = iter_wav_frames(PAUSED_DIR / name)
+        conv, det = InputConverter(), TurnDetector(SileroVAD(), TurnConfig(end_of_turn_ms=1600))
+        turns = [e.audio for f in [*frames, *[np.zeros_like(frames[0])] * 120]
+                 for e in det.feed(conv.convert(f, rate)) if isinstance(e, TurnEnd)]
+        assert len(turns) == 1  # one turn across the pause, as semantic end of turn holds it
+        heard[name] = stt.transcribe_sync(turns[0]).lower()
+    assert "history of rome" in heard["p03_piper_22050.wav"], heard
+    assert "castle" in heard["p10_espeak_22050.wav"] and "dragon" in heard["p10_espeak_22050.wav"], heard
