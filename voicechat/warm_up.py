@@ -37,6 +37,9 @@ async def warm_up_once(llm: ChatModel, prompt: str, messages: Sequence[Message],
             pass
 
 
+CAPTION_TOKENS = 48  # ~10 s of speech; re-reading a history (~100–300 tokens) is left to speech start
+
+
 def prime_next_turn(llm: ChatModel, messages: Sequence[Message], heard: str = "") -> asyncio.Future[None] | None:
     """On the engine's loop, when the user starts to speak: a local reply model (one with
     ``prime``) reads the conversation so far into its cache on a worker thread, so the turn that
@@ -47,6 +50,8 @@ def prime_next_turn(llm: ChatModel, messages: Sequence[Message], heard: str = ""
     ``heard``: a caption of the words said so far, read in as the user's line (without the
     punctuation Whisper ends it with, as the end-of-turn score reads it). The final transcript
     mostly extends it, so the score after the pause reads a word or two instead of the whole line.
+    Only when the cache still holds this conversation, so that just the words are left to read
+    (at most ``CAPTION_TOKENS``).
 
     Not for a local scorer beside a cloud reply model: there the score is the only local work,
     and with many sessions on one server priming for each would keep its one cache busy for nothing.
@@ -57,7 +62,8 @@ def prime_next_turn(llm: ChatModel, messages: Sequence[Message], heard: str = ""
     if heard:
         from voicechat.llm.line_end import words_only
 
-        messages = [*messages, Message("user", words_only(heard))]
-    future = workers.submit(prime, messages)
+        future = workers.submit(prime, [*messages, Message("user", words_only(heard))], most=CAPTION_TOKENS)
+    else:
+        future = workers.submit(prime, messages)
     future.add_done_callback(lambda f: f.cancelled() or f.exception())
     return future

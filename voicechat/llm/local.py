@@ -153,18 +153,21 @@ class LocalChat:
         with self._lock:
             self._llm.create_completion(prompt, max_tokens=1, temperature=0.0)
 
-    def prime(self, messages: Sequence[Message]) -> None:
+    def prime(self, messages: Sequence[Message], *, most: int | None = None) -> None:
         """Blocking (worker thread): read the conversation so far into the KV cache, ahead of the next turn.
 
         Called when the user starts speaking, so the words they are saying are all the next turn
         has left to read. Only the part not already cached is read: nothing, when the previous
-        turn's prompt and reply are still there. Skipped while another conversation holds the model.
+        turn's prompt and reply are still there. Skipped while another conversation holds the model,
+        and when more than ``most`` tokens would have to be read (a caption's words, not the history
+        again after another conversation took the cache: with several people talking at once that
+        would re-read each history every caption).
         """
         prompt = prompt_before_reply(messages, self.language)
         if not self._lock.acquire(blocking=False):
             return  # another conversation is using the model: it would only take the cache back
         try:
-            extend_cache(self._llm, prompt, live_logits=False)
+            extend_cache(self._llm, prompt, live_logits=False, most=most)
         finally:
             self._lock.release()
 
@@ -203,12 +206,13 @@ def prompt_before_reply(messages: Sequence[Message], language: str) -> str:
     return prompt[: prompt.rindex("\nAssistant:")]
 
 
-def extend_cache(llm: Any, prompt: str, *, live_logits: bool) -> None:
+def extend_cache(llm: Any, prompt: str, *, live_logits: bool, most: int | None = None) -> None:
     """Make llama's KV cache hold ``prompt``, reading only what it does not already hold (caller has the lock).
 
     ``live_logits``: the last position's logits are read next, so its token is re-read even when
     cached (logits of an earlier evaluation are stale). Keeps ``n_tokens``/``input_ids`` in step
-    with the cache, so the next completion's own prefix match stays correct.
+    with the cache, so the next completion's own prefix match stays correct. ``most``: read nothing
+    if more tokens than that are missing.
     """
     tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
     keep = 0
@@ -218,7 +222,7 @@ def extend_cache(llm: Any, prompt: str, *, live_logits: bool) -> None:
         keep += 1
     if live_logits:
         keep = min(keep, len(tokens) - 1)
-    if keep >= len(tokens):
+    if keep >= len(tokens) or (most is not None and len(tokens) - keep > most):
         return
     llm.n_tokens = keep
     llm.eval(tokens[keep:])
