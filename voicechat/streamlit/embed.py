@@ -112,6 +112,10 @@ def admit_connection(session: VoiceSession, keys: StreamerKeys, limit: int) -> b
     admitted = session_limit.admit(session.id, wants, limit)
     if wants:
         session.refused_at_limit = None if admitted else limit
+        if not admitted:
+            # Here, before the run's first element: a rerun can interrupt a run only at an st call,
+            # and one interrupted later than this once left a refused session's engine running.
+            session.close_engine()
     return admitted
 
 
