@@ -16,6 +16,7 @@ import os
 import statistics
 import threading
 import time
+from typing import Any
 
 PIECE = "The tallest mountain in"
 
@@ -25,15 +26,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from llama_cpp import Llama
-
     from voicechat.benchmark.machine import machine_report
-    from voicechat.models import gemma_gguf_path
+    from voicechat.llm.local import LocalChat
     from voicechat.tts.local import PiperTTS
 
     tts = PiperTTS()
-    threads = min(4, os.cpu_count() or 2)  # as LocalChat chooses
-    llm = Llama(gemma_gguf_path(), n_ctx=2048, n_threads=threads, n_batch=64, n_ubatch=64, verbose=False)
+    with LocalChat().using_model() as llm:  # the model as the engine loads it (threads, batches)
+        run(tts, llm, args.rounds, machine_report(None).get("cpu_model", "unknown CPU"))
+
+
+def run(tts: Any, llm: Any, rounds: int, cpu: str) -> None:
     prompt = llm.tokenize(b"User: Tell me a long story about a dragon.\nAssistant:", add_bos=True)
 
     def first_audio_ms() -> float:
@@ -53,12 +55,12 @@ def main() -> None:
 
     for _ in range(3):
         first_audio_ms()
-    piper_alone = [first_audio_ms() for _ in range(args.rounds)]
+    piper_alone = [first_audio_ms() for _ in range(rounds)]
     decode_alone: list[float] = []
     for _ in range(3):
         decode(10, decode_alone)
     piper_beside, decode_beside = [], []
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         steps: list[float] = []
         writer = threading.Thread(target=decode, args=(14, steps))
         writer.start()
@@ -67,8 +69,7 @@ def main() -> None:
         writer.join()
         decode_beside += steps[2:]
     m = statistics.median
-    cpu = machine_report(None).get("cpu_model", "unknown CPU")
-    print(f"CPU: {cpu}, {os.cpu_count()} cores; llama.cpp threads {threads}")
+    print(f"CPU: {cpu}, {os.cpu_count()} cores; llama.cpp threads {llm.n_threads}")
     print(f"Piper first audio of {PIECE!r}: alone {m(piper_alone):.0f} ms, beside decoding "
           f"{m(piper_beside):.0f} ms (x{m(piper_beside) / m(piper_alone):.2f})")
     print(f"Gemma decode: alone {m(decode_alone):.1f} ms/token, beside Piper {m(decode_beside):.1f} ms/token")
