@@ -70,8 +70,10 @@ def run(tts: Any, llm: Any, rounds: int, cpu: str) -> None:
         decode_beside += steps[2:]
     m = statistics.median
     print(f"CPU: {cpu}, {os.cpu_count()} cores; llama.cpp threads {llm.n_threads}")
-    print(f"Piper first audio of {PIECE!r}: alone {m(piper_alone):.0f} ms, beside decoding "
-          f"{m(piper_beside):.0f} ms (x{m(piper_beside) / m(piper_alone):.2f})")
+    print(
+        f"Piper first audio of {PIECE!r}: alone {m(piper_alone):.0f} ms, beside decoding "
+        f"{m(piper_beside):.0f} ms (x{m(piper_beside) / m(piper_alone):.2f})"
+    )
     print(f"Gemma decode: alone {m(decode_alone):.1f} ms/token, beside Piper {m(decode_beside):.1f} ms/token")
 
 

@@ -34,14 +34,20 @@ PAUSED_TURNS: list[tuple[str, int, list[str | float]]] = [
     ("piper", 22050, ["Can you tell me about the", 1.2, "history of Rome?"]),
     ("espeak", 16000, ["I went to the store and", 1.0, "bought some apples."]),
     ("piper", 44100, ["Um,", 0.9, "what time is it in Tokyo?"]),
-    ("piper", 48000, ["It was the best of times,", 0.7, "it was the worst of times,", 0.8,
-                      "it was the age of wisdom."]),
+    (
+        "piper",
+        48000,
+        ["It was the best of times,", 0.7, "it was the worst of times,", 0.8, "it was the age of wisdom."],
+    ),
     ("espeak", 48000, ["So I was thinking that maybe we could", 1.5, "go to the beach tomorrow."]),
     ("piper", 16000, ["First, open the window,", 0.6, "then close the door,", 0.9, "and turn off the lights."]),
     ("piper", 22050, ["My favourite colours are red and", 1.1, "blue."]),
     ("espeak", 22050, ["Tell me a story about a dragon who", 1.3, "lives in a castle."]),
-    ("piper", 44100, ["When I was young,", 0.8, "I lived in a small town by the sea,", 1.0,
-                      "and every morning I walked to school."]),
+    (
+        "piper",
+        44100,
+        ["When I was young,", 0.8, "I lived in a small town by the sea,", 1.0, "and every morning I walked to school."],
+    ),
     ("piper", 48000, ["Please remind me to call", 0.7, "my mother at six."]),
     ("espeak", 16000, ["Um,", 1.2, "how do I say thank you in", 0.9, "Japanese?"]),
     ("piper", 16000, ["I need a recipe for", 1.0, "chocolate cake, and", 0.8, "it has to be easy."]),
@@ -100,8 +106,14 @@ def make_paused(voice: PiperTTS) -> None:
         name = f"p{i + 1:02d}_{engine}_{rate}.wav"
         _store(audio, src_rate, PAUSED / name, rate)
         text = " ".join(p for p in pieces if isinstance(p, str))
-        manifest.append({"file": name, "text": text, "pauses": sum(isinstance(p, float) for p in pieces),
-                         "speech_end_s": round(len(audio) / src_rate, 3)})
+        manifest.append(
+            {
+                "file": name,
+                "text": text,
+                "pauses": sum(isinstance(p, float) for p in pieces),
+                "speech_end_s": round(len(audio) / src_rate, 3),
+            }
+        )
         print(name, pieces)
     (PAUSED / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 

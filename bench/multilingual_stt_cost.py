@@ -55,9 +55,15 @@ def main() -> None:
                     heard.append(model.transcribe_sync(audio, lang))
                     cpu.append(time.process_time() - t0)
                     audio_s += len(audio) / 16000
-                row = {"language": lang, "model": name, "window": window,
-                       "cpu_ms_median": round(1000 * statistics.median(cpu)),
-                       "cpu_s_per_audio_s": round(sum(cpu) / audio_s, 3), "heard": heard, "said": texts}
+                row = {
+                    "language": lang,
+                    "model": name,
+                    "window": window,
+                    "cpu_ms_median": round(1000 * statistics.median(cpu)),
+                    "cpu_s_per_audio_s": round(sum(cpu) / audio_s, 3),
+                    "heard": heard,
+                    "said": texts,
+                }
                 out["rows"].append(row)
                 print(json.dumps(row, ensure_ascii=False), flush=True)
     out["loadavg_after"] = loadavg()

@@ -60,8 +60,9 @@ def resets(server: AppServer) -> int:
     return server.log_text().count("was not rendered for")
 
 
-def one_start(server: AppServer, page: Any, index: int, hold_s: float, console: list[tuple[float, str]],
-              work: Path) -> dict[str, object]:
+def one_start(
+    server: AppServer, page: Any, index: int, hold_s: float, console: list[tuple[float, str]], work: Path
+) -> dict[str, object]:
     def pump(seconds: float) -> None:  # sleep while Playwright keeps delivering the page's events
         page.wait_for_timeout(seconds * 1000)
 
@@ -102,8 +103,12 @@ def one_start(server: AppServer, page: Any, index: int, hold_s: float, console: 
     result["browser_connected"] = any(s["state"] == "connected" for s in inbound_audio(page))
     try:
         press(page, STOP, timeout=10)
-        wait_for(lambda: not server.latest().get("webrtc_active", True) and not server.latest().get("engine_alive"),
-                 20, what="the engine to stop after stop", sleep=pump)
+        wait_for(
+            lambda: not server.latest().get("webrtc_active", True) and not server.latest().get("engine_alive"),
+            20,
+            what="the engine to stop after stop",
+            sleep=pump,
+        )
         result["engine_threads_after_stop"] = server.latest().get("engine_threads")
     except Exception as exc:  # the component never reached "playing": start over on a fresh page
         result["stop"] = f"no stop ({type(exc).__name__}); reloading the page"
@@ -129,8 +134,11 @@ def main() -> int:
     if args.no_barrier:
         env["VOICECHAT_WEBRTC_BARRIER"] = "0"
     results = []
-    with AppServer(work / "stats.jsonl", work / "server.log", **env) as server, sync_playwright() as pw, \
-            chromium(pw, mic) as browser:
+    with (
+        AppServer(work / "stats.jsonl", work / "server.log", **env) as server,
+        sync_playwright() as pw,
+        chromium(pw, mic) as browser,
+    ):
         page = browser.new_page()
         console: list[tuple[float, str]] = []
         page.on("console", lambda m: console.append((time.monotonic(), m.text[:300])))
@@ -143,9 +151,11 @@ def main() -> int:
         total_resets = resets(server)
     good = sum(1 for r in results if r["ok"])
     lost = sum(1 for r in results if r.get("lost_click"))
-    print(f"\n{good}/{len(results)} starts got audio to the server "
-          f"(barrier {'off' if args.no_barrier else 'on'}; orphan-context resets in the server log: {total_resets}; "
-          f"start clicks the component ignored, then retried: {lost}); logs in {work}")
+    print(
+        f"\n{good}/{len(results)} starts got audio to the server "
+        f"(barrier {'off' if args.no_barrier else 'on'}; orphan-context resets in the server log: {total_resets}; "
+        f"start clicks the component ignored, then retried: {lost}); logs in {work}"
+    )
     return 0 if good == len(results) else 1
 
 

@@ -33,5 +33,7 @@ with plan:
             st.text(f"You: {chat.last_transcript}")  # st.text: user and model words are never Markdown
         if chat.last_reply:
             st.text(f"Assistant: {chat.last_reply}")
-        st.caption(f"{len(chat.history.entries)} messages · {chat.state.value}"
-                   + (" · microphone connected" if chat.connected else ""))
+        st.caption(
+            f"{len(chat.history.entries)} messages · {chat.state.value}"
+            + (" · microphone connected" if chat.connected else "")
+        )

@@ -18,8 +18,11 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VOICECHAT_ICE_SERVERS", "[]")
-for _name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", *(f"VOICECHAT_{stage}_{what}" for stage in ("STT", "LLM", "TTS")
-                                                  for what in ("BASE_URL", "API_KEY"))):
+for _name in (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    *(f"VOICECHAT_{stage}_{what}" for stage in ("STT", "LLM", "TTS") for what in ("BASE_URL", "API_KEY")),
+):
     os.environ.pop(_name, None)
 
 
@@ -61,8 +64,14 @@ def make_speech(speech_dir: Path, piper_voice) -> Callable[..., Path]:  # type: 
     """``make_speech(text, rate=16000, channels=1, engine="piper", lead_s=0.3, trail_s=1.0)`` → WAV path."""
     cache: dict[tuple[object, ...], Path] = {}
 
-    def make(text: str, rate: int = 16000, channels: int = 1, engine: str = "piper",
-             lead_s: float = 0.3, trail_s: float = 1.0) -> Path:
+    def make(
+        text: str,
+        rate: int = 16000,
+        channels: int = 1,
+        engine: str = "piper",
+        lead_s: float = 0.3,
+        trail_s: float = 1.0,
+    ) -> Path:
         key = (text, rate, channels, engine, lead_s, trail_s)
         if key in cache:
             return cache[key]

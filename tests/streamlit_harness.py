@@ -68,8 +68,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.25, what: str = "condition",
-             sleep: Callable[[float], None] = time.sleep) -> T:
+def wait_for(
+    predicate: Callable[[], T],
+    timeout: float,
+    interval: float = 0.25,
+    what: str = "condition",
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Poll ``predicate`` until it returns something truthy; raise TimeoutError naming ``what``.
 
     Pass ``sleep=lambda s: page.wait_for_timeout(s * 1000)`` to keep Playwright's events flowing.
@@ -97,15 +102,37 @@ class AppServer:
         self.stats_path = stats_path
         self.log_path = log_path
         self.env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-        self.env.update({"VOICECHAT_ICE_SERVERS": "[]", "HF_HUB_OFFLINE": "1", "VOICECHAT_TEST_STATS": str(stats_path),
-                         "VOICECHAT_ECHO_CANCELLATION": "0", "VOICECHAT_WEBRTC_DEBUG": "1", "PYTHONUNBUFFERED": "1",
-                         **env})
+        self.env.update(
+            {
+                "VOICECHAT_ICE_SERVERS": "[]",
+                "HF_HUB_OFFLINE": "1",
+                "VOICECHAT_TEST_STATS": str(stats_path),
+                "VOICECHAT_ECHO_CANCELLATION": "0",
+                "VOICECHAT_WEBRTC_DEBUG": "1",
+                "PYTHONUNBUFFERED": "1",
+                **env,
+            }
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> AppServer:
-        cmd = [sys.executable, "-m", "streamlit", "run", self.script, "--server.headless", "true",
-               "--server.port", str(self.port), "--server.address", "127.0.0.1",
-               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            self.script,
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(self.port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ]
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         wait_for(self._healthy, 60, what=f"the Streamlit server on port {self.port} (log: {self.log_path})")
@@ -156,11 +183,23 @@ def chromium(playwright: Any, fake_mic: Path) -> Iterator[Any]:
         raise RuntimeError("chromium is not installed (apt-get install chromium)")
     with tempfile.TemporaryDirectory(prefix="voicechat-chromium-") as profile:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=exe, headless=True, viewport={"width": 1280, "height": 2200},
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
-                  "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={fake_mic}",
-                  "--autoplay-policy=no-user-gesture-required"])
+            profile,
+            executable_path=exe,
+            headless=True,
+            viewport={"width": 1280, "height": 2200},
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={fake_mic}",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
         context.add_init_script(CAPTURE_PCS)
         try:
             yield context

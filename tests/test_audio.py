@@ -29,8 +29,9 @@ def _similarity(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000])
 @pytest.mark.parametrize("channels", [1, 2])
 @pytest.mark.parametrize("fmt", ["s16", "flt", "fltp", "s16p"])
-def test_frames_convert_to_16k_mono_preserving_speech(make_speech, tmp_path: Path, rate: int, channels: int,
-                                                     fmt: str) -> None:
+def test_frames_convert_to_16k_mono_preserving_speech(
+    make_speech, tmp_path: Path, rate: int, channels: int, fmt: str
+) -> None:
     path: Path = make_speech(SENTENCE, rate=rate, channels=channels)
     ref_path = tmp_path / "ref.wav"
     _resample_wav(path, ref_path, 16000, 1)  # sox converts the very same file: the yardstick

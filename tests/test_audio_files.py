@@ -65,8 +65,9 @@ def test_python_wave_refuses_these_files(question_files: dict[str, Path]) -> Non
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_every_format_becomes_20ms_frames_of_the_same_speech(question_files: dict[str, Path], make_speech,
-                                                             name: str) -> None:
+def test_every_format_becomes_20ms_frames_of_the_same_speech(
+    question_files: dict[str, Path], make_speech, name: str
+) -> None:
     frames, rate = iter_wav_frames(question_files[name])
     assert rate in (44100, 48000, 22050)
     assert all(f.dtype == np.int16 and f.shape[0] == rate // 50 for f in frames[:-1])
@@ -80,8 +81,9 @@ def test_every_format_becomes_20ms_frames_of_the_same_speech(question_files: dic
 
 
 @pytest.mark.slow
-def test_voicechat_turn_answers_every_format(question_files: dict[str, Path], tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_voicechat_turn_answers_every_format(
+    question_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for name in FORMATS:
         code = cli.main(["turn", str(question_files[name]), "--json", "--fast", "--out", str(tmp_path / "r.wav")])
         out, err = capsys.readouterr()
@@ -92,8 +94,9 @@ def test_voicechat_turn_answers_every_format(question_files: dict[str, Path], tm
 
 
 @pytest.mark.parametrize("command", ["turn", "transcribe"])
-def test_unreadable_file_is_one_line_error_before_any_model_loads(tmp_path: Path, command: str,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreadable_file_is_one_line_error_before_any_model_loads(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "question.wav"
     bad.write_text("this is not audio\n")
     missing = tmp_path / "nowhere.flac"

@@ -14,14 +14,34 @@ from voicechat.benchmark.report import write_docs
 
 def _result(machine: dict[str, Any], v2v: float) -> dict[str, Any]:
     return {
-        "machine": machine, "backends": {"stt": "local", "llm": "local", "tts": "local"}, "turns": 1,
-        "questions": ["q.wav"], "cpu_count": 2, "end_of_turn_ms": 500,
-        "voice_to_voice_ms": {"p50": v2v, "p95": v2v, "max": v2v}, "stages_ms": {"stt_ms": 1.0},
-        "overhead_ms": 1.0, "sequential_ms": {"p50": 1.0, "p95": 1.0}, "sequential_ratio": 0.5,
-        "frame_path_realtime_factor": 100.0, "rss_mb": 1.0, "rss_growth_mb": 0.0,
-        "per_turn": [{"question": "q.wav", "transcript": "hi", "reply": "hello", "v2v_ms": v2v,
-                      "sequential_ms": 1.0, "speculative": True, "started_after_eos_ms": 1.0, "stt_ms": 1.0,
-                      "first_sentence_ms": 1.0, "tts_first_audio_ms": 1.0}],
+        "machine": machine,
+        "backends": {"stt": "local", "llm": "local", "tts": "local"},
+        "turns": 1,
+        "questions": ["q.wav"],
+        "cpu_count": 2,
+        "end_of_turn_ms": 500,
+        "voice_to_voice_ms": {"p50": v2v, "p95": v2v, "max": v2v},
+        "stages_ms": {"stt_ms": 1.0},
+        "overhead_ms": 1.0,
+        "sequential_ms": {"p50": 1.0, "p95": 1.0},
+        "sequential_ratio": 0.5,
+        "frame_path_realtime_factor": 100.0,
+        "rss_mb": 1.0,
+        "rss_growth_mb": 0.0,
+        "per_turn": [
+            {
+                "question": "q.wav",
+                "transcript": "hi",
+                "reply": "hello",
+                "v2v_ms": v2v,
+                "sequential_ms": 1.0,
+                "speculative": True,
+                "started_after_eos_ms": 1.0,
+                "stt_ms": 1.0,
+                "first_sentence_ms": 1.0,
+                "tts_first_audio_ms": 1.0,
+            }
+        ],
     }
 
 
@@ -44,10 +64,18 @@ def test_whisper_isa_cap_is_reported_as_used(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_each_machine_keeps_its_own_figures_in_the_docs(tmp_path: Path) -> None:
-    avx512 = {"cpu_model": "Xeon A", "cpu_count": 2, "cpu_isa": "AVX-512 + AMX", "isa_env": {},
-              "runtime_isa": {"ctranslate2": "AVX2", "mkl": "AVX-512 + AMX", "llama.cpp": "AVX2"}}
-    avx2 = {**avx512, "isa_env": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},
-            "runtime_isa": {**avx512["runtime_isa"], "mkl": "AVX2"}}
+    avx512 = {
+        "cpu_model": "Xeon A",
+        "cpu_count": 2,
+        "cpu_isa": "AVX-512 + AMX",
+        "isa_env": {},
+        "runtime_isa": {"ctranslate2": "AVX2", "mkl": "AVX-512 + AMX", "llama.cpp": "AVX2"},
+    }
+    avx2 = {
+        **avx512,
+        "isa_env": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+        "runtime_isa": {**avx512["runtime_isa"], "mkl": "AVX2"},
+    }
     write_docs(_result(avx512, 512.5), tmp_path, "avx512")
     write_docs(_result(avx2, 777.5), tmp_path, "avx2")
     write_docs(_result(avx2, 599.5), tmp_path, "avx2")  # a re-run replaces only its own block

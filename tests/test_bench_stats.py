@@ -52,11 +52,19 @@ def test_ratio_is_taken_turn_by_turn() -> None:
 def test_turn_taking_table_reports_both_modes_and_the_ratio() -> None:
     from voicechat.benchmark.report import turn_taking
 
-    r = {"end_of_turn": {"signals": ["silence", "text (local LLM)"], "p50_ratio": 0.55, "paired_ratio": 0.56,
-                         "semantic": {"voice_to_voice_ms": {"p50": 330.0, "p95": 900.0}, "eot_ms_p50": 224.0},
-                         "silence": {"voice_to_voice_ms": {"p50": 600.0, "p95": 700.0}, "eot_ms_p50": 512.0}},
-         "paused_speech": {"semantic": {"false_cutoffs": 0, "pauses_total": 19, "false_cutoff_rate": 0.0},
-                           "silence": {"false_cutoffs": 19, "pauses_total": 19, "false_cutoff_rate": 1.0}}}
+    r = {
+        "end_of_turn": {
+            "signals": ["silence", "text (local LLM)"],
+            "p50_ratio": 0.55,
+            "paired_ratio": 0.56,
+            "semantic": {"voice_to_voice_ms": {"p50": 330.0, "p95": 900.0}, "eot_ms_p50": 224.0},
+            "silence": {"voice_to_voice_ms": {"p50": 600.0, "p95": 700.0}, "eot_ms_p50": 512.0},
+        },
+        "paused_speech": {
+            "semantic": {"false_cutoffs": 0, "pauses_total": 19, "false_cutoff_rate": 0.0},
+            "silence": {"false_cutoffs": 19, "pauses_total": 19, "false_cutoff_rate": 1.0},
+        },
+    }
     text = "\n".join(turn_taking(r))
     assert "| semantic | 330.0 / 900.0 | 224.0 | 0 / 19 (0.0%) |" in text
     assert "| silence | 600.0 / 700.0 | 512.0 | 19 / 19 (100.0%) |" in text

@@ -9,12 +9,27 @@ from voicechat.benchmark.capacity_report import ADDED_BUDGET_MS, added_p95, max_
 PATH = {"resample_cpu_per_audio_s": 0.001, "vad_cpu_per_audio_s": 0.004}
 
 
-def level(n: int, p95: float, cores: float, *, turns_per_user: float = 4, gil: float = 1.0, late: float = 2.0,
-          rss: float = 200.0) -> dict[str, Any]:
-    return {"sessions": n, "turns": int(n * turns_per_user), "v2v_p50_ms": p95 - 100, "v2v_p95_ms": p95,
-            "excess_p95_ms": p95 - 900,
-            "cores_used": cores, "rss_mb": rss + 2.5 * n, "gil_wait_p95_ms": gil,
-            "transport_tick_late_p95_ms": late}
+def level(
+    n: int,
+    p95: float,
+    cores: float,
+    *,
+    turns_per_user: float = 4,
+    gil: float = 1.0,
+    late: float = 2.0,
+    rss: float = 200.0,
+) -> dict[str, Any]:
+    return {
+        "sessions": n,
+        "turns": int(n * turns_per_user),
+        "v2v_p50_ms": p95 - 100,
+        "v2v_p95_ms": p95,
+        "excess_p95_ms": p95 - 900,
+        "cores_used": cores,
+        "rss_mb": rss + 2.5 * n,
+        "gil_wait_p95_ms": gil,
+        "transport_tick_late_p95_ms": late,
+    }
 
 
 def test_the_limit_is_the_last_level_within_50_ms_of_one_session() -> None:

@@ -66,8 +66,9 @@ def test_full_offline_turn_gives_transcript_reply_and_audible_speech(offline, ma
     assert len(pcm) % 960 == 0 and len(pcm) / 48000 > 0.5
     assert rms_dbfs(pcm) > -35  # speech, not silence
     m = r.metrics
-    assert m is not None and all(v is not None and v >= 0 for v in
-                                 (m.stt_ms, m.llm_first_token_ms, m.tts_first_audio_ms, m.first_audio_ms))
+    assert m is not None and all(
+        v is not None and v >= 0 for v in (m.stt_ms, m.llm_first_token_ms, m.tts_first_audio_ms, m.first_audio_ms)
+    )
     assert m.first_audio_ms >= 500  # includes the end-of-turn wait
     deltas = "".join(e.text for e in r.events if isinstance(e, ReplyDelta))
     assert deltas.strip() == r.reply
@@ -77,8 +78,9 @@ def test_full_offline_turn_gives_transcript_reply_and_audible_speech(offline, ma
 
 def test_speech_during_the_reply_interrupts_it_quickly(offline, make_speech) -> None:  # type: ignore[no-untyped-def]
     question = wav_frames_as_av(make_speech(QUESTION, rate=48000, trail_s=0.8), "fltp")
-    interruption = wav_frames_as_av(make_speech("Wait, stop, I have another question.", rate=48000,
-                                                lead_s=0.0, trail_s=0.0), "fltp")
+    interruption = wav_frames_as_av(
+        make_speech("Wait, stop, I have another question.", rate=48000, lead_s=0.0, trail_s=0.0), "fltp"
+    )
 
     async def run():  # type: ignore[no-untyped-def]
         conv = _conv(offline)
@@ -187,9 +189,26 @@ def test_cli_turn_prints_json_and_writes_reply_wav(make_speech, tmp_path: Path) 
     out = tmp_path / "reply.wav"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "voicechat", "turn", str(make_speech(QUESTION, rate=44100, channels=2)),
-         "--out", str(out), "--json", "--stt", "local", "--llm", "local", "--tts", "local"],
-        capture_output=True, text=True, timeout=300, env=env,
+        [
+            sys.executable,
+            "-m",
+            "voicechat",
+            "turn",
+            str(make_speech(QUESTION, rate=44100, channels=2)),
+            "--out",
+            str(out),
+            "--json",
+            "--stt",
+            "local",
+            "--llm",
+            "local",
+            "--tts",
+            "local",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -204,12 +223,25 @@ def test_cli_turn_prints_json_and_writes_reply_wav(make_speech, tmp_path: Path) 
 
 def test_cli_transcribe_and_doctor(make_speech) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "voicechat", "transcribe",
-                           str(make_speech("Please close the window.", rate=8000)), "--stt", "local"],
-                          capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voicechat",
+            "transcribe",
+            str(make_speech("Please close the window.", rate=8000)),
+            "--stt",
+            "local",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0 and "close the window" in proc.stdout.lower()
-    proc = subprocess.run([sys.executable, "-m", "voicechat", "doctor"], capture_output=True, text=True,
-                          timeout=60, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "voicechat", "doctor"], capture_output=True, text=True, timeout=60, env=env
+    )
     assert proc.returncode == 0
     assert "local (no OPENAI_API_KEY set: offline default)" in proc.stdout
     assert "no OPENAI_API_KEY" in proc.stdout
@@ -227,8 +259,15 @@ def test_a_pause_mid_question_runs_ahead_but_leaves_no_trace_when_speech_resumes
 
     # 350 ms pause: past the 150 ms speculative point, well short of a 700 ms end of turn
     # (Piper's soft onsets can hide ~100 ms of the next word from the VAD).
-    audio = np.concatenate([np.zeros(4800, np.float32), speech("What is the capital"), np.zeros(5600, np.float32),
-                            speech("of Italy?"), np.zeros(16000, np.float32)])
+    audio = np.concatenate(
+        [
+            np.zeros(4800, np.float32),
+            speech("What is the capital"),
+            np.zeros(5600, np.float32),
+            speech("of Italy?"),
+            np.zeros(16000, np.float32),
+        ]
+    )
     s, stt, llm, tts = offline
     s = s.replace(end_of_turn_ms=700)
 
@@ -262,6 +301,7 @@ def test_stop_at_the_first_reply_audio_lets_no_more_audio_out_and_listens_again(
     interruption (the page has already flushed its queue), and the lights go back to listening and
     stay there. A late chunk used to relight "speaking" with nothing left to turn it off.
     """
+
     async def run(request: str):  # type: ignore[no-untyped-def]
         events: list[object] = []
         conv: Conversation | None = None
@@ -350,8 +390,12 @@ def test_the_reply_model_waits_while_the_first_words_are_voiced(offline) -> None
 
     async def run():  # type: ignore[no-untyped-def]
         pipeline = ReplyPipeline(1, writer, tts, 24000, lambda e: marks.append((time.perf_counter(), e)))
-        return await pipeline.run([Message("system", s.prompt()),
-                                   Message("user", "Tell me a long story about a brave knight, a dragon and a king.")])
+        return await pipeline.run(
+            [
+                Message("system", s.prompt()),
+                Message("user", "Tell me a long story about a brave knight, a dragon and a king."),
+            ]
+        )
 
     times = asyncio.run(run())
     assert times.first_sentence is not None and times.first_audio is not None
@@ -377,11 +421,14 @@ def test_a_caption_of_the_words_so_far_is_read_into_the_model_before_the_pause(o
         """(what the model should hold for ``caption``, what it holds) once priming is done."""
         if conv._priming is not None:
             await conv._priming
-        prompt = prompt_before_reply([*conv.history.messages(s.prompt(), s.history_messages),
-                                      Message("user", words_only(caption))], llm.language)
+        prompt = prompt_before_reply(
+            [*conv.history.messages(s.prompt(), s.history_messages), Message("user", words_only(caption))], llm.language
+        )
         with llm.using_model() as model:
-            return (model.tokenize(prompt.encode("utf-8"), add_bos=True, special=True),
-                    list(model.input_ids[: model.n_tokens]))
+            return (
+                model.tokenize(prompt.encode("utf-8"), add_bos=True, special=True),
+                list(model.input_ids[: model.n_tokens]),
+            )
 
     async def run():  # type: ignore[no-untyped-def]
         conv = _conv(offline)
@@ -410,9 +457,10 @@ def test_a_caption_never_makes_the_model_reread_a_history_another_conversation_d
     from voicechat.warm_up import prime_next_turn
 
     s, _stt, llm, _tts = offline
-    mine = [Message("system", s.prompt())] + [Message("user" if i % 2 == 0 else "assistant",
-                                                      f"Sentence number {i} about the weather in Paris today.")
-                                              for i in range(8)]
+    mine = [Message("system", s.prompt())] + [
+        Message("user" if i % 2 == 0 else "assistant", f"Sentence number {i} about the weather in Paris today.")
+        for i in range(8)
+    ]
 
     async def cached_after(heard: str) -> list[int]:
         primed = prime_next_turn(llm, mine, heard)
@@ -429,4 +477,4 @@ def test_a_caption_never_makes_the_model_reread_a_history_another_conversation_d
     with_words = asyncio.run(cached_after("What is the capital"))
     with llm.using_model() as model:
         words = model.tokenize(b" What is the capital", add_bos=False, special=True)
-    assert with_words[-len(words):] == words
+    assert with_words[-len(words) :] == words

@@ -21,8 +21,16 @@ from voicechat.events import ErrorEvent
 
 RATES = [8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000]
 LAYOUTS = {"mono": 1, "stereo": 2, "5.1": 6}
-FORMATS = {"s16": np.int16, "s32": np.int32, "flt": np.float32, "dbl": np.float64,
-           "s16p": np.int16, "s32p": np.int32, "fltp": np.float32, "dblp": np.float64}
+FORMATS = {
+    "s16": np.int16,
+    "s32": np.int32,
+    "flt": np.float32,
+    "dbl": np.float64,
+    "s16p": np.int16,
+    "s32p": np.int32,
+    "fltp": np.float32,
+    "dblp": np.float64,
+}
 
 
 @st.composite
@@ -91,11 +99,13 @@ def engine_vad_only() -> Conversation:
     return Conversation(None, NoReply(), None, settings=s, vad=SileroVAD())  # type: ignore[arg-type]
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(frames(), min_size=1, max_size=20))
-def test_engine_never_raises_and_stays_bounded(engine_vad_only: Conversation,
-                                                batch: list[tuple[av.AudioFrame, bool]]) -> None:
+def test_engine_never_raises_and_stays_bounded(
+    engine_vad_only: Conversation, batch: list[tuple[av.AudioFrame, bool]]
+) -> None:
     conv = engine_vad_only
 
     async def feed() -> None:

@@ -69,9 +69,26 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", gemma_gguf_path(), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "2048", "--api_key", KEY, "--verbose", "False"],
-            stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                gemma_gguf_path(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "2048",
+                "--api_key",
+                KEY,
+                "--verbose",
+                "False",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     server = LlamaServer(process, port, log)
     try:
         deadline = time.monotonic() + 180
@@ -99,8 +116,13 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
 
 def stage_settings(server: LlamaServer, **env: str) -> Settings:
     """Only the LLM leaves the process; temperature 0 makes the base model's rambling repeatable."""
-    environ = {"VOICECHAT_LLM_BASE_URL": server.base_url, "VOICECHAT_LLM_API_KEY": KEY,
-               "VOICECHAT_TEMPERATURE": "0", "VOICECHAT_MAX_RETRIES": "0", **env}
+    environ = {
+        "VOICECHAT_LLM_BASE_URL": server.base_url,
+        "VOICECHAT_LLM_API_KEY": KEY,
+        "VOICECHAT_TEMPERATURE": "0",
+        "VOICECHAT_MAX_RETRIES": "0",
+        **env,
+    }
     return Settings.load({}, environ=environ, dotenv_path=None)
 
 
@@ -110,8 +132,11 @@ def conversation(settings: Settings) -> Conversation:
 
 def connections_to(port: int) -> int:
     """This process's open TCP connections to the server (the SDK's pooled or streaming ones)."""
-    return sum(1 for c in psutil.Process().net_connections("tcp")
-               if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+    return sum(
+        1
+        for c in psutil.Process().net_connections("tcp")
+        if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    )
 
 
 def test_whole_voice_turn_with_the_llm_on_llama_cpp_server(llama_server: LlamaServer, make_speech) -> None:  # type: ignore[no-untyped-def]
@@ -143,8 +168,9 @@ def test_whole_voice_turn_with_the_llm_on_llama_cpp_server(llama_server: LlamaSe
 def test_barge_in_closes_the_stream_and_the_next_turn_works(llama_server: LlamaServer, make_speech) -> None:  # type: ignore[no-untyped-def]
     settings = stage_settings(llama_server, VOICECHAT_MAX_TOKENS="400")
     question = wav_frames_as_av(make_speech("Tell me a long story about a dragon.", rate=48000, trail_s=0.8), "fltp")
-    interruption = wav_frames_as_av(make_speech("Wait, stop, I have another question.", rate=48000,
-                                                lead_s=0.0, trail_s=0.8), "fltp")
+    interruption = wav_frames_as_av(
+        make_speech("Wait, stop, I have another question.", rate=48000, lead_s=0.0, trail_s=0.8), "fltp"
+    )
 
     async def run() -> tuple[list[object], int, int, list[Any]]:
         conv = conversation(settings)

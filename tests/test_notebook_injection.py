@@ -28,8 +28,10 @@ from voicechat.benchmark.openai_loopback_server import CHAT, FakeOpenAIServer, R
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 USER = '<img src=x onerror="window.__pwned=1"> [x](javascript:window.__pwned=2) **bold**'
-REPLY = ('<img src=x onerror="window.__pwned=3"> [y](javascript:window.__pwned=4) '
-         "<script>window.__pwned=5</script> __under__")
+REPLY = (
+    '<img src=x onerror="window.__pwned=3"> [y](javascript:window.__pwned=4) '
+    "<script>window.__pwned=5</script> __under__"
+)
 ERROR = '<img src=x onerror="window.__pwned=6"> [z](javascript:window.__pwned=7)'
 CELL = """from voicechat.config import Settings
 from voicechat.notebook import VoiceChatWidget
@@ -64,8 +66,11 @@ def llm() -> Iterator[FakeOpenAIServer]:
 
 def text_of(page: Any, selector: str) -> str:
     """What a user sees in the widget's pane: the rendered text, not the HTML source."""
-    return str(page.evaluate(f"Array.from(document.querySelectorAll('.vc-root {selector}'))"
-                             ".map((e) => e.innerText).join('\\n')"))
+    return str(
+        page.evaluate(
+            f"Array.from(document.querySelectorAll('.vc-root {selector}')).map((e) => e.innerText).join('\\n')"
+        )
+    )
 
 
 def test_markup_in_transcript_reply_and_errors_is_shown_as_text(lab: Lab, llm: FakeOpenAIServer) -> None:
@@ -82,8 +87,11 @@ def test_markup_in_transcript_reply_and_errors_is_shown_as_text(lab: Lab, llm: F
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
 
             def detail() -> str:
-                return (f"widget: {text_of(page, '')}\ninjected: {page.evaluate(INJECTED_JS)}\nconsole:\n"
-                        + "\n".join(console[-30:]) + f"\nserver log:\n{lab.log()}")
+                return (
+                    f"widget: {text_of(page, '')}\ninjected: {page.evaluate(INJECTED_JS)}\nconsole:\n"
+                    + "\n".join(console[-30:])
+                    + f"\nserver log:\n{lab.log()}"
+                )
 
             def until(what: str, selector: str, timeout: float) -> str:
                 """Wait for text in a pane (however it got rendered), then return that text."""
@@ -95,8 +103,10 @@ def test_markup_in_transcript_reply_and_errors_is_shown_as_text(lab: Lab, llm: F
             user = until("the transcript", ".vc-chat .vc-user", 300)
             reply = until("the finished reply", ".vc-chat .vc-assistant:not(.vc-streaming)", 120)
             # A second turn whose request fails with the error message the server chose.
-            page.evaluate("window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
-                          ".requestExecute({code: \"w.ask('again')\"})")
+            page.evaluate(
+                "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
+                ".requestExecute({code: \"w.ask('again')\"})"
+            )
             errors = until("the server's error", ".vc-errors", 60)
             engine = until("the engine line", ".vc-engine", 10)
             injected = json.loads(page.evaluate(INJECTED_JS))
@@ -108,5 +118,6 @@ def test_markup_in_transcript_reply_and_errors_is_shown_as_text(lab: Lab, llm: F
     assert injected == {"img": [], "js_links": [], "links": [], "script": [], "emphasis": [], "pwned": None}, injected
     # The literal characters are what the user reads (Markdown is not rendered either).
     assert USER in user and REPLY in reply and ERROR in errors, (user, reply, errors)
-    assert engine == (f"ready · stt local · llm openai @ {llm.base_url} · tts local"
-                      " · end of turn: silence + text (local LLM)"), engine
+    assert engine == (
+        f"ready · stt local · llm openai @ {llm.base_url} · tts local · end of turn: silence + text (local LLM)"
+    ), engine

@@ -34,8 +34,9 @@ class Kernel:
 
         self.km = KernelManager(kernel_name="python3", connection_file=str(root / "kernel.json"))
         self._output = output.open("wb") if output is not None else None
-        self.km.start_kernel(env={**jupyter_env(root), **(env or {})}, cwd=str(root),
-                             stdout=self._output, stderr=self._output)
+        self.km.start_kernel(
+            env={**jupyter_env(root), **(env or {})}, cwd=str(root), stdout=self._output, stderr=self._output
+        )
         self.kc = self.km.client()
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=120)
@@ -67,8 +68,9 @@ class Kernel:
 
     def comm_send(self, comm_id: str, data: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         """A comm message as the page sends it (ipywidgets protocol 2: update / custom)."""
-        self.kc.session.send(self.kc.shell_channel.socket, "comm_msg",
-                             content={"comm_id": comm_id, "data": data}, buffers=buffers or [])
+        self.kc.session.send(
+            self.kc.shell_channel.socket, "comm_msg", content={"comm_id": comm_id, "data": data}, buffers=buffers or []
+        )
 
     def comm_opens(self) -> list[dict[str, Any]]:
         return [m["content"] for m in self.msgs if m["msg_type"] == "comm_open"]
@@ -104,9 +106,11 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
 @pytest.fixture(scope="module")
 def ids(kernel: Kernel) -> dict[str, str]:
     """Create the widget in the kernel; find its comms the way the page does (comm_open state)."""
-    kernel.execute("from voicechat.notebook import VoiceChatWidget\n"
-                   "w = VoiceChatWidget(backend='local', record_audio=True)\n"
-                   "w.wait_ready(300)\n")
+    kernel.execute(
+        "from voicechat.notebook import VoiceChatWidget\n"
+        "w = VoiceChatWidget(backend='local', record_audio=True)\n"
+        "w.wait_ready(300)\n"
+    )
     found: dict[str, str] = {}
     for c in kernel.comm_opens():
         state = c["data"]["state"]
@@ -125,8 +129,11 @@ def ids(kernel: Kernel) -> dict[str, str]:
 def chat_html(kernel: Kernel, comm_id: str) -> str:
     """An HTML widget's latest synced value, as the page would render it."""
     values = [c["data"]["state"].get("value", "") for c in kernel.comm_opens() if c["comm_id"] == comm_id]
-    values += [m["content"]["data"]["state"]["value"] for m in kernel.comm_msgs(comm_id)
-               if m["content"]["data"].get("method") == "update" and "value" in m["content"]["data"]["state"]]
+    values += [
+        m["content"]["data"]["state"]["value"]
+        for m in kernel.comm_msgs(comm_id)
+        if m["content"]["data"].get("method") == "update" and "value" in m["content"]["data"]["state"]
+    ]
     return values[-1] if values else ""
 
 
@@ -147,18 +154,21 @@ def reply_audio(kernel: Kernel, bridge_id: str, since: int = 0) -> list[tuple[di
 
 
 def test_mic_chunks_as_binary_comm_messages_drive_a_turn_and_reply_audio_comes_back(
-        kernel: Kernel, ids: dict[str, str], make_speech: Callable[..., Path]) -> None:
+    kernel: Kernel, ids: dict[str, str], make_speech: Callable[..., Path]
+) -> None:
     from voicechat.audio import float_to_int16, read_audio
 
     pcm = float_to_int16(read_audio(make_speech(QUESTION, rate=16000, trail_s=2.0), 16000))
-    chunks = [pcm[i:i + 1600] for i in range(0, len(pcm), 1600)]
+    chunks = [pcm[i : i + 1600] for i in range(0, len(pcm), 1600)]
     bridge = ids["bridge"]
     # What the page does when the mic button is pressed, then one message per ~100 ms chunk.
-    kernel.comm_send(bridge, {"method": "update", "state": {"listening": True, "mic_state": "on"},
-                              "buffer_paths": []})
+    kernel.comm_send(bridge, {"method": "update", "state": {"listening": True, "mic_state": "on"}, "buffer_paths": []})
     for seq, chunk in enumerate(chunks):
-        kernel.comm_send(bridge, {"method": "custom", "content": {"type": "audio", "rate": 16000, "seq": seq}},
-                         [chunk.astype("<i2").tobytes()])
+        kernel.comm_send(
+            bridge,
+            {"method": "custom", "content": {"type": "audio", "rate": 16000, "seq": seq}},
+            [chunk.astype("<i2").tobytes()],
+        )
         time.sleep(0.025)
 
     # Blocking work is off the kernel's main thread: a cell runs at once while the turn is processed.
@@ -167,21 +177,25 @@ def test_mic_chunks_as_binary_comm_messages_drive_a_turn_and_reply_audio_comes_b
     responsive_s = time.monotonic() - t0
 
     audio = kernel.wait_for("reply audio", lambda: reply_audio(kernel, bridge))
-    html = kernel.wait_for("the finished reply in the chat widget's state",
-                           lambda: (h := chat_html(kernel, ids["chat"])) and "vc-assistant" in h
-                           and "vc-streaming" not in h and h)
+    html = kernel.wait_for(
+        "the finished reply in the chat widget's state",
+        lambda: (h := chat_html(kernel, ids["chat"])) and "vc-assistant" in h and "vc-streaming" not in h and h,
+    )
     assert "italy" in html.lower()
     audio = reply_audio(kernel, bridge)
     content = audio[0][0]
     assert content["rate"] == 24000 and content["turn"] == 1 and content["gen"] == 1
     samples = np.concatenate([a for _, a in audio]).astype(np.float64)
     assert len(samples) / 24000 > 0.5
-    assert np.sqrt(np.mean(samples ** 2)) > 300, "reply audio is silent"
+    assert np.sqrt(np.mean(samples**2)) > 300, "reply audio is silent"
 
-    state = json.loads(kernel.execute(
-        "import json\nprint(json.dumps({'history': w.history, 'metrics': w.metrics,"
-        " 'chunks_in': w.bridge.chunks_in, 'chunks_out': w.bridge.chunks_out,"
-        " 'senders': sorted(w.bridge.senders)}))"))
+    state = json.loads(
+        kernel.execute(
+            "import json\nprint(json.dumps({'history': w.history, 'metrics': w.metrics,"
+            " 'chunks_in': w.bridge.chunks_in, 'chunks_out': w.bridge.chunks_out,"
+            " 'senders': sorted(w.bridge.senders)}))"
+        )
+    )
     assert state["chunks_in"] == len(chunks)
     assert state["chunks_out"] == len(audio)
     assert state["senders"] == ["voicechat-engine"]  # sent off the main thread, and it arrived
@@ -196,23 +210,32 @@ def test_browser_transcript_replies_and_stop_button_flushes_playback(kernel: Ker
     bridge = ids["bridge"]
     before = len(kernel.comm_msgs(bridge))
     kernel.wait_for("the first reply to have played (listening again)", lambda: engine_idle(kernel, ids))
-    kernel.comm_send(bridge, {"method": "custom", "content": {
-        "type": "transcript", "text": "Tell me a long story about a dragon.", "final": True}})
+    kernel.comm_send(
+        bridge,
+        {
+            "method": "custom",
+            "content": {"type": "transcript", "text": "Tell me a long story about a dragon.", "final": True},
+        },
+    )
     # Reply audio starts playing; then the "Stop speaking" ipywidgets button is clicked, as the
     # page reports a click.
-    kernel.wait_for("reply audio of turn 2",
-                    lambda: any(c["turn"] == 2 for c, _ in reply_audio(kernel, bridge, before)))
+    kernel.wait_for(
+        "reply audio of turn 2", lambda: any(c["turn"] == 2 for c, _ in reply_audio(kernel, bridge, before))
+    )
     kernel.comm_send(ids["stop"], {"method": "custom", "content": {"event": "click"}})
 
     def flushes() -> list[dict[str, Any]]:
-        return [m["content"]["data"]["content"] for m in kernel.comm_msgs(bridge)[before:]
-                if m["content"]["data"].get("method") == "custom"
-                and m["content"]["data"]["content"].get("type") == "flush"]
+        return [
+            m["content"]["data"]["content"]
+            for m in kernel.comm_msgs(bridge)[before:]
+            if m["content"]["data"].get("method") == "custom" and m["content"]["data"]["content"].get("type") == "flush"
+        ]
 
     flush = kernel.wait_for("a flush message", flushes, timeout=60)[0]
     assert flush == {"type": "flush", "gen": 1, "turn": 2}
-    html = kernel.wait_for("the reply marked interrupted",
-                           lambda: "interrupted" in (h := chat_html(kernel, ids["chat"])) and h, timeout=60)
+    html = kernel.wait_for(
+        "the reply marked interrupted", lambda: "interrupted" in (h := chat_html(kernel, ids["chat"])) and h, timeout=60
+    )
     assert "dragon" in html
     history = json.loads(kernel.execute("import json\nprint(json.dumps(w.history))"))
     assert history[2] == {**history[2], "role": "user", "content": "Tell me a long story about a dragon."}
@@ -224,14 +247,16 @@ def test_nothing_native_reaches_the_cells_stderr(kernel: Kernel, ids: dict[str, 
     has answered by now: none of it may print under a cell (JupyterLab shows stderr in red)."""
     kernel.wait_for("the first turn to have ended", lambda: engine_idle(kernel, ids))
     kernel.drain(0.5)
-    stderr = [m["content"]["text"] for m in kernel.msgs
-              if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"]
+    stderr = [
+        m["content"]["text"] for m in kernel.msgs if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"
+    ]
     assert stderr == [], f"written to a cell's stderr: {stderr}"
     assert not [m for m in kernel.msgs if m["msg_type"] == "error"]
 
 
-def test_export_audio_holds_both_sides_and_each_reply_as_played(kernel: Kernel, ids: dict[str, str],
-                                                                 tmp_path: Path) -> None:
+def test_export_audio_holds_both_sides_and_each_reply_as_played(
+    kernel: Kernel, ids: dict[str, str], tmp_path: Path
+) -> None:
     """The recording of turns 1 and 2 above: turn 1's reply exactly as the page received it; turn 2's
     cut where the stop button dropped the page's queue, so shorter than what was sent."""
     import io
@@ -245,8 +270,10 @@ def test_export_audio_holds_both_sides_and_each_reply_as_played(kernel: Kernel, 
     def wav(name: str) -> tuple[np.ndarray, int]:
         data = stereo_path.read_bytes() if name == "talk.wav" else zipfile.ZipFile(out).read(name)
         with wave.open(io.BytesIO(data)) as w:
-            return (np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, w.getnchannels()),
-                    w.getframerate())
+            return (
+                np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, w.getnchannels()),
+                w.getframerate(),
+            )
 
     sent = {t: np.concatenate([a for c, a in reply_audio(kernel, ids["bridge"]) if c["turn"] == t]) for t in (1, 2)}
     reply1, rate = wav("reply-turn-1.wav")
@@ -260,8 +287,9 @@ def test_export_audio_holds_both_sides_and_each_reply_as_played(kernel: Kernel, 
     assert spoke.size and replied.size and spoke[0] < replied[0], "the question comes before its reply"
 
 
-def test_kernel_main_loop_stays_responsive_during_a_turn(kernel: Kernel, ids: dict[str, str],
-                                                          make_speech: Callable[..., Path]) -> None:
+def test_kernel_main_loop_stays_responsive_during_a_turn(
+    kernel: Kernel, ids: dict[str, str], make_speech: Callable[..., Path]
+) -> None:
     """While a whole turn runs (STT, LLM, TTS), the kernel's own event loop never stalls."""
     wav = make_speech(QUESTION, rate=16000, trail_s=2.0)
     kernel.wait_for("the previous turn to end", lambda: engine_idle(kernel, ids))
@@ -274,7 +302,8 @@ def test_kernel_main_loop_stays_responsive_during_a_turn(kernel: Kernel, ids: di
         "    t = time.monotonic()\n"
         "    await asyncio.sleep(0.01)\n"
         "    lag, ticks = max(lag, time.monotonic() - t - 0.01), ticks + 1\n"
-        "print(len(w.metrics) - turns, ticks, round(lag, 3))\n")
+        "print(len(w.metrics) - turns, ticks, round(lag, 3))\n"
+    )
     done, ticks, lag = out.split()
     print("turns, loop ticks, max loop lag (s):", done, ticks, lag)
     assert done == "1", "the turn did not finish"
@@ -282,6 +311,7 @@ def test_kernel_main_loop_stays_responsive_during_a_turn(kernel: Kernel, ids: di
 
 
 def test_close_stops_the_engine_thread(kernel: Kernel, ids: dict[str, str]) -> None:
-    names = json.loads(kernel.execute(
-        "import threading, json\nw.close()\nprint(json.dumps([t.name for t in threading.enumerate()]))"))
+    names = json.loads(
+        kernel.execute("import threading, json\nw.close()\nprint(json.dumps([t.name for t in threading.enumerate()]))")
+    )
     assert "voicechat-engine" not in names

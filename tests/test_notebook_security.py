@@ -135,8 +135,13 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def kernel(root: Path, server: FakeOpenAIServer) -> Iterator[tuple[Kernel, Wire]]:
-    env = {"OPENAI_API_KEY": CANARY, "OPENAI_BASE_URL": server.base_url, "VOICECHAT_MAX_RETRIES": "0",
-           "VOICECHAT_REQUEST_TIMEOUT_S": "20", "VOICECHAT_MAX_AUDIO_BYTES": str(BUDGET)}
+    env = {
+        "OPENAI_API_KEY": CANARY,
+        "OPENAI_BASE_URL": server.base_url,
+        "VOICECHAT_MAX_RETRIES": "0",
+        "VOICECHAT_REQUEST_TIMEOUT_S": "20",
+        "VOICECHAT_MAX_AUDIO_BYTES": str(BUDGET),
+    }
     k = Kernel(root, env=env, output=root / "kernel-output.log")
     wire = Wire(k)
     try:
@@ -149,12 +154,14 @@ def kernel(root: Path, server: FakeOpenAIServer) -> Iterator[tuple[Kernel, Wire]
 def ids(kernel: tuple[Kernel, Wire], root: Path) -> dict[str, str]:
     """The widget on the default backends (OpenAI, as the key is set), shown as a cell's result."""
     k, _ = kernel
-    k.execute("import logging\n"
-              f"logging.basicConfig(filename={str(root / 'kernel-debug.log')!r}, level=logging.DEBUG, force=True)\n"
-              "from voicechat.notebook import VoiceChatWidget\n"
-              "w = VoiceChatWidget()\n"
-              "w.wait_ready(300)\n"
-              "w\n")
+    k.execute(
+        "import logging\n"
+        f"logging.basicConfig(filename={str(root / 'kernel-debug.log')!r}, level=logging.DEBUG, force=True)\n"
+        "from voicechat.notebook import VoiceChatWidget\n"
+        "w = VoiceChatWidget()\n"
+        "w.wait_ready(300)\n"
+        "w\n"
+    )
     markers = {"chat": "vc-chat", "lights": "vc-lights", "errors": "vc-errors"}
     found: dict[str, str] = {}
     for c in k.comm_opens():
@@ -163,9 +170,11 @@ def ids(kernel: tuple[Kernel, Wire], root: Path) -> dict[str, str]:
             found["bridge"] = c["comm_id"]
         found.update({name: c["comm_id"] for name, m in markers.items() if m in str(state.get("value", ""))})
     assert set(found) == {"bridge", *markers}, found
-    k.wait_for("the engine on the OpenAI backends",
-               lambda: all(f"{kind} openai @" in chat_html(k, found["lights"]) for kind in ("stt", "llm", "tts")),
-               timeout=60)
+    k.wait_for(
+        "the engine on the OpenAI backends",
+        lambda: all(f"{kind} openai @" in chat_html(k, found["lights"]) for kind in ("stt", "llm", "tts")),
+        timeout=60,
+    )
     return found
 
 
@@ -173,7 +182,7 @@ def send_speech(k: Kernel, bridge: str, pcm: np.ndarray, pace_s: float) -> None:
     """The page's part: mic on, then one ~100 ms Int16 chunk per message, ``pace_s`` apart."""
     k.comm_send(bridge, {"method": "update", "state": {"listening": True, "mic_state": "on"}, "buffer_paths": []})
     for seq, i in enumerate(range(0, len(pcm), 1600)):
-        audio_msg(k, bridge, pcm[i:i + 1600].astype("<i2").tobytes(), seq)
+        audio_msg(k, bridge, pcm[i : i + 1600].astype("<i2").tobytes(), seq)
         time.sleep(pace_s)
 
 
@@ -204,9 +213,13 @@ def test_the_scanner_finds_the_key_in_every_form_it_looks_for() -> None:
 
 
 @pytest.mark.slow
-def test_the_key_never_reaches_the_page_logs_or_exports(kernel: tuple[Kernel, Wire], ids: dict[str, str],
-                                                        server: FakeOpenAIServer, root: Path,
-                                                        make_speech: Callable[..., Path]) -> None:
+def test_the_key_never_reaches_the_page_logs_or_exports(
+    kernel: tuple[Kernel, Wire],
+    ids: dict[str, str],
+    server: FakeOpenAIServer,
+    root: Path,
+    make_speech: Callable[..., Path],
+) -> None:
     k, wire = kernel
     bridge = ids["bridge"]
     # A spoken turn through every OpenAI endpoint, the chunks sent as the page sends them.
@@ -215,8 +228,10 @@ def test_the_key_never_reaches_the_page_logs_or_exports(kernel: tuple[Kernel, Wi
     send_speech(k, bridge, speech_pcm(make_speech, QUESTION), pace_s=0.025)
     k.wait_for("the spoken turn's reply", finished_reply_with(k, ids["chat"], "is Rome."))
     k.wait_for("reply audio sent to the page", lambda: reply_audio(k, bridge))
-    used = {path: [r.headers.get("authorization") for r in server.requests_to(path)]
-            for path in (TRANSCRIPTIONS, CHAT, SPEECH)}
+    used = {
+        path: [r.headers.get("authorization") for r in server.requests_to(path)]
+        for path in (TRANSCRIPTIONS, CHAT, SPEECH)
+    }
     assert all(auth and set(auth) == {f"Bearer {CANARY}"} for auth in used.values()), "the key was not used"
 
     # Exports (what a user shares) hold the conversation but not the key.
@@ -230,8 +245,9 @@ def test_the_key_never_reaches_the_page_logs_or_exports(kernel: tuple[Kernel, Wi
     k.wait_for("the turn to end", lambda: engine_idle(k, ids))
     server.api_key = "sk-accepted-" + uuid.uuid4().hex
     k.execute("w.ask('Are you still there?')")
-    errors = k.wait_for("the 401 in the widget", lambda: "OPENAI_API_KEY" in (h := chat_html(k, ids["errors"])) and h,
-                        timeout=60)
+    errors = k.wait_for(
+        "the 401 in the widget", lambda: "OPENAI_API_KEY" in (h := chat_html(k, ids["errors"])) and h, timeout=60
+    )
     assert "Incorrect API key provided" in errors, errors  # the server's quoting message reached the widget ...
     assert CANARY not in errors and not leaks(errors.encode(), CANARY, "errors")  # ... without the key
     assert server.requests_to(CHAT)[-1].headers.get("authorization") == f"Bearer {CANARY}"
@@ -267,14 +283,23 @@ def test_the_key_never_reaches_the_page_logs_or_exports(kernel: tuple[Kernel, Wi
 
 @pytest.mark.slow
 def test_oversized_and_flooding_page_audio_is_refused_and_the_session_goes_on(
-        kernel: tuple[Kernel, Wire], ids: dict[str, str], server: FakeOpenAIServer, root: Path,
-        make_speech: Callable[..., Path]) -> None:
+    kernel: tuple[Kernel, Wire],
+    ids: dict[str, str],
+    server: FakeOpenAIServer,
+    root: Path,
+    make_speech: Callable[..., Path],
+) -> None:
     k, _ = kernel
     bridge = ids["bridge"]
 
     def stats() -> dict[str, int]:
-        return dict(json.loads(k.execute(
-            "import json\nprint(json.dumps({'in': w.bridge.chunks_in, 'refused': w.bridge.chunks_refused}))")))
+        return dict(
+            json.loads(
+                k.execute(
+                    "import json\nprint(json.dumps({'in': w.bridge.chunks_in, 'refused': w.bridge.chunks_refused}))"
+                )
+            )
+        )
 
     def error_shown(text: str) -> Callable[[], bool]:
         return lambda: text in chat_html(k, ids["errors"])
@@ -292,9 +317,11 @@ def test_oversized_and_flooding_page_audio_is_refused_and_the_session_goes_on(
     for seq in range(20):
         audio_msg(k, bridge, np.zeros(15_000, dtype="<i2").tobytes(), seq)
     k.wait_for("the flood refused", error_shown("refused audio arriving faster than real time"), timeout=30)
-    flood = k.wait_for("all 20 messages handled",
-                       lambda: (s := stats())["in"] + s["refused"] == after["in"] + after["refused"] + 20 and s,
-                       timeout=30)
+    flood = k.wait_for(
+        "all 20 messages handled",
+        lambda: (s := stats())["in"] + s["refused"] == after["in"] + after["refused"] + 20 and s,
+        timeout=30,
+    )
     accepted = flood["in"] - after["in"]
     assert 0 < accepted <= BUDGET // 30_000 + 2, flood  # about the budget, plus what refilled meanwhile
 

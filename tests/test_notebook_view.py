@@ -11,8 +11,12 @@ from voicechat.ui_state import ChatLine
 
 
 def test_transcripts_and_replies_cannot_inject_markup() -> None:
-    html = _view.chat_html([ChatLine("user", "<img src=x onerror=alert(1)> & co", 1, "t"),
-                            ChatLine("assistant", "<script>x()</script>", 1, "t", streaming=True)])
+    html = _view.chat_html(
+        [
+            ChatLine("user", "<img src=x onerror=alert(1)> & co", 1, "t"),
+            ChatLine("assistant", "<script>x()</script>", 1, "t", streaming=True),
+        ]
+    )
     assert "<img" not in html and "<script>" not in html
     assert "&lt;img src=x onerror=alert(1)&gt; &amp; co" in html
     assert 'class="vc-line vc-assistant vc-streaming"' in html

@@ -41,18 +41,30 @@ def server() -> Iterator[FakeOpenAIServer]:
 
 
 def _env(server: FakeOpenAIServer, key: str = KEY) -> dict[str, str]:
-    return {**os.environ, "OPENAI_API_KEY": key, "OPENAI_BASE_URL": server.base_url,
-            "VOICECHAT_MAX_RETRIES": "1", "VOICECHAT_REQUEST_TIMEOUT_S": "5", "HF_HUB_OFFLINE": "1"}
+    return {
+        **os.environ,
+        "OPENAI_API_KEY": key,
+        "OPENAI_BASE_URL": server.base_url,
+        "VOICECHAT_MAX_RETRIES": "1",
+        "VOICECHAT_REQUEST_TIMEOUT_S": "5",
+        "HF_HUB_OFFLINE": "1",
+    }
 
 
 def _cli_turn(wav: Path, out: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "voicechat", "turn", str(wav), "--out", str(out), "--json", "--fast"],
-                          capture_output=True, text=True, timeout=180, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "voicechat", "turn", str(wav), "--out", str(out), "--json", "--fast"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
 
 
 @pytest.mark.slow
-def test_cli_turn_on_openai_backends_by_default_when_a_key_is_set(server: FakeOpenAIServer, make_speech,
-                                                                  tmp_path: Path) -> None:
+def test_cli_turn_on_openai_backends_by_default_when_a_key_is_set(
+    server: FakeOpenAIServer, make_speech, tmp_path: Path
+) -> None:
     server.transcript = "What is the capital of Italy?"
     server.chat_deltas = ("The capital ", "of Italy is Rome.", " Anything else?")
     proc = _cli_turn(make_speech("What is the capital of Italy?", rate=48000), tmp_path / "r.wav", _env(server))
@@ -77,8 +89,9 @@ def test_cli_turn_on_openai_backends_by_default_when_a_key_is_set(server: FakeOp
 
 
 @pytest.mark.slow
-def test_cli_turn_cut_off_mid_reply_exits_nonzero_and_keeps_partial(server: FakeOpenAIServer, make_speech,
-                                                                    tmp_path: Path) -> None:
+def test_cli_turn_cut_off_mid_reply_exits_nonzero_and_keeps_partial(
+    server: FakeOpenAIServer, make_speech, tmp_path: Path
+) -> None:
     server.transcript = "Tell me a story."
     server.plan(CHAT, Reply(writes=sse_chat(["Once upon ", "a time, there was"], done=False), then="abort"))
     proc = _cli_turn(make_speech("Tell me a story.", rate=16000), tmp_path / "r.wav", _env(server))
@@ -101,8 +114,15 @@ def _text_conversation(server: FakeOpenAIServer, key: str = KEY) -> Conversation
     from voicechat.llm.openai import OpenAIChat
     from voicechat.tts.openai import OpenAITTS
 
-    s = Settings(openai_api_key=key, openai_base_url=server.base_url, max_retries=1, request_timeout_s=5.0,
-                 stt="openai", llm="openai", tts="openai")
+    s = Settings(
+        openai_api_key=key,
+        openai_base_url=server.base_url,
+        max_retries=1,
+        request_timeout_s=5.0,
+        stt="openai",
+        llm="openai",
+        tts="openai",
+    )
     return Conversation(None, OpenAIChat(s), OpenAITTS(s), settings=s, vad=_NoVad())
 
 
@@ -188,8 +208,16 @@ def test_rejected_key_stops_the_calls_until_the_settings_change(server: FakeOpen
     wav = make_speech("Hello. Well, let me think. What is, I wonder, the capital of Italy?", rate=48000)
 
     def conversation(key: str) -> Conversation:
-        s = Settings(openai_api_key=key, openai_base_url=server.base_url, max_retries=1, request_timeout_s=5.0,
-                     stt="openai", llm="openai", tts="openai", partial_interval_ms=300)
+        s = Settings(
+            openai_api_key=key,
+            openai_base_url=server.base_url,
+            max_retries=1,
+            request_timeout_s=5.0,
+            stt="openai",
+            llm="openai",
+            tts="openai",
+            partial_interval_ms=300,
+        )
         return Conversation(OpenAISTT(s), OpenAIChat(s), OpenAITTS(s), settings=s)
 
     async def run() -> tuple[list[list[str]], str]:

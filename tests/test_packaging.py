@@ -18,9 +18,21 @@ import pytest
 
 from tests.streamlit_harness import ROOT, free_port, wait_for
 
-CORE = ["voicechat", "voicechat.engine", "voicechat.conversation_thread", "voicechat.ui_state", "voicechat.cli",
-        "voicechat.backends", "voicechat.file_turns", "voicechat.stt.openai", "voicechat.llm.openai",
-        "voicechat.tts.openai", "voicechat.stt.local", "voicechat.llm.local", "voicechat.tts.local"]
+CORE = [
+    "voicechat",
+    "voicechat.engine",
+    "voicechat.conversation_thread",
+    "voicechat.ui_state",
+    "voicechat.cli",
+    "voicechat.backends",
+    "voicechat.file_turns",
+    "voicechat.stt.openai",
+    "voicechat.llm.openai",
+    "voicechat.tts.openai",
+    "voicechat.stt.local",
+    "voicechat.llm.local",
+    "voicechat.tts.local",
+]
 
 
 def test_core_imports_neither_streamlit_nor_ipywidgets_nor_torch() -> None:
@@ -36,8 +48,13 @@ def test_core_imports_neither_streamlit_nor_ipywidgets_nor_torch() -> None:
 
 
 def test_cli_bad_setting_is_one_line_without_traceback() -> None:
-    proc = subprocess.run([sys.executable, "-m", "voicechat", "doctor"], capture_output=True, text=True,
-                          timeout=60, env={"PATH": "/usr/bin:/bin", "VOICECHAT_MAX_TOKENS": "many"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "voicechat", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "VOICECHAT_MAX_TOKENS": "many"},
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: ") and "VOICECHAT_MAX_TOKENS" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -53,9 +70,24 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     src, out = tmp / "src", tmp / "dist"
     # The whole checkout (a new top-level folder must show up in the wheel check), minus build output and caches.
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".git", ".env", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".*_cache",
-        "test-artifacts", "node_modules"))
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".env",
+            ".venv",
+            "venv",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            "*.pyc",
+            ".*_cache",
+            "test-artifacts",
+            "node_modules",
+        ),
+    )
     offline = ["--no-build-isolation", "--no-index"] if importlib.util.find_spec("setuptools") else []
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), str(src), *offline]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -69,8 +101,12 @@ def test_wheel_installs_only_the_voicechat_package(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"voicechat", f"{wheel.name.split('-py')[0]}.dist-info"}
     # What `voicechat app` and the Streamlit page need at run time is inside it.
-    assert {"voicechat/streamlit/dashboard/voicechat_dashboard.py", "voicechat/streamlit/browser_stt/speech.js",
-            "voicechat/notebook/voicechat.js", "voicechat/py.typed"} <= set(names)
+    assert {
+        "voicechat/streamlit/dashboard/voicechat_dashboard.py",
+        "voicechat/streamlit/browser_stt/speech.js",
+        "voicechat/notebook/voicechat.js",
+        "voicechat/py.typed",
+    } <= set(names)
 
 
 def _dependencies_without_voicechat(into: Path) -> Path:
@@ -84,8 +120,12 @@ def _dependencies_without_voicechat(into: Path) -> Path:
     for site_dir in site.getsitepackages():
         for entry in Path(site_dir).iterdir():
             name = entry.name.lower()
-            if name.startswith(("voicechat", "__editable__", "_virtualenv")) or name.endswith(".pth") \
-                    or name == "__pycache__" or (into / entry.name).exists():
+            if (
+                name.startswith(("voicechat", "__editable__", "_virtualenv"))
+                or name.endswith(".pth")
+                or name == "__pycache__"
+                or (into / entry.name).exists()
+            ):
                 continue
             (into / entry.name).symlink_to(entry)
     return into
@@ -97,28 +137,58 @@ def test_voicechat_app_runs_the_dashboard_from_a_wheel_in_a_fresh_venv(wheel: Pa
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     # Named like a real one: Streamlit switches to its development mode (no --server.port) elsewhere.
     deps = _dependencies_without_voicechat(tmp_path / "deps" / "site-packages")
     Path(purelib, "voicechat-test-deps.pth").write_text(f"{deps}\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index",
-                              f"{wheel}[streamlit]"], capture_output=True, text=True, env=env, timeout=600)
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", f"{wheel}[streamlit]"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert install.returncode == 0, install.stdout + install.stderr
-    where = subprocess.run([str(python), "-c", "import voicechat.streamlit.page as p; print(p.__file__)"],
-                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    where = subprocess.run(
+        [str(python), "-c", "import voicechat.streamlit.page as p; print(p.__file__)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert where.stdout.startswith(purelib), where.stdout + where.stderr  # the wheel's copy, not the checkout
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log = tmp_path / "app.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(venv / "bin" / "voicechat"), "app", "--server.port", str(port),
-                                 "--server.address", "127.0.0.1", "--server.headless", "true",
-                                 "--browser.gatherUsageStats", "false"],
-                                cwd=tmp_path, env={**env, "HF_HUB_OFFLINE": "1"}, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                str(venv / "bin" / "voicechat"),
+                "app",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=tmp_path,
+            env={**env, "HF_HUB_OFFLINE": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
+
         def healthy() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(f"voicechat app exited with {proc.returncode}: {log.read_text()}")
@@ -150,14 +220,24 @@ def _dashboard_renders(url: str) -> None:
 
     require("chromium")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                           "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = pw.chromium.launch(
+            executable_path=shutil.which("chromium"),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         try:
             page = browser.new_page()
             page.goto(url)
             page.get_by_text("Real-time voice chat").wait_for(timeout=120_000)
             page.frame_locator(STREAMER_IFRAME).get_by_role("button", name="Start conversation").wait_for(
-                timeout=120_000)
+                timeout=120_000
+            )
         finally:
             browser.close()

@@ -33,7 +33,7 @@ def voiced(track: np.ndarray, rate: int, frame_s: float = 0.02) -> np.ndarray:
     """Start times (s) of the 20 ms frames with sound in them."""
     n = int(rate * frame_s)
     frames = track[: len(track) // n * n].astype(np.float64).reshape(-1, n)
-    return np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) > 300) * frame_s
+    return np.flatnonzero(np.sqrt((frames**2).mean(axis=1)) > 300) * frame_s
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,8 @@ def offline():  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_a_real_turn_is_recorded_on_both_sides_time_aligned_and_never_touches_disk(
-        offline, make_speech, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    offline, make_speech, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     s, stt, llm, tts = offline
     wav = make_speech(QUESTION, rate=48000, lead_s=0.5, trail_s=1.0)
     monkeypatch.chdir(tmp_path)
@@ -83,7 +84,7 @@ def test_a_real_turn_is_recorded_on_both_sides_time_aligned_and_never_touches_di
     first_audio_s = result.metrics.first_audio_ms / 1000
     assert said[-1] < replied[0], (said[-1], replied[0])
     assert abs((replied[0] - said[-1]) - first_audio_s) < 0.4, (said[-1], replied[0], first_audio_s)
-    assert not voiced(user[int(replied[0] * rate):], rate).size, "the user's side must not hold the reply"
+    assert not voiced(user[int(replied[0] * rate) :], rate).size, "the user's side must not hold the reply"
 
     # Each reply on its own: exactly the reply audio the surface was sent.
     reply, reply_rate = read_wav(rec.reply_wav(1))

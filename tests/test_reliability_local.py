@@ -52,8 +52,9 @@ def test_audio_over_the_limit_is_refused_with_a_message(tmp_path: Path) -> None:
     write_wav(big, np.zeros(16000 * 40, np.int16), 16000)  # 1.28 MB
     env = {**os.environ, "VOICECHAT_MAX_AUDIO_BYTES": "1000000", "HF_HUB_OFFLINE": "1"}
     for cmd in (["transcribe", str(big)], ["turn", str(big)]):
-        proc = subprocess.run([sys.executable, "-m", "voicechat", *cmd], capture_output=True, text=True,
-                              timeout=60, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "voicechat", *cmd], capture_output=True, text=True, timeout=60, env=env
+        )
         assert proc.returncode == 2
         assert "over the 1.0 MB limit" in proc.stderr and "VOICECHAT_MAX_AUDIO_BYTES" in proc.stderr
 

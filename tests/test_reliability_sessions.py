@@ -46,8 +46,10 @@ def test_100_start_stop_cycles_leave_nothing_behind() -> None:
     assert threading.active_count() <= threads0
     assert _fds() <= fds0 + 2
     growth = rss_mb() - rss0
-    print(f"100 cycles: RSS {rss0:.0f} → {rss_mb():.0f} MB, threads {threads0} → {threading.active_count()}, "
-          f"fds {fds0} → {_fds()}")
+    print(
+        f"100 cycles: RSS {rss0:.0f} → {rss_mb():.0f} MB, threads {threads0} → {threading.active_count()}, "
+        f"fds {fds0} → {_fds()}"
+    )
     assert growth < 20, f"RSS grew {growth:.1f} MB over 100 cycles"
 
 
@@ -64,6 +66,7 @@ def test_eight_sessions_at_once_share_one_copy_of_each_model(make_speech) -> Non
         def on(ev: Event) -> None:
             with locks[i]:
                 results[i].append(ev)
+
         return on
 
     runners = [ConversationThread(offline_or_configured(settings), listener(i)) for i in range(8)]
@@ -89,15 +92,20 @@ def test_eight_sessions_at_once_share_one_copy_of_each_model(make_speech) -> Non
 
 
 def test_ten_minute_monologue_is_cut_and_transcribed_in_pieces(piper_voice) -> None:  # type: ignore[no-untyped-def]
-    lines = ["Yesterday the weather was sunny and warm.", "My neighbour planted tomatoes in the garden.",
-             "On Monday I will visit my grandmother.", "The train to the city leaves at nine.",
-             "We cooked pasta with fresh basil for dinner.", "Later the children played football outside."]
+    lines = [
+        "Yesterday the weather was sunny and warm.",
+        "My neighbour planted tomatoes in the garden.",
+        "On Monday I will visit my grandmother.",
+        "The train to the city leaves at nine.",
+        "We cooked pasta with fresh basil for dinner.",
+        "Later the children played football outside.",
+    ]
     gap = np.zeros(int(16000 * 0.15), np.float32)  # breaths, far shorter than the end-of-turn silence
-    piece = np.concatenate([np.concatenate([InputConverter().convert(*piper_pcm(piper_voice, t)), gap])
-                            for t in lines])
+    piece = np.concatenate([np.concatenate([InputConverter().convert(*piper_pcm(piper_voice, t)), gap]) for t in lines])
     repeats = int(600 * 16000 / len(piece)) + 1
-    settings = Settings.load({**OFFLINE, "max_utterance_s": 30.0, "partial_interval_ms": 0}, environ={},
-                             dotenv_path=None)
+    settings = Settings.load(
+        {**OFFLINE, "max_utterance_s": 30.0, "partial_interval_ms": 0}, environ={}, dotenv_path=None
+    )
     from voicechat.backends import make_llm, make_stt, make_tts
 
     class CountingLLM:

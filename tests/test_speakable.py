@@ -47,7 +47,7 @@ REPLIES = {
         "You can read more at en.wikipedia.org or on the official site. See also italia.it.",
     ),
     "code span and block": (
-        "Use the `print()` function:\n\n```python\nprint(\"hello\")\nx = 1\n```\n\nThat prints *hello*.",
+        'Use the `print()` function:\n\n```python\nprint("hello")\nx = 1\n```\n\nThat prints *hello*.',
         "Use the print() function: That prints hello.",
     ),
     "table": (
@@ -112,8 +112,10 @@ def test_markdown_reply_is_spoken_clean_and_kept_as_written() -> None:
     from voicechat.stt.local import LocalSTT
     from voicechat.tts.local import PiperTTS
 
-    reply = ("## Quick answer\n\n**Rome** is the capital of Italy! 🇮🇹😊\n\n"
-             "- Read more at https://en.wikipedia.org/wiki/Rome today.\n- Use `print` and *always* test.")
+    reply = (
+        "## Quick answer\n\n**Rome** is the capital of Italy! 🇮🇹😊\n\n"
+        "- Read more at https://en.wikipedia.org/wiki/Rome today.\n- Use `print` and *always* test."
+    )
     with FakeOpenAIServer(api_key=None) as server:
         server.chat_deltas = [reply[i : i + 4] for i in range(0, len(reply), 4)]
         chat = OpenAIChat(Settings(openai_base_url=server.base_url, max_retries=0))
@@ -128,8 +130,9 @@ def test_markdown_reply_is_spoken_clean_and_kept_as_written() -> None:
     assert "".join(e.text for e in events if isinstance(e, ReplyDelta)) == reply  # the transcript keeps it all
     assert pipeline.times.text == reply
     pcm = np.concatenate([e.pcm for e in events if isinstance(e, AudioOut)])
-    heard = LocalSTT().transcribe_sync(np.concatenate([int16_to_float(pcm), np.zeros(16000, np.float32)]),
-                                       "en-US").lower()
+    heard = (
+        LocalSTT().transcribe_sync(np.concatenate([int16_to_float(pcm), np.zeros(16000, np.float32)]), "en-US").lower()
+    )
     for word in ("quick answer", "capital of italy", "read more", "today", "always test"):
         assert word in heard, heard
     for noise in ("asterisk", "hash", "https", "slash", "smiling", "flag", "dash", "backtick"):

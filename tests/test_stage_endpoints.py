@@ -42,13 +42,27 @@ def load(environ: dict[str, str]) -> Settings:
 
 
 def test_each_stage_falls_back_to_openai_settings() -> None:
-    s = load({"OPENAI_API_KEY": AUDIO_KEY, "OPENAI_BASE_URL": "http://audio:9000/v1",
-              "VOICECHAT_LLM_BASE_URL": "http://vllm:8000/v1", "VOICECHAT_LLM_API_KEY": LLM_KEY})
+    s = load(
+        {
+            "OPENAI_API_KEY": AUDIO_KEY,
+            "OPENAI_BASE_URL": "http://audio:9000/v1",
+            "VOICECHAT_LLM_BASE_URL": "http://vllm:8000/v1",
+            "VOICECHAT_LLM_API_KEY": LLM_KEY,
+        }
+    )
     stt, llm = s.endpoint("stt"), s.endpoint("llm")
     assert (stt.base_url, stt.api_key, stt.url_var, stt.key_var) == (
-        "http://audio:9000/v1", AUDIO_KEY, "OPENAI_BASE_URL", "OPENAI_API_KEY")
+        "http://audio:9000/v1",
+        AUDIO_KEY,
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+    )
     assert (llm.base_url, llm.api_key, llm.url_var, llm.key_var) == (
-        "http://vllm:8000/v1", LLM_KEY, "VOICECHAT_LLM_BASE_URL", "VOICECHAT_LLM_API_KEY")
+        "http://vllm:8000/v1",
+        LLM_KEY,
+        "VOICECHAT_LLM_BASE_URL",
+        "VOICECHAT_LLM_API_KEY",
+    )
     assert [s.backend(k) for k in ("stt", "llm", "tts")] == ["openai"] * 3
     assert s.backend_reason("llm") == "openai (VOICECHAT_LLM_BASE_URL is set)"
 
@@ -65,14 +79,20 @@ def test_openai_key_is_not_sent_to_another_stage_server() -> None:
     assert s.endpoint("stt").api_key == AUDIO_KEY
     assert s.endpoint("llm").api_key is None
     # …unless that stage's server *is* OPENAI_BASE_URL's.
-    same = load({"OPENAI_API_KEY": AUDIO_KEY, "OPENAI_BASE_URL": "http://gw:1/v1",
-                 "VOICECHAT_LLM_BASE_URL": "http://gw:1/v1/"})
+    same = load(
+        {"OPENAI_API_KEY": AUDIO_KEY, "OPENAI_BASE_URL": "http://gw:1/v1", "VOICECHAT_LLM_BASE_URL": "http://gw:1/v1/"}
+    )
     assert same.endpoint("llm").api_key == AUDIO_KEY
 
 
 def test_stage_keys_never_show() -> None:
-    s = load({"VOICECHAT_STT_API_KEY": AUDIO_KEY, "VOICECHAT_LLM_API_KEY": LLM_KEY,
-              "VOICECHAT_TTS_BASE_URL": "http://user:pw-SECRET@tts:5000/v1?api-key=q-SECRET"})
+    s = load(
+        {
+            "VOICECHAT_STT_API_KEY": AUDIO_KEY,
+            "VOICECHAT_LLM_API_KEY": LLM_KEY,
+            "VOICECHAT_TTS_BASE_URL": "http://user:pw-SECRET@tts:5000/v1?api-key=q-SECRET",
+        }
+    )
     shown = repr(s) + str(s.public_dict()) + "".join(s.stage_line(k) for k in ("stt", "llm", "tts"))
     shown += repr(s.endpoint("stt")) + repr(s.for_stage("llm"))
     for secret in (AUDIO_KEY, LLM_KEY, "SECRET"):
@@ -81,10 +101,16 @@ def test_stage_keys_never_show() -> None:
 
 
 def test_doctor_shows_each_stage_server_without_keys() -> None:
-    env = {**os.environ, "OPENAI_API_KEY": AUDIO_KEY, "VOICECHAT_LLM_BASE_URL": "http://10.1.2.3:8000/v1",
-           "VOICECHAT_LLM_API_KEY": LLM_KEY, "VOICECHAT_STT": "local"}
-    proc = subprocess.run([sys.executable, "-m", "voicechat", "doctor"], capture_output=True, text=True,
-                          timeout=60, env=env, check=True)
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": AUDIO_KEY,
+        "VOICECHAT_LLM_BASE_URL": "http://10.1.2.3:8000/v1",
+        "VOICECHAT_LLM_API_KEY": LLM_KEY,
+        "VOICECHAT_STT": "local",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "voicechat", "doctor"], capture_output=True, text=True, timeout=60, env=env, check=True
+    )
     lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines()[1:4])
     assert lines["stt"].startswith("local (set explicitly)")
     assert "http://10.1.2.3:8000/v1 (VOICECHAT_LLM_BASE_URL), key set (VOICECHAT_LLM_API_KEY)" in lines["llm"]
@@ -93,8 +119,14 @@ def test_doctor_shows_each_stage_server_without_keys() -> None:
 
 
 def test_rejected_stage_key_names_the_stage_variable(llm_server: FakeOpenAIServer) -> None:
-    s = load({"OPENAI_API_KEY": AUDIO_KEY, "VOICECHAT_LLM_BASE_URL": llm_server.base_url,
-              "VOICECHAT_LLM_API_KEY": "sk-wrong-0000", "VOICECHAT_MAX_RETRIES": "0"})
+    s = load(
+        {
+            "OPENAI_API_KEY": AUDIO_KEY,
+            "VOICECHAT_LLM_BASE_URL": llm_server.base_url,
+            "VOICECHAT_LLM_API_KEY": "sk-wrong-0000",
+            "VOICECHAT_MAX_RETRIES": "0",
+        }
+    )
     chat = OpenAIChat(s)
 
     async def run() -> None:
@@ -111,17 +143,29 @@ def test_rejected_stage_key_names_the_stage_variable(llm_server: FakeOpenAIServe
 
 
 @pytest.mark.slow
-def test_voice_turn_splits_across_two_servers(audio_server: FakeOpenAIServer, llm_server: FakeOpenAIServer,
-                                              make_speech, tmp_path: Path) -> None:
+def test_voice_turn_splits_across_two_servers(
+    audio_server: FakeOpenAIServer, llm_server: FakeOpenAIServer, make_speech, tmp_path: Path
+) -> None:
     """STT and TTS on one server, the LLM on another: each gets only its requests and its own key."""
     audio_server.transcript = "What is the capital of Italy?"
     llm_server.chat_deltas = ("Rome is ", "the capital.")
-    env = {**os.environ, "OPENAI_API_KEY": AUDIO_KEY, "OPENAI_BASE_URL": audio_server.base_url,
-           "VOICECHAT_LLM_BASE_URL": llm_server.base_url, "VOICECHAT_LLM_API_KEY": LLM_KEY,
-           "VOICECHAT_MAX_RETRIES": "0", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": AUDIO_KEY,
+        "OPENAI_BASE_URL": audio_server.base_url,
+        "VOICECHAT_LLM_BASE_URL": llm_server.base_url,
+        "VOICECHAT_LLM_API_KEY": LLM_KEY,
+        "VOICECHAT_MAX_RETRIES": "0",
+        "HF_HUB_OFFLINE": "1",
+    }
     wav = make_speech("What is the capital of Italy?", rate=16000)
-    proc = subprocess.run([sys.executable, "-m", "voicechat", "turn", str(wav), "--json", "--fast"],
-                          capture_output=True, text=True, timeout=180, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "voicechat", "turn", str(wav), "--json", "--fast"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     assert data["transcript"] == "What is the capital of Italy?" and data["reply"] == "Rome is the capital."

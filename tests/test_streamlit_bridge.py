@@ -47,6 +47,7 @@ def engine_threads() -> int:
 
 def pull(source: PcmAudioSource, frames: int = 1) -> np.ndarray:
     """What aiortc would send next: ``frames`` 20 ms frames from the real source track."""
+
     async def run() -> list[np.ndarray]:
         return [(await source.track.recv()).to_ndarray()[0] for _ in range(frames)]  # type: ignore[attr-defined]
 
@@ -172,6 +173,7 @@ def test_speaking_over_a_reply_clears_its_queued_audio(make_speech) -> None:  # 
     settings = Settings.load(LOCAL, environ={}, dotenv_path=None)
     session.ensure_engine(settings).wait_ready(120)
     try:
+
         def mic() -> None:  # plays aiortc: real-time 20 ms frames from its own thread
             for f in frames:  # the question
                 session.push(f)
@@ -249,19 +251,23 @@ def test_webrtc_state_transitions_are_counted_once() -> None:
 
 # --------------------------------------------------------------------------- page helpers
 def test_markdown_escaping_and_status_lights() -> None:
-    assert escape_markdown("**x** [a](b) <img> $1 :red[x]") == \
-        r"\*\*x\*\* \[a\]\(b\) \<img\> \$1 \:red\[x\]"
+    assert escape_markdown("**x** [a](b) <img> $1 :red[x]") == r"\*\*x\*\* \[a\]\(b\) \<img\> \$1 \:red\[x\]"
     ko = status_lights(State.THINKING, labels("ko-KR"))
     assert ko == ["⚪ :gray[듣고 있음]", "🟡 **AI 생각 중**", "⚪ :gray[말하는 중]"]  # unlit lights keep their names
-    assert status_lights(State.IDLE, labels("en-US")) == ["⚪ :gray[Listening]", "⚪ :gray[AI thinking]",
-                                                          "⚪ :gray[Speaking]"]
+    assert status_lights(State.IDLE, labels("en-US")) == [
+        "⚪ :gray[Listening]",
+        "⚪ :gray[AI thinking]",
+        "⚪ :gray[Speaking]",
+    ]
     assert light_state(State.IDLE, webrtc_active=True, engine_running=True) == State.LISTENING
     assert light_state(State.LISTENING, webrtc_active=False, engine_running=True) == State.IDLE
     assert light_state(State.SPEAKING, webrtc_active=True, engine_running=False) == State.IDLE
-    m = (TurnMetrics(1, stt_ms=100, first_audio_ms=900), TurnMetrics(2, stt_ms=300, first_audio_ms=None),
-         TurnMetrics(3, stt_ms=200, first_audio_ms=1100))
-    assert medians(m) == {"stt_ms": 200, "llm_first_token_ms": None, "tts_first_audio_ms": None,
-                          "first_audio_ms": 1000}
+    m = (
+        TurnMetrics(1, stt_ms=100, first_audio_ms=900),
+        TurnMetrics(2, stt_ms=300, first_audio_ms=None),
+        TurnMetrics(3, stt_ms=200, first_audio_ms=1100),
+    )
+    assert medians(m) == {"stt_ms": 200, "llm_first_token_ms": None, "tts_first_audio_ms": None, "first_audio_ms": 1000}
 
 
 def test_ice_configuration_from_settings_and_secrets() -> None:
@@ -289,8 +295,12 @@ def _page_script() -> None:
 
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[AppTest]:
-    for k, v in {"VOICECHAT_STT": "local", "VOICECHAT_LLM": "local", "VOICECHAT_TTS": "local",
-                 "VOICECHAT_LANGUAGE": "en-US"}.items():
+    for k, v in {
+        "VOICECHAT_STT": "local",
+        "VOICECHAT_LLM": "local",
+        "VOICECHAT_TTS": "local",
+        "VOICECHAT_LANGUAGE": "en-US",
+    }.items():
         monkeypatch.setenv(k, v)
     at = AppTest.from_function(_page_script, default_timeout=180)
     yield at
@@ -311,8 +321,10 @@ def test_page_labels_switch_between_english_and_korean(app: AppTest) -> None:
     assert {b.label for b in app.button} >= {"🔇 음성 중지", "🗑️ 대화 지우기"}
     assert [s.label for s in app.sidebar.selectbox][:3] == ["음성 인식", "응답 모델", "음성 합성"]
     assert "⚪ :gray[듣고 있음]" in [m.value for m in app.markdown]  # an unlit light keeps its name
-    assert {d.label for d in app.get("download_button")} == {"⬇️ 대화 내용 내려받기 (JSON)",
-                                                             "⬇️ 대화 내용 내려받기 (Markdown)"}
+    assert {d.label for d in app.get("download_button")} == {
+        "⬇️ 대화 내용 내려받기 (JSON)",
+        "⬇️ 대화 내용 내려받기 (Markdown)",
+    }
 
 
 @pytest.mark.slow
@@ -365,8 +377,10 @@ def test_sidebar_names_each_stage_server_never_its_key(app: AppTest, monkeypatch
     app.run()
     assert not app.exception
     backends = [t.value for t in app.sidebar.text]
-    assert "LLM: openai (VOICECHAT_LLM_BASE_URL is set) → http://10.9.8.7:8000/v1 (VOICECHAT_LLM_BASE_URL), " \
-           "key set (VOICECHAT_LLM_API_KEY)" in backends
+    assert (
+        "LLM: openai (VOICECHAT_LLM_BASE_URL is set) → http://10.9.8.7:8000/v1 (VOICECHAT_LLM_BASE_URL), "
+        "key set (VOICECHAT_LLM_API_KEY)" in backends
+    )
     assert "STT: local (set explicitly)" in backends
     shown = [str(e.value) for e in (*app.sidebar.text, *app.sidebar.caption, *app.markdown, *app.error)]
     shown.append(app.sidebar.dataframe[0].value.to_string())

@@ -53,8 +53,11 @@ def test_voice_turn_in_real_chromium(fake_mic: Path, tmp_path: Path) -> None:
 
             # The server got microphone audio, heard the question and answered it.
             wait_for(lambda: server.latest().get("frames_in", 0) > 100, 60, what="mic frames at the server")
-            wait_for(lambda: any("italy" in u.lower() for u in server.latest().get("user_lines", [])), 120,
-                     what="the question in the server's transcript")
+            wait_for(
+                lambda: any("italy" in u.lower() for u in server.latest().get("user_lines", [])),
+                120,
+                what="the question in the server's transcript",
+            )
             wait_for(lambda: server.latest().get("assistant_lines"), 120, what="a finished reply")
             assert server.latest()["pushed_samples"] > 48_000 // 2, "less than 0.5 s of reply audio was queued"
 
@@ -64,8 +67,11 @@ def test_voice_turn_in_real_chromium(fake_mic: Path, tmp_path: Path) -> None:
             wait_for(lambda: _page_text_with(page, reply), 30, what=f"the reply {reply!r} on the page")
 
             # The browser received the reply as audio (not just packets of silence).
-            stats = wait_for(lambda: [s for s in inbound_audio(page) if s["energy"] > 0], 60,
-                             what="reply audio energy at the browser")
+            stats = wait_for(
+                lambda: [s for s in inbound_audio(page) if s["energy"] > 0],
+                60,
+                what="reply audio energy at the browser",
+            )
             assert stats[0]["packets"] > 0 and stats[0]["state"] == "connected"
             page.screenshot(path=str(ARTIFACTS / "streamlit_e2e.png"), full_page=True)
 
@@ -73,10 +79,16 @@ def test_voice_turn_in_real_chromium(fake_mic: Path, tmp_path: Path) -> None:
             box = page.get_by_placeholder("…or type a message")
             box.fill(HTML)
             box.press("Enter")
-            wait_for(lambda: any(u == HTML for u in server.latest().get("user_lines", [])), 60,
-                     what="the typed message at the server")
-            wait_for(lambda: page.get_by_text('<img src="x"', exact=False).count() > 0, 30,
-                     what="the typed HTML shown as text")
+            wait_for(
+                lambda: any(u == HTML for u in server.latest().get("user_lines", [])),
+                60,
+                what="the typed message at the server",
+            )
+            wait_for(
+                lambda: page.get_by_text('<img src="x"', exact=False).count() > 0,
+                30,
+                what="the typed HTML shown as text",
+            )
             assert page.locator('img[src="x"]').count() == 0
             assert page.evaluate("window.__voicechatXss") is None
             assert page.locator('a[href="http://example.com/"]').count() == 0
@@ -94,8 +106,11 @@ def test_voice_turn_in_real_chromium(fake_mic: Path, tmp_path: Path) -> None:
 
             # Stopping the WebRTC session stops the engine: no engine thread is left.
             press(page, "Stop listening")
-            wait_for(lambda: (s := server.latest()) and not s["webrtc_active"] and s["engine_threads"] == 0, 30,
-                     what="the engine thread to stop after stop")
+            wait_for(
+                lambda: (s := server.latest()) and not s["webrtc_active"] and s["engine_threads"] == 0,
+                30,
+                what="the engine thread to stop after stop",
+            )
             assert "was not rendered for" not in server.log_text()
         except BaseException:
             page.screenshot(path=str(ARTIFACTS / "streamlit_e2e_failure.png"), full_page=True)
@@ -115,10 +130,14 @@ def test_browser_speech_recognition_falls_back_to_server_stt(fake_mic: Path, tmp
             wait_for(lambda: server.latest().get("engine_ready"), 240, what="the engine to start")
             press(page, "Start conversation")
             wait_for(lambda: server.latest().get("browser_stt_error"), 60, what="the recogniser's error")
-            wait_for(lambda: _page_text_with(page, "using server speech recognition instead"), 30,
-                     what="the fallback notice")
-            wait_for(lambda: any("italy" in u.lower() for u in server.latest().get("user_lines", [])), 120,
-                     what="the question transcribed by server STT")
+            wait_for(
+                lambda: _page_text_with(page, "using server speech recognition instead"), 30, what="the fallback notice"
+            )
+            wait_for(
+                lambda: any("italy" in u.lower() for u in server.latest().get("user_lines", [])),
+                120,
+                what="the question transcribed by server STT",
+            )
             assert "STT: local" in page.inner_text("[data-testid='stSidebar']")
         except BaseException:
             page.screenshot(path=str(ARTIFACTS / "streamlit_browser_stt_failure.png"), full_page=True)
@@ -134,14 +153,17 @@ def test_openai_backends_and_the_key_never_reaches_the_browser(fake_mic: Path, t
     received: list[bytes] = []
 
     def watch(ws) -> None:  # type: ignore[no-untyped-def]
-        ws.on("framereceived", lambda payload: received.append(payload if isinstance(payload, bytes)
-                                                                else payload.encode()))
+        ws.on(
+            "framereceived",
+            lambda payload: received.append(payload if isinstance(payload, bytes) else payload.encode()),
+        )
 
     with FakeOpenAIServer() as fake:
         fake.transcript = QUESTION
         key = fake.api_key or ""
-        server = AppServer(tmp_path / "stats.jsonl", tmp_path / "server.log", OPENAI_API_KEY=key,
-                           OPENAI_BASE_URL=fake.base_url)
+        server = AppServer(
+            tmp_path / "stats.jsonl", tmp_path / "server.log", OPENAI_API_KEY=key, OPENAI_BASE_URL=fake.base_url
+        )
         with server, sync_playwright() as pw, chromium(pw, fake_mic) as browser:
             page = browser.new_page()
             page.on("websocket", watch)

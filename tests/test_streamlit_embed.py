@@ -52,8 +52,11 @@ def test_voice_chat_inside_the_users_own_layout(fake_mic: Path, tmp_path: Path) 
             wait_for(lambda: server.latest().get("engine_ready"), 240, what="the models to load")
             press(page, "Start conversation")
 
-            wait_for(lambda: any("italy" in u.lower() for u in server.latest().get("user_lines", [])), 180,
-                     what="the question in the server's transcript")
+            wait_for(
+                lambda: any("italy" in u.lower() for u in server.latest().get("user_lines", [])),
+                180,
+                what="the question in the server's transcript",
+            )
             wait_for(lambda: server.latest().get("assistant_lines"), 120, what="a finished reply")
             reply = server.latest()["assistant_lines"][0].lower().rstrip(".")
 
@@ -62,8 +65,9 @@ def test_voice_chat_inside_the_users_own_layout(fake_mic: Path, tmp_path: Path) 
             wait_for(lambda: reply in _text(talk), 30, what=f"the reply {reply!r} in the voice chat column")
             # In the user's own box, from the state voice_chat() returned (a full run followed the reply).
             box = plan.locator(".st-key-last_exchange")
-            wait_for(lambda: "you: what is the capital of italy" in _text(box), 30,
-                     what="the question in the user's own box")
+            wait_for(
+                lambda: "you: what is the capital of italy" in _text(box), 30, what="the question in the user's own box"
+            )
             wait_for(lambda: f"assistant: {reply}" in _text(box), 30, what="the reply in the user's own box")
             assert talk.locator(".st-key-last_exchange").count() == 0  # the box is the user's, not the chat's
 
@@ -128,4 +132,3 @@ def test_two_voice_chats_on_one_page_keep_their_own_conversations() -> None:
             if key in at.session_state:
                 at.session_state[key].close()
     assert not [t for t in threading.enumerate() if t.name == "voicechat-engine"]
-

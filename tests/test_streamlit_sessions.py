@@ -133,32 +133,67 @@ def test_disconnect_mid_reply_stops_the_engine_within_2s(silent_mic: Path, tmp_p
         page.goto(server.url)
         wait_for(lambda: len(server.by_session()) >= 2, 60, what="the second session", sleep=_pump(page))
         press(page, START)
-        wait_for(lambda: any(r.get("frames_this_start", 0) > 50 for r in server.by_session().values()), 60,
-                 what="mic frames at the server", sleep=_pump(page))
+        wait_for(
+            lambda: any(r.get("frames_this_start", 0) > 50 for r in server.by_session().values()),
+            60,
+            what="mic frames at the server",
+            sleep=_pump(page),
+        )
         _type(page, LONG_REQUEST)
-        started = wait_for(lambda: _session_with(server, LONG_REQUEST) or next(
-            (r for r in server.by_session().values() if LONG_REQUEST in r.get("user_lines", [])
-             and r.get("state") in ("thinking", "speaking")), None), 120, 0.05, what="the reply to start",
-            sleep=_pump(page))
+        started = wait_for(
+            lambda: (
+                _session_with(server, LONG_REQUEST)
+                or next(
+                    (
+                        r
+                        for r in server.by_session().values()
+                        if LONG_REQUEST in r.get("user_lines", []) and r.get("state") in ("thinking", "speaking")
+                    ),
+                    None,
+                )
+            ),
+            120,
+            0.05,
+            what="the reply to start",
+            sleep=_pump(page),
+        )
         session = started["session"]
         assert started["engine_alive"] and not started["assistant_lines"], "the reply finished before the close"
         assert server.by_session()[obs_session]["engine_threads"] == 2  # the observer's engine and this one
         closed_at = time.time()
         page.close()  # the tab closes: its RTCPeerConnection goes with it; no script run will follow
         obs_sleep = _pump(observer)
-        ended = wait_for(lambda: [r for r in server.stats() if r.get("event") == "webrtc-ended"
-                                  and r["session"] == session], 10, 0.05,
-                         what="the server to notice the connection ended and stop the engine", sleep=obs_sleep)[0]
-        seen = wait_for(lambda: [r for r in server.stats() if r["session"] == obs_session and r["t"] > closed_at
-                                 and r.get("engine_threads") == 1], 10, 0.05,
-                        what="the observer to see one engine thread left", sleep=obs_sleep)[0]
+        ended = wait_for(
+            lambda: [r for r in server.stats() if r.get("event") == "webrtc-ended" and r["session"] == session],
+            10,
+            0.05,
+            what="the server to notice the connection ended and stop the engine",
+            sleep=obs_sleep,
+        )[0]
+        seen = wait_for(
+            lambda: [
+                r
+                for r in server.stats()
+                if r["session"] == obs_session and r["t"] > closed_at and r.get("engine_threads") == 1
+            ],
+            10,
+            0.05,
+            what="the observer to see one engine thread left",
+            sleep=obs_sleep,
+        )[0]
         assert not ended["engine_alive"] and server.by_session()[obs_session]["engine_alive"]
     latency = ended["t"] - closed_at
-    _record("disconnect", {"state_at_close": started["state"], "noticed_by": ended["cause"],
-                           "close_to_engine_stopped_s": round(latency, 3),
-                           "connection_end_to_engine_stopped_s": ended["stop_s"],
-                           "close_to_connection_end_s": round(ended["ended_at"] - closed_at, 3),
-                           "close_to_observer_sees_it_s": round(seen["t"] - closed_at, 3)})
+    _record(
+        "disconnect",
+        {
+            "state_at_close": started["state"],
+            "noticed_by": ended["cause"],
+            "close_to_engine_stopped_s": round(latency, 3),
+            "connection_end_to_engine_stopped_s": ended["stop_s"],
+            "close_to_connection_end_s": round(ended["ended_at"] - closed_at, 3),
+            "close_to_observer_sees_it_s": round(seen["t"] - closed_at, 3),
+        },
+    )
     assert latency < 2.0, f"engine stopped {latency:.2f} s after the tab closed"
     assert seen["t"] - closed_at < 2.5, "the observer saw the thread gone late (its page reports every 0.5 s)"
 
@@ -181,15 +216,34 @@ def test_twenty_start_stop_cycles_leak_no_threads_or_memory(silent_mic: Path, tm
             starts = server.latest().get("webrtc_starts", 0)
             press(page, START)
             try:
-                wait_for(lambda: (s := server.latest()).get("webrtc_starts", 0) > starts
-                         and s.get("frames_this_start", 0) >= 25, 15, 0.1, what="audio frames", sleep=pump)
+                wait_for(
+                    lambda: (
+                        (s := server.latest()).get("webrtc_starts", 0) > starts and s.get("frames_this_start", 0) >= 25
+                    ),
+                    15,
+                    0.1,
+                    what="audio frames",
+                    sleep=pump,
+                )
             except TimeoutError:  # the component ignored the click (see bench/stress_streamlit_start.py): once more
                 press(page, START, timeout=5)
-                wait_for(lambda: (s := server.latest()).get("webrtc_starts", 0) > starts
-                         and s.get("frames_this_start", 0) >= 25, 20, 0.1, what="audio frames", sleep=pump)
+                wait_for(
+                    lambda: (
+                        (s := server.latest()).get("webrtc_starts", 0) > starts and s.get("frames_this_start", 0) >= 25
+                    ),
+                    20,
+                    0.1,
+                    what="audio frames",
+                    sleep=pump,
+                )
             press(page, STOP)
-            wait_for(lambda: (s := server.latest()) and not s["webrtc_active"] and s["engine_threads"] == 0, 20, 0.1,
-                     what="the engine thread to stop after stop", sleep=pump)
+            wait_for(
+                lambda: (s := server.latest()) and not s["webrtc_active"] and s["engine_threads"] == 0,
+                20,
+                0.1,
+                what="the engine thread to stop after stop",
+                sleep=pump,
+            )
             return time.monotonic() - t0
 
         try:
@@ -206,13 +260,22 @@ def test_twenty_start_stop_cycles_leak_no_threads_or_memory(silent_mic: Path, tm
             (ARTIFACTS / "streamlit_sessions_server.log").write_text(server.log_text())
             raise
     growth_mb = (rss_after - rss_before) / 1024
-    _record("cycles", {"cycles": 20, "rss_start_mb": round(rss_start / 1024, 1),
-                       "rss_after_warmup_mb": round(rss_before / 1024, 1),
-                       "rss_after_20_mb": round(rss_after / 1024, 1),
-                       "rss_growth_mb": round(growth_mb, 1), "server_threads_before": threads_before,
-                       "server_threads_after": threads_after, "engine_threads_after": last["engine_threads"],
-                       "webrtc_starts": last["webrtc_starts"], "cycle_s_max": round(max(times), 2),
-                       "cycle_s_median": round(sorted(times)[10], 2)})
+    _record(
+        "cycles",
+        {
+            "cycles": 20,
+            "rss_start_mb": round(rss_start / 1024, 1),
+            "rss_after_warmup_mb": round(rss_before / 1024, 1),
+            "rss_after_20_mb": round(rss_after / 1024, 1),
+            "rss_growth_mb": round(growth_mb, 1),
+            "server_threads_before": threads_before,
+            "server_threads_after": threads_after,
+            "engine_threads_after": last["engine_threads"],
+            "webrtc_starts": last["webrtc_starts"],
+            "cycle_s_max": round(max(times), 2),
+            "cycle_s_median": round(sorted(times)[10], 2),
+        },
+    )
     assert last["webrtc_starts"] >= 21 and last["engine_threads"] == 0
     assert threads_after <= threads_before + 5, f"server threads {threads_before} -> {threads_after}"
     assert growth_mb < 20, f"server RSS grew {growth_mb:.1f} MB over 20 cycles"

@@ -52,7 +52,7 @@ def voiced_s(track: np.ndarray, rate: int) -> np.ndarray:
     """Start times of the 20 ms frames with sound in them."""
     n = rate // 50
     frames = track[: len(track) // n * n].astype(np.float64).reshape(-1, n)
-    return np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) > 300) / 50
+    return np.flatnonzero(np.sqrt((frames**2).mean(axis=1)) > 300) / 50
 
 
 def coloured_pixels(png: bytes) -> int:
@@ -126,8 +126,9 @@ def test_lights_chart_and_recordings_after_one_turn(fake_mic: Path, tmp_path: Pa
                 sleep(0.5)
                 chart.scroll_into_view_if_needed()
                 marks = coloured_pixels(chart.screenshot(path=str(ARTIFACTS / "streamlit_latency_turn1.png")))
-            wait_for(lambda: server.latest().get("state") == "listening", 60, what="turn 1's reply to finish",
-                     sleep=sleep)
+            wait_for(
+                lambda: server.latest().get("state") == "listening", 60, what="turn 1's reply to finish", sleep=sleep
+            )
 
             # Then by voice: the question on the left of the recording, its reply on the right.
             press(page, "Start conversation")
@@ -141,8 +142,12 @@ def test_lights_chart_and_recordings_after_one_turn(fake_mic: Path, tmp_path: Pa
 
             if server.latest().get("webrtc_active"):  # (on a very busy machine the connection may have dropped)
                 press(page, "Stop listening")
-            wait_for(lambda: (s := server.latest()) and not s["webrtc_active"] and s["engine_threads"] == 0, 60,
-                     what="the engine to stop", sleep=sleep)
+            wait_for(
+                lambda: (s := server.latest()) and not s["webrtc_active"] and s["engine_threads"] == 0,
+                60,
+                what="the engine to stop",
+                sleep=sleep,
+            )
             sleep(1.0)
             prepare(page)
             sleep(3.0)  # the buttons are already there: give the callback's rerun time to replace the bytes

@@ -37,8 +37,7 @@ def _speech(voice, text: str) -> np.ndarray:  # type: ignore[no-untyped-def]
 
 def _settings(server: FakeOpenAIServer, **kw: str) -> Settings:
     values = {"stt": "openai", "llm": "openai", "tts": "openai", "end_of_turn_ms": 700, **kw}
-    return Settings.load(values, environ={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url},
-                         dotenv_path=None)
+    return Settings.load(values, environ={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}, dotenv_path=None)
 
 
 def _talk(settings: Settings, audio: np.ndarray) -> list[object]:

@@ -14,18 +14,34 @@ from voicechat.stt.local import _cut_loop
 def test_whisper_loops_are_cut_back_to_what_was_said() -> None:
     assert _cut_loop("What time is it? What time is it? What time is it? What time") == "What time is it?"
     assert _cut_loop("Tell me a joke Tell me a joke Tell me a") == "Tell me a joke"
-    assert _cut_loop("Turn on the lights and close the door. Turn on the lights and") == \
-        "Turn on the lights and close the door."
+    assert (
+        _cut_loop("Turn on the lights and close the door. Turn on the lights and")
+        == "Turn on the lights and close the door."
+    )
     assert _cut_loop("Hi there. What time is it? What time is it? What") == "Hi there. What time is it?"
     # After a pause mid-sentence (the bench's paused-speech set), the end of the sentence loops.
-    assert _cut_loop("So I was thinking that maybe we could Go to the beach tomorrow Go to the beach tomorrow "
-                     "Go to the beach tomorrow") == "So I was thinking that maybe we could Go to the beach tomorrow"
-    assert _cut_loop("I'd like to book a table for two people tonight, two people tonight, two") == \
-        "I'd like to book a table for two people tonight"
+    assert (
+        _cut_loop(
+            "So I was thinking that maybe we could Go to the beach tomorrow Go to the beach tomorrow "
+            "Go to the beach tomorrow"
+        )
+        == "So I was thinking that maybe we could Go to the beach tomorrow"
+    )
+    assert (
+        _cut_loop("I'd like to book a table for two people tonight, two people tonight, two")
+        == "I'd like to book a table for two people tonight"
+    )
     # Real speech stays as it is.
-    for said in ("What is 2 plus 2?", "Hi there. What time is it?", "I said no, no. Not that one.",
-                 "Very very good.", "It was the best of times, it was the worst of times.",
-                 "I said go away, go away.", "Yes yes yes, I know.", ""):
+    for said in (
+        "What is 2 plus 2?",
+        "Hi there. What time is it?",
+        "I said no, no. Not that one.",
+        "Very very good.",
+        "It was the best of times, it was the worst of times.",
+        "I said go away, go away.",
+        "Yes yes yes, I know.",
+        "",
+    ):
         assert _cut_loop(said) == said
 
 
@@ -88,8 +104,12 @@ def test_words_after_a_pause_mid_sentence_are_transcribed() -> None:
     for name in ("p03_piper_22050.wav", "p10_espeak_22050.wav"):
         frames, rate = iter_wav_frames(PAUSED_DIR / name)
         conv, det = InputConverter(), TurnDetector(SileroVAD(), TurnConfig(end_of_turn_ms=1600))
-        turns = [e.audio for f in [*frames, *[np.zeros_like(frames[0])] * 120]
-                 for e in det.feed(conv.convert(f, rate)) if isinstance(e, TurnEnd)]
+        turns = [
+            e.audio
+            for f in [*frames, *[np.zeros_like(frames[0])] * 120]
+            for e in det.feed(conv.convert(f, rate))
+            if isinstance(e, TurnEnd)
+        ]
         assert len(turns) == 1  # one turn across the pause, as semantic end of turn holds it
         heard[name] = stt.transcribe_sync(turns[0]).lower()
     assert "history of rome" in heard["p03_piper_22050.wav"], heard

@@ -54,8 +54,9 @@ def test_precedence_arguments_over_environment_over_dotenv(tmp_path: Path) -> No
     assert (s.language, s.max_tokens, s.tts_speed) == ("ja-JP", 77, 1.5)
     s = Settings.load({}, environ={"VOICECHAT_LANGUAGE": "ko-KR"}, dotenv_path=dotenv)
     assert s.language == "ko-KR" and s.max_tokens == 77
-    s = Settings.load({"language": "zh-CN", "max_tokens": None}, environ={"VOICECHAT_LANGUAGE": "ko-KR"},
-                      dotenv_path=dotenv)
+    s = Settings.load(
+        {"language": "zh-CN", "max_tokens": None}, environ={"VOICECHAT_LANGUAGE": "ko-KR"}, dotenv_path=dotenv
+    )
     assert s.language == "zh-CN" and s.max_tokens == 77
 
 

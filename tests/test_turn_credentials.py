@@ -22,13 +22,22 @@ from voicechat.streamlit import ice
 KEY_ID = "a1b2c3d4-turn-key-id"
 TOKEN = "cf-SECRET-api-token-0123456789"
 # Cloudflare's documented answer, :53 alternates included.
-CLOUDFLARE_ANSWER = {"iceServers": [
-    {"urls": ["stun:stun.cloudflare.com:3478", "stun:stun.cloudflare.com:53"]},
-    {"urls": ["turn:turn.cloudflare.com:3478?transport=udp", "turn:turn.cloudflare.com:53?transport=udp",
-              "turn:turn.cloudflare.com:3478?transport=tcp", "turns:turn.cloudflare.com:5349?transport=tcp",
-              "turns:turn.cloudflare.com:443?transport=tcp"],
-     "username": "g0-short-lived-user", "credential": "short-lived-pass"},
-]}
+CLOUDFLARE_ANSWER = {
+    "iceServers": [
+        {"urls": ["stun:stun.cloudflare.com:3478", "stun:stun.cloudflare.com:53"]},
+        {
+            "urls": [
+                "turn:turn.cloudflare.com:3478?transport=udp",
+                "turn:turn.cloudflare.com:53?transport=udp",
+                "turn:turn.cloudflare.com:3478?transport=tcp",
+                "turns:turn.cloudflare.com:5349?transport=tcp",
+                "turns:turn.cloudflare.com:443?transport=tcp",
+            ],
+            "username": "g0-short-lived-user",
+            "credential": "short-lived-pass",
+        },
+    ]
+}
 
 
 class Provider:
@@ -77,8 +86,9 @@ def provider() -> Iterator[Provider]:
         ice._cache.clear()
 
 
-def cloudflare(provider: Provider, secrets: dict[str, str] | None = None,
-               environ: dict[str, str] | None = None) -> dict[str, Any] | None:
+def cloudflare(
+    provider: Provider, secrets: dict[str, str] | None = None, environ: dict[str, str] | None = None
+) -> dict[str, Any] | None:
     env = {"CLOUDFLARE_TURN_KEY_ID": KEY_ID, "CLOUDFLARE_TURN_KEY_API_TOKEN": TOKEN} if environ is None else environ
     return ice.rtc_configuration(None, secrets or {}, env, cloudflare_api=provider.url)
 
@@ -93,12 +103,21 @@ def test_cloudflare_request_and_answer(provider: Provider) -> None:
     assert not request["headers"]["User-Agent"].startswith("Python-urllib")  # Cloudflare's edge 403s that agent
     assert 3600 < json.loads(request["body"])["ttl"] <= 48 * 3600
     # What the browser gets: Cloudflare's servers minus the :53 ports browsers refuse, no API token.
-    assert config == {"iceServers": [
-        {"urls": ["stun:stun.cloudflare.com:3478"]},
-        {"urls": ["turn:turn.cloudflare.com:3478?transport=udp", "turn:turn.cloudflare.com:3478?transport=tcp",
-                  "turns:turn.cloudflare.com:5349?transport=tcp", "turns:turn.cloudflare.com:443?transport=tcp"],
-         "username": "g0-short-lived-user", "credential": "short-lived-pass"},
-    ]}
+    assert config == {
+        "iceServers": [
+            {"urls": ["stun:stun.cloudflare.com:3478"]},
+            {
+                "urls": [
+                    "turn:turn.cloudflare.com:3478?transport=udp",
+                    "turn:turn.cloudflare.com:3478?transport=tcp",
+                    "turns:turn.cloudflare.com:5349?transport=tcp",
+                    "turns:turn.cloudflare.com:443?transport=tcp",
+                ],
+                "username": "g0-short-lived-user",
+                "credential": "short-lived-pass",
+            },
+        ]
+    }
     assert TOKEN not in json.dumps(config)
     assert ice.describe(config) == "ICE: 5 server URL(s) (stun, turn, turns)"
 
@@ -115,8 +134,12 @@ def test_cloudflare_credentials_are_cached_per_key(provider: Provider) -> None:
 
 
 def test_cloudflare_comes_first_and_secrets_beat_environment(provider: Provider) -> None:
-    env = {"TWILIO_ACCOUNT_SID": "AC123", "TWILIO_AUTH_TOKEN": "tw", "CLOUDFLARE_TURN_KEY_ID": "from-env",
-           "CLOUDFLARE_TURN_KEY_API_TOKEN": "env-token"}
+    env = {
+        "TWILIO_ACCOUNT_SID": "AC123",
+        "TWILIO_AUTH_TOKEN": "tw",
+        "CLOUDFLARE_TURN_KEY_ID": "from-env",
+        "CLOUDFLARE_TURN_KEY_API_TOKEN": "env-token",
+    }
     cloudflare(provider, secrets={"CLOUDFLARE_TURN_KEY_ID": KEY_ID}, environ=env)
     (request,) = provider.requests
     assert f"/keys/{KEY_ID}/" in request["path"] and request["headers"]["Authorization"] == "Bearer env-token"
@@ -125,11 +148,14 @@ def test_cloudflare_comes_first_and_secrets_beat_environment(provider: Provider)
     assert len(provider.requests) == 1
 
 
-@pytest.mark.parametrize(("status", "body", "expect"), [
-    (401, b'{"success": false, "errors": [{"message": "Unauthorized"}]}', "HTTP Error 401"),
-    (201, b"<html>gateway</html>", "Expecting value"),
-    (201, b'{"servers": []}', "no iceServers"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "expect"),
+    [
+        (401, b'{"success": false, "errors": [{"message": "Unauthorized"}]}', "HTTP Error 401"),
+        (201, b"<html>gateway</html>", "Expecting value"),
+        (201, b'{"servers": []}', "no iceServers"),
+    ],
+)
 def test_cloudflare_failures_name_the_variables(provider: Provider, status: int, body: bytes, expect: str) -> None:
     provider.status, provider.body = status, body
     with pytest.raises(ConfigError) as info:
@@ -145,8 +171,9 @@ def test_unreachable_cloudflare_is_a_clear_error(provider: Provider) -> None:
     url = provider.url
     provider.close()
     with pytest.raises(ConfigError, match="could not get TURN credentials from Cloudflare"):
-        ice.rtc_configuration(None, {}, {"CLOUDFLARE_TURN_KEY_ID": KEY_ID, "CLOUDFLARE_TURN_KEY_API_TOKEN": TOKEN},
-                              cloudflare_api=url)
+        ice.rtc_configuration(
+            None, {}, {"CLOUDFLARE_TURN_KEY_ID": KEY_ID, "CLOUDFLARE_TURN_KEY_API_TOKEN": TOKEN}, cloudflare_api=url
+        )
 
 
 @pytest.mark.parametrize("half", [{"CLOUDFLARE_TURN_KEY_ID": KEY_ID}, {"TWILIO_AUTH_TOKEN": "x"}])
@@ -158,16 +185,24 @@ def test_half_a_credential_pair_says_which_half_is_missing(half: dict[str, str])
 
 
 def test_twilio_token_request_and_cache(provider: Provider) -> None:
-    provider.body = json.dumps({"ice_servers": [
-        {"url": "stun:global.stun.twilio.com:3478", "urls": "stun:global.stun.twilio.com:3478"},
-        {"url": "turn:global.turn.twilio.com:3478?transport=udp", "username": "u1", "credential": "c1"},
-    ], "ttl": "3600", "password": "c1"}).encode()
+    provider.body = json.dumps(
+        {
+            "ice_servers": [
+                {"url": "stun:global.stun.twilio.com:3478", "urls": "stun:global.stun.twilio.com:3478"},
+                {"url": "turn:global.turn.twilio.com:3478?transport=udp", "username": "u1", "credential": "c1"},
+            ],
+            "ttl": "3600",
+            "password": "c1",
+        }
+    ).encode()
     env = {"TWILIO_ACCOUNT_SID": "AC123", "TWILIO_AUTH_TOKEN": "tw-SECRET"}
     config = ice.rtc_configuration(None, {}, env, twilio_api=provider.url)
-    assert config == {"iceServers": [
-        {"urls": "stun:global.stun.twilio.com:3478"},
-        {"urls": "turn:global.turn.twilio.com:3478?transport=udp", "username": "u1", "credential": "c1"},
-    ]}
+    assert config == {
+        "iceServers": [
+            {"urls": "stun:global.stun.twilio.com:3478"},
+            {"urls": "turn:global.turn.twilio.com:3478?transport=udp", "username": "u1", "credential": "c1"},
+        ]
+    }
     ice.rtc_configuration(None, {}, env, twilio_api=provider.url)
     (request,) = provider.requests
     assert request["path"] == "/v1/Accounts/AC123/Tokens.json" and request["body"] == b"Ttl=3600"

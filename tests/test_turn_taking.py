@@ -86,8 +86,15 @@ async def _run(offline, audio: np.ndarray, **changes: object) -> tuple[Conversat
 
 
 def test_an_unfinished_sentence_with_a_one_second_pause_stays_one_turn(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
-    audio = np.concatenate([_silence(0.3), _speech(piper_voice, "I'd like to book a table for"), _silence(1.0),
-                            _speech(piper_voice, "two people tonight, please."), _silence(2.0)])
+    audio = np.concatenate(
+        [
+            _silence(0.3),
+            _speech(piper_voice, "I'd like to book a table for"),
+            _silence(1.0),
+            _speech(piper_voice, "two people tonight, please."),
+            _silence(2.0),
+        ]
+    )
     conv, events = asyncio.run(_run(offline, audio))
     finals = [e.text.lower() for e in events if isinstance(e, FinalTranscript)]
     assert len(finals) == 1 and "table" in finals[0] and "two" in finals[0], finals
@@ -113,12 +120,24 @@ def test_a_finished_question_is_released_before_512_ms_of_silence(offline, piper
 
 
 def test_silence_mode_reproduces_the_detectors_turn_boundaries(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
-    audio = np.concatenate([_silence(0.3), _speech(piper_voice, "Hello there, how are you today?"), _silence(0.7),
-                            _speech(piper_voice, "It was the best of times,"), _silence(0.6),
-                            _speech(piper_voice, "it was the worst of times."), _silence(1.5)])
+    audio = np.concatenate(
+        [
+            _silence(0.3),
+            _speech(piper_voice, "Hello there, how are you today?"),
+            _silence(0.7),
+            _speech(piper_voice, "It was the best of times,"),
+            _silence(0.6),
+            _speech(piper_voice, "it was the worst of times."),
+            _silence(1.5),
+        ]
+    )
     det = TurnDetector(SileroVAD(), TurnConfig())  # today's rule: 500 ms of silence
-    expected = [round(e.last_voiced / RATE, 3) for i in range(0, len(audio), FRAME)
-                for e in det.feed(audio[i : i + FRAME]) if isinstance(e, TurnEnd)]
+    expected = [
+        round(e.last_voiced / RATE, 3)
+        for i in range(0, len(audio), FRAME)
+        for e in det.feed(audio[i : i + FRAME])
+        if isinstance(e, TurnEnd)
+    ]
     conv, events = asyncio.run(_run(offline, audio, end_of_turn="silence"))
     got = [round(e.at_s, 3) for e in events if isinstance(e, SpeechEnded)]
     assert conv.end_of_turn_signals == ["silence"] and conv.turns.config.end_of_turn_ms == 500
@@ -149,8 +168,15 @@ def test_scoring_reuses_the_prompt_cache_without_changing_the_reply(offline) -> 
     assert after_scoring == plain and plain
     assert cached > 0
     finished = scorer.score(history, "What is the capital of Italy.")
-    unfinished = [scorer.score(history, t) for t in ("I'd like to book a table for.", "What is the capital of",
-                                                     "So I was thinking that maybe we could", "Um, what is")]
+    unfinished = [
+        scorer.score(history, t)
+        for t in (
+            "I'd like to book a table for.",
+            "What is the capital of",
+            "So I was thinking that maybe we could",
+            "Um, what is",
+        )
+    ]
     assert finished is not None and finished >= 0.5
     assert all(u is not None and u < 0.05 for u in unfinished), unfinished
 

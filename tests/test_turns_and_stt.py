@@ -69,8 +69,9 @@ def test_silence_and_noise_make_no_turn() -> None:
     rng = np.random.default_rng(1)
     det = TurnDetector(SileroVAD())
     assert det.feed(_silence(3.0)) == []
-    assert [e for e in det.feed((rng.standard_normal(16000 * 3) * 0.05).astype(np.float32))
-            if isinstance(e, TurnEnd)] == []
+    assert [
+        e for e in det.feed((rng.standard_normal(16000 * 3) * 0.05).astype(np.float32)) if isinstance(e, TurnEnd)
+    ] == []
 
 
 def test_endless_speech_is_cut_at_the_maximum_with_bounded_buffers(piper_voice) -> None:  # type: ignore[no-untyped-def]

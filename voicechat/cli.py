@@ -100,8 +100,10 @@ def cmd_turn(args: argparse.Namespace) -> int:
         print(f"assistant: {result.reply}")
         if result.metrics:
             m = result.metrics
-            print(f"stt {m.stt_ms} ms · llm first token {m.llm_first_token_ms} ms · "
-                  f"tts first audio {m.tts_first_audio_ms} ms · voice-to-voice {m.first_audio_ms} ms")
+            print(
+                f"stt {m.stt_ms} ms · llm first token {m.llm_first_token_ms} ms · "
+                f"tts first audio {m.tts_first_audio_ms} ms · voice-to-voice {m.first_audio_ms} ms"
+            )
     for err in result.errors:
         print(f"error: {err}", file=sys.stderr)
     if not result.transcript and not result.errors:
@@ -117,8 +119,11 @@ def cmd_app(args: argparse.Namespace) -> int:
     # Look, don't import: importing streamlit-webrtc outside a running server logs warnings.
     missing = [m for m in ("streamlit", "streamlit_webrtc") if importlib.util.find_spec(m) is None]
     if missing:
-        print(f"error: voicechat app needs the Streamlit extra ({missing[0]} is not installed): "
-              'pip install "voicechat[streamlit]" (or "voicechat[all]" for the offline models too)', file=sys.stderr)
+        print(
+            f"error: voicechat app needs the Streamlit extra ({missing[0]} is not installed): "
+            'pip install "voicechat[streamlit]" (or "voicechat[all]" for the offline models too)',
+            file=sys.stderr,
+        )
         return 2
     import streamlit.web.cli as streamlit_cli
 
@@ -141,9 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument(f"--{kind}", choices=("auto", "local", "openai"), default=None)
         sp.add_argument("--language", choices=tuple(LANGUAGES), default=None)
 
-    sp = sub.add_parser("app", help="start the Streamlit voice chat dashboard (streamlit run options pass through)",
-                        description="Start the bundled Streamlit dashboard. Every other option goes to "
-                                    "`streamlit run`, e.g. voicechat app --server.port 8502 --server.headless true")
+    sp = sub.add_parser(
+        "app",
+        help="start the Streamlit voice chat dashboard (streamlit run options pass through)",
+        description="Start the bundled Streamlit dashboard. Every other option goes to "
+        "`streamlit run`, e.g. voicechat app --server.port 8502 --server.headless true",
+    )
     sp.set_defaults(func=cmd_app, streamlit_args=[])
 
     sp = sub.add_parser("doctor", help="which backends are installed and usable")

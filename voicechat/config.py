@@ -207,16 +207,21 @@ class Settings:
                 "set VOICECHAT_INTERIM_STT (auto: never pay a provider for the live transcript)",
             )
         if self.max_sessions < 0:
-            raise ConfigError(f"max_sessions {self.max_sessions} is negative",
-                              "set VOICECHAT_MAX_SESSIONS to 0 (no limit) or more")
+            raise ConfigError(
+                f"max_sessions {self.max_sessions} is negative", "set VOICECHAT_MAX_SESSIONS to 0 (no limit) or more"
+            )
         if self.vad not in ("silero", "webrtc"):
             raise ConfigError(f"vad {self.vad!r} is not silero or webrtc", "set VOICECHAT_VAD")
         if self.end_of_turn not in ("semantic", "silence"):
-            raise ConfigError(f"end_of_turn {self.end_of_turn!r} is not semantic or silence",
-                              "set VOICECHAT_END_OF_TURN to semantic (default) or silence")
+            raise ConfigError(
+                f"end_of_turn {self.end_of_turn!r} is not semantic or silence",
+                "set VOICECHAT_END_OF_TURN to semantic (default) or silence",
+            )
         if min(self.end_of_turn_early_ms, self.end_of_turn_ms, self.end_of_turn_max_ms) <= 0:
-            raise ConfigError("end-of-turn waits must be positive (ms)", "fix VOICECHAT_END_OF_TURN_EARLY_MS, "
-                              "VOICECHAT_END_OF_TURN_MS or VOICECHAT_END_OF_TURN_MAX_MS")
+            raise ConfigError(
+                "end-of-turn waits must be positive (ms)",
+                "fix VOICECHAT_END_OF_TURN_EARLY_MS, VOICECHAT_END_OF_TURN_MS or VOICECHAT_END_OF_TURN_MAX_MS",
+            )
         if not 0.0 < self.vad_threshold < 1.0:
             raise ConfigError("vad_threshold must be between 0 and 1", "set VOICECHAT_VAD_THRESHOLD")
         if not self.record_max_s > 0:
@@ -333,9 +338,7 @@ def _coerce(f: dataclasses.Field[Any], raw: Any) -> Any:
         if kind.startswith("float"):
             return float(raw)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"setting {f.name} = {raw!r} is not a number", f"fix {f.metadata['env']}"
-        ) from exc
+        raise ConfigError(f"setting {f.name} = {raw!r} is not a number", f"fix {f.metadata['env']}") from exc
     return raw if raw is None else str(raw)
 
 

@@ -28,8 +28,13 @@ from voicechat.events import Event
 class ConversationThread:
     """Runs one :class:`Conversation`; build it with a factory so models load off the caller's thread."""
 
-    def __init__(self, factory: Callable[[Callable[[Event], None]], Conversation],
-                 listener: Callable[[Event], None], *, name: str = "voicechat-engine") -> None:
+    def __init__(
+        self,
+        factory: Callable[[Callable[[Event], None]], Conversation],
+        listener: Callable[[Event], None],
+        *,
+        name: str = "voicechat-engine",
+    ) -> None:
         self._listener = listener
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -144,15 +149,17 @@ class ConversationThread:
         return self._thread.is_alive()
 
 
-def offline_or_configured(settings: Settings | None = None, output_rate: int = 48_000
-                          ) -> Callable[[Callable[[Event], None]], Conversation]:
+def offline_or_configured(
+    settings: Settings | None = None, output_rate: int = 48_000
+) -> Callable[[Callable[[Event], None]], Conversation]:
     """A factory for :class:`ConversationThread` on the backends ``settings`` choose."""
 
     def factory(listener: Callable[[Event], None]) -> Conversation:
         from voicechat.backends import make_llm, make_stt, make_tts
 
         s = settings or Settings.load()
-        return Conversation(make_stt(s), make_llm(s), make_tts(s), settings=s,
-                            output_rate=output_rate, listener=listener)
+        return Conversation(
+            make_stt(s), make_llm(s), make_tts(s), settings=s, output_rate=output_rate, listener=listener
+        )
 
     return factory

@@ -56,11 +56,19 @@ class Conversation:
     model when ``end_of_turn`` is ``semantic``), ``None`` ends turns on silence alone.
     """
 
-    def __init__(self, stt: SpeechToText | None, llm: ChatModel, tts: TextToSpeech | None, *,
-                 settings: Settings | None = None, vad: VoiceActivityDetector | None = None,
-                 output_rate: int = 48_000, listener: Callable[[Event], None] | None = None,
-                 interim_stt: SpeechToText | Literal["auto"] | None = "auto",
-                 scorer: LineEndScoring | str | None = "auto") -> None:
+    def __init__(
+        self,
+        stt: SpeechToText | None,
+        llm: ChatModel,
+        tts: TextToSpeech | None,
+        *,
+        settings: Settings | None = None,
+        vad: VoiceActivityDetector | None = None,
+        output_rate: int = 48_000,
+        listener: Callable[[Event], None] | None = None,
+        interim_stt: SpeechToText | Literal["auto"] | None = "auto",
+        scorer: LineEndScoring | str | None = "auto",
+    ) -> None:
         from voicechat.backends import is_billed, make_interim_stt
 
         self.settings = settings or Settings()
@@ -77,12 +85,19 @@ class Conversation:
 
             scorer = make_line_end_scorer(s, llm)
         self.scorer: LineEndScoring | None = scorer if s.end_of_turn == "semantic" else None
-        self.policy = TurnPolicy(mode="semantic" if self.scorer is not None else "silence",
-                                 early_ms=s.end_of_turn_early_ms, end_of_turn_ms=s.end_of_turn_ms,
-                                 ceiling_ms=s.end_of_turn_max_ms)
-        cfg = TurnConfig(threshold=s.vad_threshold, min_speech_ms=s.min_speech_ms,
-                         end_of_turn_ms=round(self.policy.longest_wait_ms), max_utterance_s=s.max_utterance_s,
-                         pause_ms=s.speculative_pause_ms)
+        self.policy = TurnPolicy(
+            mode="semantic" if self.scorer is not None else "silence",
+            early_ms=s.end_of_turn_early_ms,
+            end_of_turn_ms=s.end_of_turn_ms,
+            ceiling_ms=s.end_of_turn_max_ms,
+        )
+        cfg = TurnConfig(
+            threshold=s.vad_threshold,
+            min_speech_ms=s.min_speech_ms,
+            end_of_turn_ms=round(self.policy.longest_wait_ms),
+            max_utterance_s=s.max_utterance_s,
+            pause_ms=s.speculative_pause_ms,
+        )
         self.turns = TurnDetector(vad or make_vad(s.vad), cfg)
         self._input = InputConverter(RATE)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -93,9 +108,14 @@ class Conversation:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._priming: asyncio.Future[None] | None = None  # the LLM reading the history in (prime_next_turn)
         # The live transcript's STT; see make_interim_stt for why it may differ from ``stt``.
-        self.captions = LiveCaptions(make_interim_stt(s, stt) if interim_stt == "auto" else interim_stt,
-                                     self.turns, self._emit, language=s.language,
-                                     interval_ms=s.partial_interval_ms, heard=self._prime)
+        self.captions = LiveCaptions(
+            make_interim_stt(s, stt) if interim_stt == "auto" else interim_stt,
+            self.turns,
+            self._emit,
+            language=s.language,
+            interval_ms=s.partial_interval_ms,
+            heard=self._prime,
+        )
         self._pieces: list[asyncio.Task[str]] = []
         self._overlap = False  # the utterance under way began over a reply and is not yet a barge-in
         self._closed = False
@@ -218,8 +238,9 @@ class Conversation:
         else:
             carried += turn.source.pieces
             if turn.source.audio is not None and self.stt is not None:
-                carried.append(asyncio.create_task(self.stt.transcribe(turn.source.audio,
-                                                                       language=self.settings.language)))
+                carried.append(
+                    asyncio.create_task(self.stt.transcribe(turn.source.audio, language=self.settings.language))
+                )
         self._pieces[:0] = carried
         self._current = None
         self._emit(Interrupted(turn.number, "resumed"))
@@ -385,8 +406,15 @@ class Conversation:
     async def warm_up(self) -> None:
         """Prime the models once per process (see :mod:`voicechat.warm_up`)."""
         prompt = self.settings.prompt()
-        await warm_up_once(self.llm, prompt, self.history.messages(prompt, 0), self.scorer,
-                           (self.stt, self.captions.stt), self.tts, language=self.settings.language)
+        await warm_up_once(
+            self.llm,
+            prompt,
+            self.history.messages(prompt, 0),
+            self.scorer,
+            (self.stt, self.captions.stt),
+            self.tts,
+            language=self.settings.language,
+        )
 
     def clear(self) -> None:
         """Forget the conversation: stop any reply, drop work prepared ahead, empty history and metrics."""

@@ -43,8 +43,9 @@ class TurnResult:
         }
 
 
-async def run_turn_from_wav(conv: Conversation, path: str | Path, *, realtime: bool = True,
-                            timeout_s: float = 120.0) -> TurnResult:
+async def run_turn_from_wav(
+    conv: Conversation, path: str | Path, *, realtime: bool = True, timeout_s: float = 120.0
+) -> TurnResult:
     """Feed an audio file (any format FFmpeg reads) in 20 ms frames, paced like a microphone when
     ``realtime``, and collect the first turn.
 
@@ -54,8 +55,9 @@ async def run_turn_from_wav(conv: Conversation, path: str | Path, *, realtime: b
     return await run_turn_from_frames(conv, frames, rate, realtime=realtime, timeout_s=timeout_s)
 
 
-async def run_turn_from_frames(conv: Conversation, frames: list[np.ndarray], rate: int, *, realtime: bool = True,
-                               timeout_s: float = 120.0) -> TurnResult:
+async def run_turn_from_frames(
+    conv: Conversation, frames: list[np.ndarray], rate: int, *, realtime: bool = True, timeout_s: float = 120.0
+) -> TurnResult:
     """:func:`run_turn_from_wav` on frames already decoded (so a bad file fails before models load)."""
     result = TurnResult(sample_rate=conv.output_rate)
     start = time.perf_counter()

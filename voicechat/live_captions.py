@@ -22,8 +22,16 @@ from voicechat.stt.base import SpeechToText
 class LiveCaptions:
     """Emits :class:`PartialTranscript` for the utterance under way, every ``interval_ms`` of it."""
 
-    def __init__(self, stt: SpeechToText | None, turns: TurnDetector, emit: Callable[[Event], None], *,
-                 language: str, interval_ms: int, heard: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        stt: SpeechToText | None,
+        turns: TurnDetector,
+        emit: Callable[[Event], None],
+        *,
+        language: str,
+        interval_ms: int,
+        heard: Callable[[str], None] | None = None,
+    ) -> None:
         self.stt = stt
         self._turns = turns
         self._emit = emit
@@ -42,8 +50,13 @@ class LiveCaptions:
         """After each chunk of audio: start a caption if one is due. ``busy``: a reply is being
         prepared ahead; ``earlier``: the text of the utterance's pieces already transcribed."""
         turns = self._turns
-        if (self.stt is None or not turns.speaking or self._interval_ms <= 0 or busy
-                or (self.task is not None and not self.task.done())):
+        if (
+            self.stt is None
+            or not turns.speaking
+            or self._interval_ms <= 0
+            or busy
+            or (self.task is not None and not self.task.done())
+        ):
             return
         if (turns.position - self._last_pos) * 1000 < self._interval_ms * RATE:
             return

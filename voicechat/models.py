@@ -82,8 +82,12 @@ def multilingual_whisper_path() -> str:
     model, marker = target / "model.bin", target / "model.bin.verified"
     expected = sum(p.stat().st_size for p in parts)
     with _multilingual_lock:
-        if (model.is_file() and marker.is_file() and model.stat().st_size == expected
-                and marker.read_text() == str(expected)):
+        if (
+            model.is_file()
+            and marker.is_file()
+            and model.stat().st_size == expected
+            and marker.read_text() == str(expected)
+        ):
             return str(target)
         partial = target / f"model.bin.partial-{os.getpid()}"  # two processes may join at once
         try:
@@ -159,14 +163,16 @@ def silero_vad_path() -> str:
     try:
         assets = resources.files("faster_whisper") / "assets"
     except ModuleNotFoundError as exc:
-        raise BackendUnavailable("faster-whisper (which carries Silero VAD) is not installed",
-                                 LOCAL_INSTALL_HINT) from exc
+        raise BackendUnavailable(
+            "faster-whisper (which carries Silero VAD) is not installed", LOCAL_INSTALL_HINT
+        ) from exc
     for name in ("silero_vad_v6.onnx", "silero_vad.onnx"):
         candidate = Path(str(assets / name))
         if candidate.is_file():
             return str(candidate)
-    raise ModelFileError(f"no Silero VAD ONNX file in {assets}",
-                         "reinstall faster-whisper, or set VOICECHAT_VAD=webrtc")
+    raise ModelFileError(
+        f"no Silero VAD ONNX file in {assets}", "reinstall faster-whisper, or set VOICECHAT_VAD=webrtc"
+    )
 
 
 class ModelCache:

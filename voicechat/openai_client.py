@@ -59,8 +59,10 @@ def setting_names(settings: Settings | None) -> tuple[str, str]:
     if settings is not None and settings.stage:
         upper = settings.stage.upper()
         ep = settings.endpoint(settings.stage)
-        return (ep.key_var or f"VOICECHAT_{upper}_API_KEY or OPENAI_API_KEY",
-                ep.url_var or f"VOICECHAT_{upper}_BASE_URL or OPENAI_BASE_URL")
+        return (
+            ep.key_var or f"VOICECHAT_{upper}_API_KEY or OPENAI_API_KEY",
+            ep.url_var or f"VOICECHAT_{upper}_BASE_URL or OPENAI_BASE_URL",
+        )
     return "OPENAI_API_KEY", "OPENAI_BASE_URL"
 
 
@@ -242,9 +244,7 @@ def _translate(exc: BaseException, settings: Settings | None) -> VoicechatError:
 
 def _translate_generic(exc: BaseException, where: str) -> VoicechatError:
     if isinstance(exc, _transport_errors()):
-        return ProviderUnavailable(
-            f"the connection to {where} failed: {type(exc).__name__}: {exc}", "try again"
-        )
+        return ProviderUnavailable(f"the connection to {where} failed: {type(exc).__name__}: {exc}", "try again")
     if isinstance(exc, ValueError):  # json.JSONDecodeError and friends: a garbled reply
         return ProviderError(
             f"{where} sent a malformed response: {exc}",

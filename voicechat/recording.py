@@ -114,8 +114,10 @@ class Recording:
         elif suffix == ".wav":
             data = self.conversation_wav() if turn is None else self.reply_wav(turn)
         else:
-            raise ValueError(f"export audio to .wav or .zip (everything), not {suffix or 'a file without suffix'}"
-                             + (" (one reply is a .wav)" if turn is not None else ""))
+            raise ValueError(
+                f"export audio to .wav or .zip (everything), not {suffix or 'a file without suffix'}"
+                + (" (one reply is a .wav)" if turn is not None else "")
+            )
         out.write_bytes(data)
         return out
 
@@ -135,8 +137,9 @@ def joined(parts: list[tuple[Recording, int]], max_s: float) -> Recording | None
         if rec.assistant_rate != rate:
             raise ValueError("recordings at different output rates cannot be joined")
         user += [Segment(start + s.start_s, s.pcm) for s in rec.user if start + s.start_s < max_s]
-        assistant += [Segment(start + s.start_s, s.pcm, s.turn + turn_offset) for s in rec.assistant
-                      if start + s.start_s < max_s]
+        assistant += [
+            Segment(start + s.start_s, s.pcm, s.turn + turn_offset) for s in rec.assistant if start + s.start_s < max_s
+        ]
         start += rec.duration_s
         full = full or rec.full
     if not parts:

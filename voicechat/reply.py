@@ -70,8 +70,9 @@ class ReplyPipeline:
     ``emit`` is called on the engine's loop thread for every delta and audio frame.
     """
 
-    def __init__(self, turn: int, llm: ChatModel, tts: TextToSpeech | None, output_rate: int,
-                 emit: Callable[[Event], None]) -> None:
+    def __init__(
+        self, turn: int, llm: ChatModel, tts: TextToSpeech | None, output_rate: int, emit: Callable[[Event], None]
+    ) -> None:
         self.turn = turn
         self.llm = llm
         self.tts = tts

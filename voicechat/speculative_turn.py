@@ -197,6 +197,7 @@ class Turn:
     def _reply_event(self, event: Event) -> None:
         if self._cancelled:
             return
+
         def deliver() -> None:
             if isinstance(event, AudioOut):
                 self.delivered_s += event.duration_s
@@ -224,19 +225,28 @@ class Turn:
             return
         committed = self.committed_at or time.perf_counter()
         metrics = TurnMetrics(
-            n, stt_ms=round(stats["stt"], 1) if "stt" in stats else None, eot_ms=self.eot_ms,
+            n,
+            stt_ms=round(stats["stt"], 1) if "stt" in stats else None,
+            eot_ms=self.eot_ms,
             llm_first_token_ms=_ms(t.llm_start, t.llm_first_token),
             first_sentence_ms=_ms(t.llm_start, t.first_sentence),
             tts_first_audio_ms=_ms(t.tts_first_start, t.first_audio),
-            first_audio_ms=None if self.first_audio_out is None
+            first_audio_ms=None
+            if self.first_audio_out is None
             else round(self.eot_ms + (self.first_audio_out - committed) * 1000.0, 1),
-            extra={"reply_audio_s": round(t.audio_s, 3), "speculative": float(self.speculative),
-                   **({"line_end": round(self.line_end, 4), "question": float(self.question)}
-                      if self.line_end is not None else {}),
-                   **({"line_end_ms": round(stats["line_end"], 1)} if "line_end" in stats else {}),
-                   "started_after_eos_ms": self.source.started_after_eos_ms if self.speculative else self.eot_ms,
-                   "started_perf_s": self.created_at,  # time.perf_counter() when work began (benchmarks)
-                   "speculative_lead_ms": round(max(0.0, (committed - t.llm_start) * 1000.0), 1)},
+            extra={
+                "reply_audio_s": round(t.audio_s, 3),
+                "speculative": float(self.speculative),
+                **(
+                    {"line_end": round(self.line_end, 4), "question": float(self.question)}
+                    if self.line_end is not None
+                    else {}
+                ),
+                **({"line_end_ms": round(stats["line_end"], 1)} if "line_end" in stats else {}),
+                "started_after_eos_ms": self.source.started_after_eos_ms if self.speculative else self.eot_ms,
+                "started_perf_s": self.created_at,  # time.perf_counter() when work began (benchmarks)
+                "speculative_lead_ms": round(max(0.0, (committed - t.llm_start) * 1000.0), 1),
+            },
         )
         host.metrics.append(metrics)
         host.deliver(metrics)

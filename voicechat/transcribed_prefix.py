@@ -29,7 +29,7 @@ class TranscribedPrefix:
 
     def extend(self, stt: SpeechToText, utterance: np.ndarray, language: str | None) -> tuple[asyncio.Task[str], ...]:
         """Send the audio after the last cut up to the end of ``utterance``; returns every piece so far."""
-        rest = utterance[self.samples:]
+        rest = utterance[self.samples :]
         if rest.size:
             self.pieces.append(asyncio.create_task(stt.transcribe(rest, language=language)))
             self.samples = len(utterance)
@@ -37,7 +37,7 @@ class TranscribedPrefix:
 
     def take(self, utterance: np.ndarray) -> tuple[tuple[asyncio.Task[str], ...], np.ndarray]:
         """The pieces so far and the part of ``utterance`` they do not cover; starts a new utterance."""
-        pieces, rest = tuple(self.pieces), utterance[self.samples:]
+        pieces, rest = tuple(self.pieces), utterance[self.samples :]
         self.reset()
         return pieces, rest
 

@@ -30,8 +30,31 @@ MODES = ("semantic", "silence")
 
 
 # Not "when" or "where": they open statements too ("When I was young, I lived by the sea." was cut).
-_ASKING = {"what", "who", "whom", "whose", "why", "which", "how", "can", "could", "would", "will", "shall",
-           "should", "is", "are", "was", "were", "do", "does", "did", "have", "has", "may"}
+_ASKING = {
+    "what",
+    "who",
+    "whom",
+    "whose",
+    "why",
+    "which",
+    "how",
+    "can",
+    "could",
+    "would",
+    "will",
+    "shall",
+    "should",
+    "is",
+    "are",
+    "was",
+    "were",
+    "do",
+    "does",
+    "did",
+    "have",
+    "has",
+    "may",
+}
 
 
 def heard_question(text: str) -> bool:
@@ -94,7 +117,8 @@ class TurnPolicy:
             return min(self.early_ms, self.end_of_turn_ms)
         return self.longest_wait_ms
 
-    def decide(self, silence_ms: float, line_end: float | None, *, question: bool = False,
-               scoring: bool = False) -> Verdict:
+    def decide(
+        self, silence_ms: float, line_end: float | None, *, question: bool = False, scoring: bool = False
+    ) -> Verdict:
         wait = self.wait_for(line_end, question=question, scoring=scoring)
         return Verdict.END if silence_ms >= wait else Verdict.WAIT

@@ -66,8 +66,9 @@ def _now() -> str:
 class UiBridge:
     """Thread-safe: ``handle`` on the engine thread, ``snapshot``/``reset`` on any other."""
 
-    def __init__(self, on_audio: Callable[[np.ndarray, int], None] | None = None,
-                 on_flush: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, on_audio: Callable[[np.ndarray, int], None] | None = None, on_flush: Callable[[], None] | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._snap = Snapshot()
         self._on_audio = on_audio
@@ -106,13 +107,19 @@ class UiBridge:
             lines = list(s.lines)
             for i in range(len(lines) - 1, -1, -1):
                 if lines[i].role == "assistant" and lines[i].turn == ev.turn:
-                    lines[i] = replace(lines[i], text=ev.text or lines[i].text, streaming=False,
-                                       interrupted=ev.interrupted, cut_off=ev.cut_off)
+                    lines[i] = replace(
+                        lines[i],
+                        text=ev.text or lines[i].text,
+                        streaming=False,
+                        interrupted=ev.interrupted,
+                        cut_off=ev.cut_off,
+                    )
                     break
             else:
                 if ev.text:
-                    lines.append(ChatLine("assistant", ev.text, ev.turn, _now(),
-                                          interrupted=ev.interrupted, cut_off=ev.cut_off))
+                    lines.append(
+                        ChatLine("assistant", ev.text, ev.turn, _now(), interrupted=ev.interrupted, cut_off=ev.cut_off)
+                    )
             return replace(s, lines=tuple(lines))
         if isinstance(ev, Interrupted):
             lines = list(s.lines)

@@ -21,8 +21,16 @@ from voicechat.tts.base import TextToSpeech
 from voicechat.turn_policy import LineEndScoring
 
 
-async def warm_up_once(llm: ChatModel, prompt: str, messages: Sequence[Message], scorer: LineEndScoring | None,
-                       stts: Iterable[SpeechToText | None], tts: TextToSpeech | None, *, language: str) -> None:
+async def warm_up_once(
+    llm: ChatModel,
+    prompt: str,
+    messages: Sequence[Message],
+    scorer: LineEndScoring | None,
+    stts: Iterable[SpeechToText | None],
+    tts: TextToSpeech | None,
+    *,
+    language: str,
+) -> None:
     warm = getattr(llm, "warm_up", None)
     if warm is not None and SHARED_MODELS.first_time(("warm", llm.name, prompt)):
         await workers.run(warm, messages)

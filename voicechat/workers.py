@@ -33,8 +33,9 @@ async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await submit(fn, *args, **kwargs)
 
 
-async def iterate(produce: Callable[..., Iterator[T]], *args: Any,
-                  gate: threading.Event | None = None) -> AsyncIterator[T]:
+async def iterate(
+    produce: Callable[..., Iterator[T]], *args: Any, gate: threading.Event | None = None
+) -> AsyncIterator[T]:
     """Drive a blocking generator on the pool and yield its items on the caller's loop.
 
     Items cross to the loop with ``call_soon_threadsafe`` as soon as each is made. When the

@@ -17,19 +17,38 @@ def add_bench_parser(sub: Any) -> None:
     sp.add_argument("--audio", nargs="+", help="spoken questions, any audio file; default: the bundled set")
     sp.add_argument("--rounds", type=int, default=2, help="measured passes over the questions (after one warm-up)")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
-    sp.add_argument("--sessions", type=int, metavar="N",
-                    help="capacity instead: sweep 1…N concurrent conversations on the loopback OpenAI-format path")
-    sp.add_argument("--memory-turns", type=int, metavar="N",
-                    help="memory instead: RSS of one conversation over N turns (steady state after turn 10)")
+    sp.add_argument(
+        "--sessions",
+        type=int,
+        metavar="N",
+        help="capacity instead: sweep 1…N concurrent conversations on the loopback OpenAI-format path",
+    )
+    sp.add_argument(
+        "--memory-turns",
+        type=int,
+        metavar="N",
+        help="memory instead: RSS of one conversation over N turns (steady state after turn 10)",
+    )
     sp.add_argument("--level-seconds", type=float, default=25.0, help="with --sessions: seconds of talk per level")
-    sp.add_argument("--end-of-turn", choices=("semantic", "silence"), default="semantic",
-                    help="with --sessions: how turns end (semantic scores each turn on the local LLM's model)")
+    sp.add_argument(
+        "--end-of-turn",
+        choices=("semantic", "silence"),
+        default="semantic",
+        help="with --sessions: how turns end (semantic scores each turn on the local LLM's model)",
+    )
     sp.add_argument("--no-paused", action="store_true", help="skip the paused-speech (false cut-off) set")
-    sp.add_argument("--paused-replay", action="store_true",
-                    help="only the paused-speech set, paced by the work instead of the clock (decisions, no timing)")
+    sp.add_argument(
+        "--paused-replay",
+        action="store_true",
+        help="only the paused-speech set, paced by the work instead of the clock (decisions, no timing)",
+    )
     sp.add_argument("--write-docs", metavar="DIR", help="write benchmarks.md figures and the plot into DIR")
-    sp.add_argument("--docs-label", default="", metavar="NAME",
-                    help="keep these figures in their own block of benchmarks.md (e.g. avx2), beside other machines'")
+    sp.add_argument(
+        "--docs-label",
+        default="",
+        metavar="NAME",
+        help="keep these figures in their own block of benchmarks.md (e.g. avx2), beside other machines'",
+    )
     for kind in ("stt", "llm", "tts"):
         sp.add_argument(f"--{kind}", choices=("auto", "local", "openai"), default=None)
     sp.set_defaults(func=cmd_bench)
@@ -59,8 +78,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         memory = asyncio.run(run_memory(settings, questions, turns=args.memory_turns, progress=log))
         print(json.dumps(memory) if args.json else "\n".join(f"{k}: {v}" for k, v in memory.items()))
         return 0 if memory["replies"] else 1
-    result = asyncio.run(run_benchmark(settings, questions, rounds=args.rounds, progress=log,
-                                      paused=not args.no_paused))
+    result = asyncio.run(
+        run_benchmark(settings, questions, rounds=args.rounds, progress=log, paused=not args.no_paused)
+    )
     if args.write_docs:
         from voicechat.benchmark.report import write_docs
 
@@ -78,8 +98,9 @@ def _capacity(args: argparse.Namespace, questions: list[Path], log: Any) -> int:
     if args.sessions < 1:
         print("error: --sessions needs at least 1", file=sys.stderr)
         return 2
-    result = run_capacity(args.sessions, questions, level_seconds=args.level_seconds, progress=log,
-                          end_of_turn=args.end_of_turn)
+    result = run_capacity(
+        args.sessions, questions, level_seconds=args.level_seconds, progress=log, end_of_turn=args.end_of_turn
+    )
     if args.write_docs:
         from voicechat.benchmark.capacity_report import write_docs as write_capacity_docs
 
@@ -87,8 +108,16 @@ def _capacity(args: argparse.Namespace, questions: list[Path], log: Any) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
-        keys = ("max_sessions_50ms", "cpu_per_session_pct", "added_p95_ms", "rss_per_session_mb",
-                "transport_sessions_per_core", "provider_requests_per_turn", "stt_audio_billed_ratio", "bottleneck")
+        keys = (
+            "max_sessions_50ms",
+            "cpu_per_session_pct",
+            "added_p95_ms",
+            "rss_per_session_mb",
+            "transport_sessions_per_core",
+            "provider_requests_per_turn",
+            "stt_audio_billed_ratio",
+            "bottleneck",
+        )
         print("\n".join(f"{k}: {result[k]}" for k in keys))
     return 0 if result["levels"][0]["turns"] else 1
 
@@ -110,13 +139,23 @@ def table(r: dict[str, Any]) -> str:
     ]
     eot = r.get("end_of_turn") or {}
     if eot:
-        rows += [(f"end of turn {m}: v2v p50 / eot p50", f"{eot[m]['voice_to_voice_ms'].get('p50')} / "
-                  f"{eot[m]['eot_ms_p50']} ms") for m in ("semantic", "silence")]
-        rows.append(("semantic / silence v2v (p50 ratio, paired)",
-                     f"{eot.get('p50_ratio')}, {eot.get('paired_ratio')}"))
+        rows += [
+            (
+                f"end of turn {m}: v2v p50 / eot p50",
+                f"{eot[m]['voice_to_voice_ms'].get('p50')} / {eot[m]['eot_ms_p50']} ms",
+            )
+            for m in ("semantic", "silence")
+        ]
+        rows.append(
+            ("semantic / silence v2v (p50 ratio, paired)", f"{eot.get('p50_ratio')}, {eot.get('paired_ratio')}")
+        )
     for mode, p in (r.get("paused_speech") or {}).items():
         if mode != "per_file":
-            rows.append((f"paused speech {mode}: false_cutoffs / pauses_total",
-                         f"{p['false_cutoffs']} / {p['pauses_total']} ({p['false_cutoff_rate']})"))
+            rows.append(
+                (
+                    f"paused speech {mode}: false_cutoffs / pauses_total",
+                    f"{p['false_cutoffs']} / {p['pauses_total']} ({p['false_cutoff_rate']})",
+                )
+            )
     width = max(len(a) for a, _ in rows)
     return "\n".join(f"{a:<{width}}  {b}" for a, b in rows)

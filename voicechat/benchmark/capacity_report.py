@@ -44,6 +44,7 @@ def max_sessions(levels: list[dict[str, Any]], budget_ms: float) -> int:
 
 def _answered(levels: list[dict[str, Any]], n: int) -> bool:
     """Most users got answers: a level where replies stopped coming is not a pass, whatever its p95."""
+
     def rate(lv: dict[str, Any]) -> float:  # answers per user per second of talk
         return float(lv["turns"]) / max(1, lv["sessions"]) / float(lv.get("seconds", 1.0))
 
@@ -87,19 +88,25 @@ def bottleneck(levels: list[dict[str, Any]], limit: int, cores: int, path: dict[
     host_load = float(lv.get("loadavg_1m", 0.0))
     if used >= 0.85 * cores:
         kind = "cpu"
-        why = (f"at {n} sessions the process uses {used:.2f} of {cores} cores: VAD {shares['vad']:.0%}, "
-               f"resampling {shares['resampling']:.0%}, the rest (asyncio loops, HTTP clients, thread "
-               f"switches) {shares['rest']:.0%}")
+        why = (
+            f"at {n} sessions the process uses {used:.2f} of {cores} cores: VAD {shares['vad']:.0%}, "
+            f"resampling {shares['resampling']:.0%}, the rest (asyncio loops, HTTP clients, thread "
+            f"switches) {shares['rest']:.0%}"
+        )
     elif host_load > 1.5 * cores:
         kind = "host_contention"
-        why = (f"at {n} sessions this process used only {used:.2f} of {cores} cores while the machine's load "
-               f"average was {host_load:g}: other processes held the CPU, so threads waited for the OS "
-               f"(GIL probe {lv['gil_wait_p95_ms']} ms p95, transport tick {lv['transport_tick_late_p95_ms']} ms "
-               "late); the engine's own limit is the CPU estimate")
+        why = (
+            f"at {n} sessions this process used only {used:.2f} of {cores} cores while the machine's load "
+            f"average was {host_load:g}: other processes held the CPU, so threads waited for the OS "
+            f"(GIL probe {lv['gil_wait_p95_ms']} ms p95, transport tick {lv['transport_tick_late_p95_ms']} ms "
+            "late); the engine's own limit is the CPU estimate"
+        )
     elif lv["gil_wait_p95_ms"] > 5.0:
         kind = "gil"
-        why = (f"at {n} sessions only {used:.2f} of {cores} cores are busy but a thread waits "
-               f"{lv['gil_wait_p95_ms']} ms (p95) for the interpreter lock")
+        why = (
+            f"at {n} sessions only {used:.2f} of {cores} cores are busy but a thread waits "
+            f"{lv['gil_wait_p95_ms']} ms (p95) for the interpreter lock"
+        )
     elif lv["transport_tick_late_p95_ms"] > 20.0:
         kind = "event_loops"
         why = f"at {n} sessions the transport loop runs {lv['transport_tick_late_p95_ms']} ms late (p95)"
@@ -109,8 +116,9 @@ def bottleneck(levels: list[dict[str, Any]], limit: int, cores: int, path: dict[
     return {"kind": kind, "at_sessions": n, "detail": why, "cpu_shares": shares}
 
 
-def summarise(levels: list[dict[str, Any]], cores: int, path: dict[str, float],
-              budget_ms: float = ADDED_BUDGET_MS) -> dict[str, Any]:
+def summarise(
+    levels: list[dict[str, Any]], cores: int, path: dict[str, float], budget_ms: float = ADDED_BUDGET_MS
+) -> dict[str, Any]:
     """The headline figures. CPU per session is the slope over every level whose users got answers:
     process CPU time does not depend on how loaded the machine is, latency does."""
     ns = [float(lv["sessions"]) for lv in levels]
@@ -164,10 +172,12 @@ def markdown(r: dict[str, Any], plotted: bool) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in r["levels"]:
-        lines.append(f"| {lv['sessions']} | {lv['turns']} | {lv['v2v_p50_ms']} / {lv['v2v_p95_ms']} | "
-                     f"{lv['excess_p95_ms']} | {r['added_p95_ms'][str(lv['sessions'])]} | "
-                     f"{lv['cores_used']} | {lv['rss_mb']} | "
-                     f"{lv['gil_wait_p95_ms']} | {lv['transport_tick_late_p95_ms']} |")
+        lines.append(
+            f"| {lv['sessions']} | {lv['turns']} | {lv['v2v_p50_ms']} / {lv['v2v_p95_ms']} | "
+            f"{lv['excess_p95_ms']} | {r['added_p95_ms'][str(lv['sessions'])]} | "
+            f"{lv['cores_used']} | {lv['rss_mb']} | "
+            f"{lv['gil_wait_p95_ms']} | {lv['transport_tick_late_p95_ms']} |"
+        )
     if plotted:
         lines += ["", "![added p95 and CPU against sessions](scaling.png)"]
     return "\n".join(lines)
@@ -208,7 +218,7 @@ def write_docs(r: dict[str, Any], docs: Path) -> None:
     text = page.read_text() if page.is_file() else "# Scaling\n\n## Measured capacity\n"
     block = f"{START}\n{markdown(r, plotted)}\n{END}"
     if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
     elif "## Measured capacity\n" in text:
         head, tail = text.split("## Measured capacity\n", 1)
         text = f"{head}## Measured capacity\n\n{block}\n{tail}"

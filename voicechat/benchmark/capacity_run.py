@@ -75,8 +75,7 @@ def provider_stats(base_url: str) -> dict[str, Any]:
 
 def loopback_settings(base_url: str, **overrides: Any) -> Settings:
     values = {"stt": "openai", "llm": "openai", "tts": "openai", **overrides}
-    return Settings.load(values, environ={"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": base_url},
-                         dotenv_path=None)
+    return Settings.load(values, environ={"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": base_url}, dotenv_path=None)
 
 
 @dataclass
@@ -203,8 +202,12 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-async def _transport(users: list[tuple[_User, ConversationThread]], seconds: float, tick_late_ms: list[float],
-                     until: Callable[[], bool] | None = None) -> None:
+async def _transport(
+    users: list[tuple[_User, ConversationThread]],
+    seconds: float,
+    tick_late_ms: list[float],
+    until: Callable[[], bool] | None = None,
+) -> None:
     """Main thread: one frame to every session every 20 ms, like aiortc's loop."""
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -222,8 +225,14 @@ async def _transport(users: list[tuple[_User, ConversationThread]], seconds: flo
         tick += 1
 
 
-def run_level(n: int, factory: Callable[[Callable[[Event], None]], Conversation], questions: list[Question],
-              seconds: float, baseline: dict[int, float] | None = None, seed: int = 7) -> dict[str, Any]:
+def run_level(
+    n: int,
+    factory: Callable[[Callable[[Event], None]], Conversation],
+    questions: list[Question],
+    seconds: float,
+    baseline: dict[int, float] | None = None,
+    seed: int = 7,
+) -> dict[str, Any]:
     """``n`` sessions for ``seconds`` of talk after a short ramp; figures for this level.
 
     Questions differ by hundreds of ms (one with a pause inside misses the speculative start),
@@ -258,9 +267,13 @@ def run_level(n: int, factory: Callable[[Callable[[Event], None]], Conversation]
     return {
         "baseline_ms": {str(q): round(v, 1) for q, v in sorted(baseline.items())},
         "excess_p95_ms": round(percentile(excess, 95), 1),
-        "sessions": n, "turns": len(v2v), "seconds": seconds,
-        "v2v_p50_ms": round(percentile(v2v, 50), 1), "v2v_p95_ms": round(percentile(v2v, 95), 1),
-        "cores_used": round(cores, 3), "rss_mb": round(rss, 1),
+        "sessions": n,
+        "turns": len(v2v),
+        "seconds": seconds,
+        "v2v_p50_ms": round(percentile(v2v, 50), 1),
+        "v2v_p95_ms": round(percentile(v2v, 95), 1),
+        "cores_used": round(cores, 3),
+        "rss_mb": round(rss, 1),
         "transport_tick_late_p95_ms": round(percentile(tick_late, 95), 1),
         "gil_wait_p95_ms": round(percentile(gil.late_ms, 95), 2),
         "partials_per_turn": round(sum(u.partials for u in users) / max(1, len(v2v)), 2),
@@ -277,23 +290,28 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def cost_per_turn(base_url: str, factory: Callable[[Callable[[Event], None]], Conversation],
-                  questions: list[Question], turns: int) -> dict[str, Any]:
+def cost_per_turn(
+    base_url: str, factory: Callable[[Callable[[Event], None]], Conversation], questions: list[Question], turns: int
+) -> dict[str, Any]:
     """One conversation of ``turns`` questions: what the provider was asked for and billed."""
     user = _User(questions, random.Random(1), idle_frames=25)
     thread = ConversationThread(factory, user.on_event, name="voicechat-bench-cost")
     thread.wait_ready(120)
     before = provider_stats(base_url)
     try:
-        asyncio.run(_transport([(user, thread)], 60.0 * turns, [],
-                               until=lambda: user.played >= turns and user.between_questions))
+        asyncio.run(
+            _transport(
+                [(user, thread)], 60.0 * turns, [], until=lambda: user.played >= turns and user.between_questions
+            )
+        )
     finally:
         thread.close()
     after = provider_stats(base_url)
     requests = {k: after["requests"][k] - before["requests"][k] for k in after["requests"]}
     billed = after["stt_audio_s"] - before["stt_audio_s"]
     return {
-        "turns": user.played, "requests": requests,
+        "turns": user.played,
+        "requests": requests,
         "provider_requests_per_turn": round(sum(requests.values()) / max(1, user.played), 2),
         "stt_requests_per_turn": round(requests[TRANSCRIPTIONS] / max(1, user.played), 2),
         "stt_audio_billed_ratio": round(billed / max(1e-9, user.spoken_s), 3),
@@ -306,8 +324,9 @@ def _factory(settings: Settings) -> Callable[[Callable[[Event], None]], Conversa
     def make(listener: Callable[[Event], None]) -> Conversation:
         from voicechat.backends import make_llm, make_stt, make_tts
 
-        return Conversation(make_stt(settings), make_llm(settings), make_tts(settings), settings=settings,
-                            listener=listener)
+        return Conversation(
+            make_stt(settings), make_llm(settings), make_tts(settings), settings=settings, listener=listener
+        )
 
     return make
 
@@ -318,8 +337,15 @@ def _loadavg() -> str:
     return "unknown"
 
 
-def run_capacity(limit: int, question_paths: list[Path], *, level_seconds: float = 25.0, cost_turns: int = 9,
-                 progress: Callable[[str], None] | None = None, end_of_turn: str = "semantic") -> dict[str, Any]:
+def run_capacity(
+    limit: int,
+    question_paths: list[Path],
+    *,
+    level_seconds: float = 25.0,
+    cost_turns: int = 9,
+    progress: Callable[[str], None] | None = None,
+    end_of_turn: str = "semantic",
+) -> dict[str, Any]:
     """The whole capacity benchmark; one JSON-ready dict (see docs/scaling.md)."""
     from voicechat.benchmark.capacity_report import frame_path_costs, summarise
     from voicechat.benchmark.machine import cpu_isa, cpu_model
@@ -339,9 +365,11 @@ def run_capacity(limit: int, question_paths: list[Path], *, level_seconds: float
             lv = run_level(n, sweep, questions, max(level_seconds, 3 * level_seconds / n), baseline)
             baseline = baseline or {int(q): v for q, v in lv["baseline_ms"].items()}
             levels.append(lv)
-            say(f"{n} sessions: {lv['turns']} turns, v2v p50 {lv['v2v_p50_ms']} / p95 {lv['v2v_p95_ms']} ms, "
+            say(
+                f"{n} sessions: {lv['turns']} turns, v2v p50 {lv['v2v_p50_ms']} / p95 {lv['v2v_p95_ms']} ms, "
                 f"{lv['cores_used']} cores, RSS {lv['rss_mb']} MB, GIL wait p95 {lv['gil_wait_p95_ms']} ms, "
-                f"excess p95 over one session's per-question median {lv['excess_p95_ms']} ms")
+                f"excess p95 over one session's per-question median {lv['excess_p95_ms']} ms"
+            )
             answered = lv["turns"] / (n * lv["seconds"])
             if answered < 0.25 * levels[0]["turns"] / levels[0]["seconds"]:  # answers per user per second
                 say("most users got no answer at this level: stopping the sweep here")
@@ -351,8 +379,9 @@ def run_capacity(limit: int, question_paths: list[Path], *, level_seconds: float
         say(f"cost: {cost}")
         # The trade-off .env.example names: live text from the provider, in the same run.
         paid = cost_per_turn(url, _factory(loopback_settings(url, interim_stt="stt")), questions, cost_turns)
-        cost["with_interim_from_provider"] = {k: paid[k] for k in
-                                              ("provider_requests_per_turn", "stt_audio_billed_ratio")}
+        cost["with_interim_from_provider"] = {
+            k: paid[k] for k in ("provider_requests_per_turn", "stt_audio_billed_ratio")
+        }
         say(f"cost with VOICECHAT_INTERIM_STT=stt: {cost['with_interim_from_provider']}")
     transport = transport_cost(question_paths)
     say(f"transport: {transport}")
@@ -363,8 +392,15 @@ def run_capacity(limit: int, question_paths: list[Path], *, level_seconds: float
         "transport_sessions_per_core": transport["transport_sessions_per_core"],
         "provider_requests_per_turn": cost["provider_requests_per_turn"],
         "stt_audio_billed_ratio": cost["stt_audio_billed_ratio"],
-        "sessions_max": limit, "end_of_turn": end_of_turn, "cpu": f"{cpu_model()} ({cpu_isa()})", "cpu_count": cores,
+        "sessions_max": limit,
+        "end_of_turn": end_of_turn,
+        "cpu": f"{cpu_model()} ({cpu_isa()})",
+        "cpu_count": cores,
         "provider_delays_ms": {k.rsplit("/", 1)[-1]: round(v * 1000) for k, v in PROVIDER_DELAYS.items()},
-        "level_seconds": level_seconds, "loadavg_before": load_before, "loadavg_after": _loadavg(),
-        "levels": levels, "transport": transport, "cost": cost,
+        "level_seconds": level_seconds,
+        "loadavg_before": load_before,
+        "loadavg_after": _loadavg(),
+        "levels": levels,
+        "transport": transport,
+        "cost": cost,
     }

@@ -87,8 +87,9 @@ class _Recorder:
         return [e for _, e in new]
 
 
-async def _play(conv: Conversation, frames: list[np.ndarray], rate: int, rec: _Recorder, turn: int,
-                timeout_s: float = 60.0) -> float:
+async def _play(
+    conv: Conversation, frames: list[np.ndarray], rate: int, rec: _Recorder, turn: int, timeout_s: float = 60.0
+) -> float:
     """Feed frames in real time, then silence until ``turn``'s reply is done and played. Returns t0."""
     silence = np.zeros_like(frames[0])
     t0 = time.perf_counter()
@@ -132,12 +133,20 @@ async def _restore_prompt_cache(conv: Conversation, settings: Settings) -> None:
 
 
 MODES = ("semantic", "silence")
-STAGES = ("eot_ms", "stt_ms", "line_end_ms", "llm_first_token_ms", "first_sentence_ms", "tts_first_audio_ms",
-          "started_after_eos_ms")
+STAGES = (
+    "eot_ms",
+    "stt_ms",
+    "line_end_ms",
+    "llm_first_token_ms",
+    "first_sentence_ms",
+    "tts_first_audio_ms",
+    "started_after_eos_ms",
+)
 
 
-async def run_benchmark(settings: Settings, questions: list[Path], rounds: int = 2,
-                        progress: Any = None, paused: bool = True) -> dict[str, Any]:
+async def run_benchmark(
+    settings: Settings, questions: list[Path], rounds: int = 2, progress: Any = None, paused: bool = True
+) -> dict[str, Any]:
     """Both end-of-turn modes on the same loaded models, question by question in one run.
 
     ``semantic`` turns also get the sequential baseline; the ``silence`` turns give the
@@ -147,8 +156,7 @@ async def run_benchmark(settings: Settings, questions: list[Path], rounds: int =
 
     stt, llm, tts = make_stt(settings), make_llm(settings), make_tts(settings)
     recs = {m: _Recorder() for m in MODES}
-    convs = {m: Conversation(stt, llm, tts, settings=settings.replace(end_of_turn=m), listener=recs[m])
-             for m in MODES}
+    convs = {m: Conversation(stt, llm, tts, settings=settings.replace(end_of_turn=m), listener=recs[m]) for m in MODES}
     for conv in convs.values():
         await conv.warm_up()
     loaded = [(q, *iter_wav_frames(q)) for q in questions]
@@ -184,8 +192,10 @@ async def run_benchmark(settings: Settings, questions: list[Path], rounds: int =
                     samples[mode].append(sample)
                     peak = max(peak, _rss_mb()[1])
                     if progress:
-                        progress(f"{path.name} [{mode}]: {sample.v2v_ms:.0f} ms voice-to-voice, "
-                                 f"end of turn {sample.eot_ms:.0f} ms — {sample.transcript!r} → {sample.reply!r}")
+                        progress(
+                            f"{path.name} [{mode}]: {sample.v2v_ms:.0f} ms voice-to-voice, "
+                            f"end of turn {sample.eot_ms:.0f} ms — {sample.transcript!r} → {sample.reply!r}"
+                        )
         if paused:
             from voicechat.benchmark.paused_run import run_paused
 
@@ -207,9 +217,11 @@ def _compare(samples: dict[str, list[TurnSample]], signals: list[str]) -> dict[s
     sem, sil = samples["semantic"], samples["silence"]
     out: dict[str, Any] = {"signals": signals}
     for mode, got in samples.items():
-        out[mode] = {"voice_to_voice_ms": summary([s.v2v_ms for s in got]) if got else {},
-                     "eot_ms_p50": round(median([s.eot_ms for s in got]), 1) if got else None,
-                     "turns": len(got)}
+        out[mode] = {
+            "voice_to_voice_ms": summary([s.v2v_ms for s in got]) if got else {},
+            "eot_ms_p50": round(median([s.eot_ms for s in got]), 1) if got else None,
+            "turns": len(got),
+        }
     if sem and sil:
         out["p50_ratio"] = round(median([s.v2v_ms for s in sem]) / median([s.v2v_ms for s in sil]), 3)
         if [s.question for s in sem] == [s.question for s in sil]:  # turn by turn
@@ -235,11 +247,20 @@ def _sample(path: Path, evs: list[tuple[float, Event]], turn: int, eos_wall: flo
     critical = max(v(metrics.eot_ms), chain)
     v2v = (first_audio - eos_wall) * 1000.0
     return TurnSample(
-        question=path.name, transcript=transcript, reply=reply, v2v_ms=round(v2v, 1), sequential_ms=0.0,
-        eot_ms=v(metrics.eot_ms), stt_ms=v(metrics.stt_ms), line_end_ms=score,
+        question=path.name,
+        transcript=transcript,
+        reply=reply,
+        v2v_ms=round(v2v, 1),
+        sequential_ms=0.0,
+        eot_ms=v(metrics.eot_ms),
+        stt_ms=v(metrics.stt_ms),
+        line_end_ms=score,
         llm_first_token_ms=v(metrics.llm_first_token_ms),
-        first_sentence_ms=v(metrics.first_sentence_ms), tts_first_audio_ms=v(metrics.tts_first_audio_ms),
-        started_after_eos_ms=started, critical_path_ms=round(critical, 1), overhead_ms=round(v2v - critical, 1),
+        first_sentence_ms=v(metrics.first_sentence_ms),
+        tts_first_audio_ms=v(metrics.tts_first_audio_ms),
+        started_after_eos_ms=started,
+        critical_path_ms=round(critical, 1),
+        overhead_ms=round(v2v - critical, 1),
         speculative=bool(metrics.extra.get("speculative")),
     )
 
@@ -274,8 +295,14 @@ def _bundled_whisper() -> str | None:
         return None
 
 
-def _report(settings: Settings, samples: list[TurnSample], questions: list[Path], rss_start: float,
-            rss_end: float, rss_peak: float) -> dict[str, Any]:
+def _report(
+    settings: Settings,
+    samples: list[TurnSample],
+    questions: list[Path],
+    rss_start: float,
+    rss_end: float,
+    rss_peak: float,
+) -> dict[str, Any]:
     v2v = [s.v2v_ms for s in samples]
     stage = lambda name: round(median([getattr(s, name) for s in samples]), 1)  # noqa: E731
     from voicechat.benchmark.machine import machine_report

@@ -72,8 +72,14 @@ def whisper_isa(model_path: str) -> dict[str, str]:
     """Ask CTranslate2 and MKL, in a child process with this one's environment, what they pick."""
     env = {**os.environ, "MKL_VERBOSE": "1"}
     try:
-        proc = subprocess.run([sys.executable, "-c", _PROBE.format(path=model_path)], env=env,
-                              capture_output=True, text=True, timeout=120, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-c", _PROBE.format(path=model_path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"ctranslate2": f"unknown ({exc})", "mkl": "unknown"}
     out = proc.stdout + proc.stderr
@@ -114,6 +120,8 @@ def describe(report: dict[str, Any]) -> str:
     isa = report.get("runtime_isa", {})
     whisper = f"CTranslate2 {isa.get('ctranslate2', '?')} + MKL {isa.get('mkl', '?')}" if "ctranslate2" in isa else "?"
     env = ", ".join(f"{k}={v}" for k, v in report.get("isa_env", {}).items()) or "no ISA caps"
-    return (f"{report.get('cpu_model')}, {report.get('cpu_count')} CPUs ({report.get('cpu_isa')}); "
-            f"Whisper: {whisper}; llama.cpp: {isa.get('llama.cpp', '?')}; onnxruntime: {report.get('cpu_isa')} "
-            f"({env})")
+    return (
+        f"{report.get('cpu_model')}, {report.get('cpu_count')} CPUs ({report.get('cpu_isa')}); "
+        f"Whisper: {whisper}; llama.cpp: {isa.get('llama.cpp', '?')}; onnxruntime: {report.get('cpu_isa')} "
+        f"({env})"
+    )

@@ -40,8 +40,13 @@ async def _one_turn(conv: Conversation, frames: list[np.ndarray], rate: int) -> 
     conv.playback_done()
 
 
-async def run_memory(settings: Settings, questions: list[Path], turns: int = 100, mark: int = 10,
-                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+async def run_memory(
+    settings: Settings,
+    questions: list[Path],
+    turns: int = 100,
+    mark: int = 10,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     from voicechat.backends import make_llm, make_stt, make_tts
 
     done = [0]
@@ -68,9 +73,12 @@ async def run_memory(settings: Settings, questions: list[Path], turns: int = 100
     at_mark = rss[mark - 1] if len(rss) >= mark else float("nan")
     return {
         "backends": {k: settings.backend(k) for k in ("stt", "llm", "tts")},
-        "turns": len(rss), "replies": done[0], "history_entries": len(conv.history.entries),
+        "turns": len(rss),
+        "replies": done[0],
+        "history_entries": len(conv.history.entries),
         "rss_first_turn_mb": rss[0] if rss else None,
-        f"rss_turn_{mark}_mb": at_mark, "rss_last_turn_mb": rss[-1] if rss else None,
+        f"rss_turn_{mark}_mb": at_mark,
+        "rss_last_turn_mb": rss[-1] if rss else None,
         "rss_growth_steady_mb": round(rss[-1] - at_mark, 1) if rss else None,
         "rss_per_turn_mb": rss,
     }

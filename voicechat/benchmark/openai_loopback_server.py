@@ -90,9 +90,7 @@ def sse(obj: Any) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
-def chat_chunk(
-    content: str | None = None, finish_reason: str | None = None, role: bool = False
-) -> dict[str, Any]:
+def chat_chunk(content: str | None = None, finish_reason: str | None = None, role: bool = False) -> dict[str, Any]:
     delta: dict[str, Any] = {}
     if role:
         delta["role"] = "assistant"

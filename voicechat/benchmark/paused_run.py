@@ -45,8 +45,13 @@ def load_manifest(folder: Path = PAUSED_DIR) -> list[dict[str, Any]]:
     return list(json.loads((folder / "manifest.json").read_text()))
 
 
-async def play_paused(conv: Conversation, path: Path, take: Callable[[], list[Event]],
-                      timeout_s: float = 60.0, paced_by_work: bool = False) -> list[Event]:
+async def play_paused(
+    conv: Conversation,
+    path: Path,
+    take: Callable[[], list[Event]],
+    timeout_s: float = 60.0,
+    paced_by_work: bool = False,
+) -> list[Event]:
     """Feed one file in real time plus silence, until the engine is idle again; return its events.
 
     ``take`` returns the conversation's events since it was last called (its listener's, or ``drain``).
@@ -100,14 +105,22 @@ def count(path: Path, mode: str, entry: dict[str, Any], events: list[Event]) -> 
     ended = [e for e in events if isinstance(e, SpeechEnded) and not e.forced]
     early = [e for e in ended if e.at_s < float(entry["speech_end_s"]) - 0.15]
     return PausedSample(
-        file=path.name, mode=mode, pauses=int(entry["pauses"]), turns=len(ended), false_cutoffs=len(early),
+        file=path.name,
+        mode=mode,
+        pauses=int(entry["pauses"]),
+        turns=len(ended),
+        false_cutoffs=len(early),
         heard=[e.text for e in events if isinstance(e, FinalTranscript)],
         line_end=[float(e.extra["line_end"]) for e in events if isinstance(e, TurnMetrics) and "line_end" in e.extra],
     )
 
 
-async def run_paused(convs: dict[str, tuple[Conversation, Callable[[], list[Event]]]], folder: Path = PAUSED_DIR,
-                     progress: Any = None, paced_by_work: bool = False) -> dict[str, Any]:
+async def run_paused(
+    convs: dict[str, tuple[Conversation, Callable[[], list[Event]]]],
+    folder: Path = PAUSED_DIR,
+    progress: Any = None,
+    paced_by_work: bool = False,
+) -> dict[str, Any]:
     """Every paused file through every conversation (one per end-of-turn mode, with its ``take``), interleaved."""
     samples: list[PausedSample] = []
     for entry in load_manifest(folder):
@@ -117,22 +130,29 @@ async def run_paused(convs: dict[str, tuple[Conversation, Callable[[], list[Even
             sample = count(path, mode, entry, events)
             samples.append(sample)
             if progress:
-                progress(f"{path.name} [{mode}]: {sample.turns} turn(s), {sample.false_cutoffs} cut-off(s) "
-                         f"of {sample.pauses} pause(s) — {sample.heard}")
+                progress(
+                    f"{path.name} [{mode}]: {sample.turns} turn(s), {sample.false_cutoffs} cut-off(s) "
+                    f"of {sample.pauses} pause(s) — {sample.heard}"
+                )
     out: dict[str, Any] = {}
     for mode in convs:
         mine = [s for s in samples if s.mode == mode]
         pauses = sum(s.pauses for s in mine)
         cut = sum(s.false_cutoffs for s in mine)
-        out[mode] = {"false_cutoffs": cut, "pauses_total": pauses,
-                     "false_cutoff_rate": round(cut / pauses, 3) if pauses else None,
-                     "replies": sum(s.turns for s in mine), "files": len(mine)}
+        out[mode] = {
+            "false_cutoffs": cut,
+            "pauses_total": pauses,
+            "false_cutoff_rate": round(cut / pauses, 3) if pauses else None,
+            "replies": sum(s.turns for s in mine),
+            "files": len(mine),
+        }
     out["per_file"] = [asdict(s) for s in samples]
     return out
 
 
-async def replay_paused(settings: Any, progress: Any = None, questions: list[Path] | None = None,
-                        paused: bool = True) -> dict[str, Any]:
+async def replay_paused(
+    settings: Any, progress: Any = None, questions: list[Path] | None = None, paused: bool = True
+) -> dict[str, Any]:
     """``voicechat bench --paused-replay``: the paused set paced by work, both modes, no timing at all.
 
     With ``questions`` (complete ones), also the end-of-turn wait each mode decided for them, in audio
@@ -156,8 +176,9 @@ async def replay_paused(settings: Any, progress: Any = None, questions: list[Pat
                     if progress:
                         progress(f"{path.name} [{mode}]: end of turn after {waits} ms of silence")
         if paused:
-            out.update(await run_paused({m: (c, c.drain) for m, c in convs.items()}, progress=progress,
-                                        paced_by_work=True))
+            out.update(
+                await run_paused({m: (c, c.drain) for m, c in convs.items()}, progress=progress, paced_by_work=True)
+            )
         return out
     finally:
         for conv in convs.values():

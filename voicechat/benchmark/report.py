@@ -26,7 +26,7 @@ def write_docs(result: dict[str, Any], docs: Path, label: str = "") -> None:
     block = f"{start}\n{markdown(result, plotted, f'{stem}.png')}\n{end}"
     text = page.read_text() if page.is_file() else f"# Benchmarks\n\n{start}\n{end}\n"
     if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
     else:
         text += "\n" + block + "\n"
     page.write_text(text)
@@ -56,8 +56,10 @@ def markdown(r: dict[str, Any], plotted: bool, image: str = "benchmarks.png") ->
         "|---|---|---|---|---|---|---|",
     ]
     for i, t in enumerate(r["per_turn"], 1):
-        lines.append(f"| {i} | {t['question']} | {t['transcript']} | {t['reply']} | {t['v2v_ms']} | "
-                     f"{t['sequential_ms']} | {'yes' if t['speculative'] else 'no'} |")
+        lines.append(
+            f"| {i} | {t['question']} | {t['transcript']} | {t['reply']} | {t['v2v_ms']} | "
+            f"{t['sequential_ms']} | {'yes' if t['speculative'] else 'no'} |"
+        )
     lines += turn_taking(r)
     if plotted:
         lines += ["", f"![stage times per turn]({image})"]
@@ -69,15 +71,22 @@ def turn_taking(r: dict[str, Any]) -> list[str]:
     eot, paused = r.get("end_of_turn") or {}, r.get("paused_speech") or {}
     if not eot:
         return []
-    lines = ["", f"End of turn, same run (signals: {' + '.join(eot.get('signals', []))}):", "",
-             "| end of turn | v2v p50 / p95 (complete questions) | eot_ms p50 | false_cutoffs / pauses_total |",
-             "|---|---|---|---|"]
+    lines = [
+        "",
+        f"End of turn, same run (signals: {' + '.join(eot.get('signals', []))}):",
+        "",
+        "| end of turn | v2v p50 / p95 (complete questions) | eot_ms p50 | false_cutoffs / pauses_total |",
+        "|---|---|---|---|",
+    ]
     for mode in ("semantic", "silence"):
         v, p = eot[mode]["voice_to_voice_ms"], paused.get(mode, {})
         cut = f"{p['false_cutoffs']} / {p['pauses_total']} ({p['false_cutoff_rate']:.1%})" if p else "—"
         lines.append(f"| {mode} | {v.get('p50')} / {v.get('p95')} | {eot[mode]['eot_ms_p50']} | {cut} |")
-    lines += ["", f"semantic / silence voice-to-voice: p50 ratio {eot.get('p50_ratio')}, "
-                  f"median per-question ratio {eot.get('paired_ratio')} (target ≤ 0.8; false cut-offs ≤ 5 %)."]
+    lines += [
+        "",
+        f"semantic / silence voice-to-voice: p50 ratio {eot.get('p50_ratio')}, "
+        f"median per-question ratio {eot.get('paired_ratio')} (target ≤ 0.8; false cut-offs ≤ 5 %).",
+    ]
     return lines
 
 
@@ -96,9 +105,13 @@ def plot(r: dict[str, Any], path: Path) -> bool:
     xs = range(1, len(turns) + 1)
     fig, ax = plt.subplots(figsize=(9, 4.5))
     bottom = [0.0] * len(turns)
-    stages = [("started_after_eos_ms", "wait before work starts"), ("stt_ms", "STT"),
-              ("line_end_ms", "end-of-turn score"), ("first_sentence_ms", "LLM to first piece"),
-              ("tts_first_audio_ms", "TTS first audio")]
+    stages = [
+        ("started_after_eos_ms", "wait before work starts"),
+        ("stt_ms", "STT"),
+        ("line_end_ms", "end-of-turn score"),
+        ("first_sentence_ms", "LLM to first piece"),
+        ("tts_first_audio_ms", "TTS first audio"),
+    ]
     for key, label in stages:
         vals = [float(t.get(key, 0.0)) for t in turns]
         ax.bar(xs, vals, bottom=bottom, label=label, width=0.6)

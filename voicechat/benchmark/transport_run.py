@@ -57,7 +57,7 @@ def _track(pcm: np.ndarray) -> Any:
             if delay > 0:
                 await asyncio.sleep(delay)
             n = len(pcm) // FRAME_SAMPLES
-            chunk = pcm[(self._i % n) * FRAME_SAMPLES:][:FRAME_SAMPLES]
+            chunk = pcm[(self._i % n) * FRAME_SAMPLES :][:FRAME_SAMPLES]
             frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
             frame.sample_rate = 48_000
             frame.pts = self._i * FRAME_SAMPLES
@@ -112,7 +112,8 @@ async def _measure(pairs: int, seconds: float, pcm: np.ndarray) -> dict[str, Any
     # decodes what it receives and the other encoded it), so a starved run is not flattered.
     per_session = cpu / max(1e-9, frames * 0.02)
     return {
-        "pairs": pairs, "seconds": round(wall, 1),
+        "pairs": pairs,
+        "seconds": round(wall, 1),
         "frames_received_ratio": round(frames / max(1, pairs * 2 * wall / 0.02), 3),
         "cpu_per_session_pct": round(per_session * 100, 2),
         "transport_sessions_per_core": round(1 / per_session, 1) if per_session > 0 else None,

@@ -52,6 +52,7 @@ class LineEndScorer:
 
         Found once per model and process (about 0.8 s of CPU over Gemma's 262k tokens), at warm-up.
         """
+
         def find() -> np.ndarray:
             ids = [i for i in range(llm.n_vocab()) if (t := llm.detokenize([i])).startswith(b"\n") or t in _ENDINGS]
             return np.array([*ids, llm.token_eos()], dtype=np.int64)

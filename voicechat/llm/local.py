@@ -52,8 +52,11 @@ _native_log_callback: Any = None  # the ctypes callback must stay referenced whi
 def build_prompt(messages: Sequence[Message], language: str = "en") -> str:
     """A few-shot completion prompt: the system text, worked examples, then the real history."""
     system = " ".join(m.content for m in messages if m.role == "system").strip()
-    lines = [system or "The following is a conversation with a friendly, helpful voice assistant.",
-             "The assistant answers in one or two short sentences.", ""]
+    lines = [
+        system or "The following is a conversation with a friendly, helpful voice assistant.",
+        "The assistant answers in one or two short sentences.",
+        "",
+    ]
     for q, a in FEW_SHOT.get(language, FEW_SHOT["en"]):
         lines += [f"User: {q}", f"Assistant: {a}"]
     for m in messages:
@@ -114,14 +117,16 @@ def _load(path: str, threads: int, n_ctx: int) -> tuple[Any, threading.Lock]:
         raise BackendUnavailable("llama-cpp-python is not installed", LOCAL_INSTALL_HINT) from exc
     _route_native_log()
     if not os.path.isfile(path):
-        raise ModelFileError(f"GGUF model file {path} does not exist",
-                             "set VOICECHAT_LOCAL_LLM_MODEL to an existing .gguf file")
+        raise ModelFileError(
+            f"GGUF model file {path} does not exist", "set VOICECHAT_LOCAL_LLM_MODEL to an existing .gguf file"
+        )
     try:
         with _quiet_stderr():  # anything native that bypasses the log callback
             llm = Llama(path, n_ctx=n_ctx, n_threads=threads, n_batch=64, n_ubatch=64, verbose=False)
     except Exception as exc:  # llama-cpp raises ValueError for an unreadable or corrupt GGUF
-        raise ModelFileError(f"could not load GGUF model {path}: {exc}",
-                             "set VOICECHAT_LOCAL_LLM_MODEL to a valid .gguf file") from exc
+        raise ModelFileError(
+            f"could not load GGUF model {path}: {exc}", "set VOICECHAT_LOCAL_LLM_MODEL to a valid .gguf file"
+        ) from exc
     return llm, threading.Lock()
 
 
@@ -130,12 +135,21 @@ class LocalChat:
 
     on_this_cpu = True  # decodes on the cores the voice needs too (see voicechat.reply)
 
-    def __init__(self, model_path: str | None = None, *, language: str = "en-US", max_tokens: int = 50,
-                 temperature: float = 0.3, threads: int = 0, n_ctx: int = 2048) -> None:
+    def __init__(
+        self,
+        model_path: str | None = None,
+        *,
+        language: str = "en-US",
+        max_tokens: int = 50,
+        temperature: float = 0.3,
+        threads: int = 0,
+        n_ctx: int = 2048,
+    ) -> None:
         self.model_path = model_path or gemma_gguf_path()
         n = threads or min(4, os.cpu_count() or 2)
-        self._llm, self._lock = SHARED_MODELS.get(("llama", self.model_path, n, n_ctx),
-                                                  lambda: _load(self.model_path, n, n_ctx))
+        self._llm, self._lock = SHARED_MODELS.get(
+            ("llama", self.model_path, n, n_ctx), lambda: _load(self.model_path, n, n_ctx)
+        )
         self.language = language.split("-")[0]
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -171,8 +185,7 @@ class LocalChat:
         finally:
             self._lock.release()
 
-    async def stream(self, messages: Sequence[Message], *,
-                     gate: threading.Event | None = None) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[Message], *, gate: threading.Event | None = None) -> AsyncIterator[str]:
         """``gate``: cleared by the caller to pause decoding between tokens (while the first words are
         voiced on the same cores; see :mod:`voicechat.reply`). The model's lock stays held meanwhile."""
         prompt = build_prompt(messages, self.language)
@@ -188,8 +201,13 @@ class LocalChat:
         """Blocking, on a worker thread: holds the model's lock until done or closed early."""
         with self._lock:
             stream = self._llm.create_completion(
-                prompt, max_tokens=self.max_tokens, temperature=self.temperature,
-                top_p=0.9, repeat_penalty=1.1, stop=STOP, stream=True,
+                prompt,
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+                top_p=0.9,
+                repeat_penalty=1.1,
+                stop=STOP,
+                stream=True,
             )
             try:
                 for chunk in stream:

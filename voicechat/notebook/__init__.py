@@ -11,8 +11,7 @@ try:
     from voicechat.notebook.widget import VoiceChatWidget
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        f'voicechat.notebook needs ipywidgets and anywidget ({exc.name} is missing): '
-        'pip install "voicechat[notebook]"'
+        f'voicechat.notebook needs ipywidgets and anywidget ({exc.name} is missing): pip install "voicechat[notebook]"'
     ) from exc
 
 __all__ = ["VoiceBridge", "VoiceChatWidget"]

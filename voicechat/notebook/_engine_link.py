@@ -201,12 +201,14 @@ class EngineSession:
                 raise self.error
             turn, text, interrupted = self._last_reply
             # The turn's metrics follow its ReplyDone: wait a little so .metrics includes them.
-            self._cond.wait_for(lambda: interrupted or turn in self._metric_turns,
-                                max(0.0, min(10.0, deadline - time.monotonic())))
+            self._cond.wait_for(
+                lambda: interrupted or turn in self._metric_turns, max(0.0, min(10.0, deadline - time.monotonic()))
+            )
             # Done means heard: wait until its audio has played (the engine is listening again),
             # so audio fed next is not taken for a barge-in.
-            self._cond.wait_for(lambda: self._state in (State.LISTENING, State.IDLE),
-                                max(0.0, deadline - time.monotonic()))
+            self._cond.wait_for(
+                lambda: self._state in (State.LISTENING, State.IDLE), max(0.0, deadline - time.monotonic())
+            )
             self._awaiting = self._replies
         return text
 

@@ -28,8 +28,10 @@ def lights_html(state: State, *, mic_on: bool, engine: str, ready: bool, languag
         for light in LIGHTS
     )
     ready_cls = " vc-ready" if ready else ""
-    return (f'<div class="vc-lights{ready_cls}" data-state="{state.value}">{lights}'
-            f'<span class="vc-engine">{html.escape(engine)}</span></div>')
+    return (
+        f'<div class="vc-lights{ready_cls}" data-state="{state.value}">{lights}'
+        f'<span class="vc-engine">{html.escape(engine)}</span></div>'
+    )
 
 
 def partial_html(text: str) -> str:

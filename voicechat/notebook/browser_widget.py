@@ -133,16 +133,20 @@ class VoiceBridge(anywidget.AnyWidget):
     def _admit(self, size: int) -> str | None:
         """``None`` if an audio message of ``size`` bytes may be taken, else why it is refused."""
         if size > MAX_CHUNK_BYTES:
-            return (f"refused an audio message of {size} bytes from the page: at most {MAX_CHUNK_S:g} s of "
-                    f"16 kHz Int16 audio ({MAX_CHUNK_BYTES} bytes) per message")
+            return (
+                f"refused an audio message of {size} bytes from the page: at most {MAX_CHUNK_S:g} s of "
+                f"16 kHz Int16 audio ({MAX_CHUNK_BYTES} bytes) per message"
+            )
         now = time.monotonic()
         credit = self.max_audio_bytes if self._credit is None else self._credit
         credit = min(float(self.max_audio_bytes), credit + (now - self._credit_at) * REALTIME_BYTES_PER_S)
         self._credit_at = now
         if size > credit:
             self._credit = credit
-            return (f"refused audio arriving faster than real time: the page is more than "
-                    f"{self.max_audio_bytes} bytes ahead (limit: VOICECHAT_MAX_AUDIO_BYTES)")
+            return (
+                f"refused audio arriving faster than real time: the page is more than "
+                f"{self.max_audio_bytes} bytes ahead (limit: VOICECHAT_MAX_AUDIO_BYTES)"
+            )
         self._credit = credit - size
         self._refusing = False
         return None

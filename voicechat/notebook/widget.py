@@ -54,9 +54,18 @@ class VoiceChatWidget(widgets.VBox):
     (export first to keep the old one).
     """
 
-    def __init__(self, settings: Settings | None = None, *, language: str | None = None,
-                 backend: str | None = None, stt_mode: str = "server", echo_cancellation: bool = True,
-                 half_duplex: bool | None = None, output_rate: int = 24_000, record_audio: bool | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        language: str | None = None,
+        backend: str | None = None,
+        stt_mode: str = "server",
+        echo_cancellation: bool = True,
+        half_duplex: bool | None = None,
+        output_rate: int = 24_000,
+        record_audio: bool | None = None,
+    ) -> None:
         s = settings or Settings.load({"language": language})
         if language is not None:
             s = s.replace(language=language)
@@ -93,10 +102,12 @@ class VoiceChatWidget(widgets.VBox):
         self._clear_button = widgets.Button(description="Clear", icon="trash")
         self._stop_button.on_click(lambda _b: self.stop_speaking())
         self._clear_button.on_click(lambda _b: self.clear())
-        self._language = widgets.Dropdown(options=[(name, code) for code, name in LANGUAGES.items()],
-                                          value=s.language, description="Language")
-        self._backend = widgets.Dropdown(options=list(BACKENDS),
-                                         value=s.llm if s.llm in BACKENDS else "auto", description="Backend")
+        self._language = widgets.Dropdown(
+            options=[(name, code) for code, name in LANGUAGES.items()], value=s.language, description="Language"
+        )
+        self._backend = widgets.Dropdown(
+            options=list(BACKENDS), value=s.llm if s.llm in BACKENDS else "auto", description="Backend"
+        )
         self._stt = widgets.Dropdown(options=["server", "browser"], value=stt_mode, description="STT")
         self._echo = widgets.Checkbox(value=echo_cancellation, description="echo cancellation", indent=False)
         for w in (self._language, self._backend, self._stt):
@@ -105,15 +116,22 @@ class VoiceChatWidget(widgets.VBox):
         self._backend.observe(self._on_backend, names="value")
         self._stt.observe(lambda c: setattr(self.bridge, "stt_mode", c["new"]), names="value")
         self._echo.observe(self._on_echo, names="value")
-        self._lights = widgets.HTML(_view.lights_html(State.IDLE, mic_on=False, engine="loading models…", ready=False,
-                                                      language=s.language))
+        self._lights = widgets.HTML(
+            _view.lights_html(State.IDLE, mic_on=False, engine="loading models…", ready=False, language=s.language)
+        )
         self._partial, self._chat = widgets.HTML(_view.partial_html("")), widgets.HTML(_view.chat_html(()))
         self._latency, self._errors = widgets.HTML(_view.latency_html(())), widgets.HTML(_view.errors_html(()))
-        super().__init__([
-            widgets.HBox([self.bridge, self._stop_button, self._clear_button]),
-            self._lights, self._partial, self._chat, self._latency, self._errors,
-            widgets.HBox([self._language, self._backend, self._stt, self._echo]),
-        ])
+        super().__init__(
+            [
+                widgets.HBox([self.bridge, self._stop_button, self._clear_button]),
+                self._lights,
+                self._partial,
+                self._chat,
+                self._latency,
+                self._errors,
+                widgets.HBox([self._language, self._backend, self._stt, self._echo]),
+            ]
+        )
         self.add_class("vc-root")
         self._restart_engine()
 
@@ -173,7 +191,7 @@ class VoiceChatWidget(widgets.VBox):
 
         def run() -> None:  # voicechat-feed thread
             for i in range(0, len(pcm), step):
-                self.feed(pcm[i:i + step], MIC_RATE)
+                self.feed(pcm[i : i + step], MIC_RATE)
                 time.sleep(0.1 if realtime else 0.004)
 
         t = threading.Thread(target=run, name="voicechat-feed", daemon=True)
@@ -219,8 +237,10 @@ class VoiceChatWidget(widgets.VBox):
         suffix = out.suffix.lower()
         if suffix not in (".md", ".json"):
             raise ValueError(f"export to .md or .json, not {suffix or 'a file without suffix'}")
-        text = self._session.read(lambda c: c.history.to_markdown() if suffix == ".md" else c.history.to_json(),
-                                  "# Conversation\n" if suffix == ".md" else "[]")
+        text = self._session.read(
+            lambda c: c.history.to_markdown() if suffix == ".md" else c.history.to_json(),
+            "# Conversation\n" if suffix == ".md" else "[]",
+        )
         out.write_text(text, encoding="utf-8")
         return out
 
@@ -233,8 +253,10 @@ class VoiceChatWidget(widgets.VBox):
         off by default, kept in memory only, and stops at ``VOICECHAT_RECORD_MAX_S`` (10 minutes).
         """
         if not self._settings.record_audio:
-            raise ValueError("recording is off: create the widget with VoiceChatWidget(record_audio=True) "
-                             "or set VOICECHAT_RECORD_AUDIO=1, then talk, then export")
+            raise ValueError(
+                "recording is off: create the widget with VoiceChatWidget(record_audio=True) "
+                "or set VOICECHAT_RECORD_AUDIO=1, then talk, then export"
+            )
         taken = self._session.read(lambda c: c.recording.take() if c.recording is not None else None, None)
         if taken is None:
             raise RuntimeError("nothing recorded yet: the engine is still loading (see the status line)")
@@ -255,8 +277,20 @@ class VoiceChatWidget(widgets.VBox):
         self._closed = True
         self.bridge.listening = False
         self._session.close()
-        for child in (self.bridge, self._stop_button, self._clear_button, self._language, self._backend,
-                      self._stt, self._echo, self._lights, self._partial, self._chat, self._latency, self._errors):
+        for child in (
+            self.bridge,
+            self._stop_button,
+            self._clear_button,
+            self._language,
+            self._backend,
+            self._stt,
+            self._echo,
+            self._lights,
+            self._partial,
+            self._chat,
+            self._latency,
+            self._errors,
+        ):
             child.close()
         super().close()
 
@@ -337,10 +371,19 @@ class VoiceChatWidget(widgets.VBox):
             elif not session.ready:
                 engine = "loading models…"
             else:
-                engine = "ready · " + stages_summary(self._settings) + \
-                    " · end of turn: " + end_of_turn_signals(self._settings)
-            self._lights.value = _view.lights_html(snap.state, mic_on=self.bridge.mic_state == "on" and session.ready,
-                                                   engine=engine, ready=session.ready, language=self._settings.language)
+                engine = (
+                    "ready · "
+                    + stages_summary(self._settings)
+                    + " · end of turn: "
+                    + end_of_turn_signals(self._settings)
+                )
+            self._lights.value = _view.lights_html(
+                snap.state,
+                mic_on=self.bridge.mic_state == "on" and session.ready,
+                engine=engine,
+                ready=session.ready,
+                language=self._settings.language,
+            )
             self._partial.value = _view.partial_html(self._browser_partial or snap.partial)
             self._chat.value = _view.chat_html(snap.lines)
             self._latency.value = _view.latency_html(snap.metrics)

@@ -108,8 +108,9 @@ class AudioOutlet:
             source.clear()
 
 
-def engine_factory(settings: Settings, *, half_duplex: bool = False, history: list[Entry] | None = None
-                   ) -> Callable[[Callable[[Event], None]], Conversation]:
+def engine_factory(
+    settings: Settings, *, half_duplex: bool = False, history: list[Entry] | None = None
+) -> Callable[[Callable[[Event], None]], Conversation]:
     """A ConversationThread factory; runs on the engine thread, so the model loading happens there.
 
     ``stt == "browser"`` builds the conversation without server STT: the page's Web Speech
@@ -120,8 +121,9 @@ def engine_factory(settings: Settings, *, half_duplex: bool = False, history: li
         from voicechat.backends import make_llm, make_stt, make_tts
 
         stt = None if settings.stt == "browser" else make_stt(settings)
-        conv = Conversation(stt, make_llm(settings), make_tts(settings), settings=settings,
-                            output_rate=OUTPUT_RATE, listener=listener)
+        conv = Conversation(
+            stt, make_llm(settings), make_tts(settings), settings=settings, output_rate=OUTPUT_RATE, listener=listener
+        )
         conv.half_duplex = half_duplex
         for entry in history or []:
             conv.history.add(entry)
@@ -153,8 +155,9 @@ def shifted(listener: Callable[[Event], None], offset: int) -> Callable[[Event],
 class VoiceSession:
     """Everything one browser session needs; see the module docstring for who calls what."""
 
-    def __init__(self, factory: Callable[..., Callable[[Callable[[Event], None]], Conversation]] = engine_factory
-                 ) -> None:
+    def __init__(
+        self, factory: Callable[..., Callable[[Callable[[Event], None]], Conversation]] = engine_factory
+    ) -> None:
         self.id = uuid.uuid4().hex[:8]
         self.outlet = AudioOutlet()
         self.bridge = UiBridge(on_audio=self.outlet.push, on_flush=self.outlet.clear)
@@ -209,8 +212,14 @@ class VoiceSession:
         def stop() -> None:
             SLOTS.release(self.id)
             self.close_engine(only=runner)
-            write_stats(self.id, self.stats(), event="webrtc-ended", cause=cause, ended_at=round(ended, 3),
-                        stop_s=round(time.time() - ended, 3))
+            write_stats(
+                self.id,
+                self.stats(),
+                event="webrtc-ended",
+                cause=cause,
+                ended_at=round(ended, 3),
+                stop_s=round(time.time() - ended, 3),
+            )
 
         threading.Thread(target=stop, name="voicechat-disconnect", daemon=True).start()
 
@@ -245,7 +254,9 @@ class VoiceSession:
         self._turn_offset = max([0, *(line.turn for line in snap.lines), *(m.turn for m in snap.metrics)])
         runner = ConversationThread(
             self._factory(settings, half_duplex=half_duplex, history=list(self._archive)),
-            shifted(self.bridge.handle, self._turn_offset), name=ENGINE_THREAD)
+            shifted(self.bridge.handle, self._turn_offset),
+            name=ENGINE_THREAD,
+        )
         with self._lock:
             closed = self.closed
             if not closed:
@@ -314,8 +325,7 @@ class VoiceSession:
         self.webrtc_active = active
         return stopped
 
-    def submit_text(self, text: str, settings: Settings, *, half_duplex: bool = False, timeout: float = 120.0
-                    ) -> None:
+    def submit_text(self, text: str, settings: Settings, *, half_duplex: bool = False, timeout: float = 120.0) -> None:
         """Typed or browser-recognised text: reply to it (waits for the models the first time)."""
         runner = self.ensure_engine(settings, half_duplex=half_duplex)
         runner.wait_ready(timeout)
@@ -337,9 +347,9 @@ class VoiceSession:
 
     def _merged(self, entries: list[Entry]) -> list[Entry]:
         """An engine's history (the archive it was seeded with, then its own) with its turns renumbered."""
-        if entries[:len(self._archive)] != self._archive:  # cleared meanwhile: all of it is new
+        if entries[: len(self._archive)] != self._archive:  # cleared meanwhile: all of it is new
             return [replace(e, turn=e.turn + self._turn_offset) for e in entries]
-        own = entries[len(self._archive):]
+        own = entries[len(self._archive) :]
         return [*self._archive, *(replace(e, turn=e.turn + self._turn_offset) for e in own)]
 
     def history(self) -> History:

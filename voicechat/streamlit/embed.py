@@ -154,8 +154,10 @@ def enable_webrtc_debug_log() -> None:
 def _refuse_fragment() -> None:
     ctx = get_script_run_ctx()
     if ctx is not None and ctx.fragment_ids_this_run:
-        raise RuntimeError("voice_chat() ran inside st.fragment: call it from the page's top level (or a column) "
-                           "on every full run, outside any fragment, or the microphone connection is reset.")
+        raise RuntimeError(
+            "voice_chat() ran inside st.fragment: call it from the page's top level (or a column) "
+            "on every full run, outside any fragment, or the microphone connection is reset."
+        )
 
 
 def _state(session: VoiceSession, settings: Settings, snap: Snapshot) -> VoiceChatState:
@@ -166,17 +168,29 @@ def _state(session: VoiceSession, settings: Settings, snap: Snapshot) -> VoiceCh
     replies = [line.text for line in done if line.role == "assistant"]
     return VoiceChatState(
         state=light_state(snap.state, webrtc_active=session.webrtc_active, engine_running=ready),
-        connected=session.webrtc_active, ready=ready, history=session.history(),
-        last_transcript=said[-1] if said else None, last_reply=replies[-1] if replies else None,
-        metrics=snap.metrics, errors=snap.errors, settings=settings)
+        connected=session.webrtc_active,
+        ready=ready,
+        history=session.history(),
+        last_transcript=said[-1] if said else None,
+        last_reply=replies[-1] if replies else None,
+        metrics=snap.metrics,
+        errors=snap.errors,
+        settings=settings,
+    )
 
 
-def voice_chat(settings: Settings | None = None, *, key: str = "voicechat", show_transcript: bool = True,
-               show_status: bool = True, show_metrics: bool = False, sidebar: bool = False,
-               rerun_on_reply: bool = True,
-               streamer: Callable[..., Any] = render_streamer,
-               shutdown_observer: Callable[[Callable[[], None]], object] = SessionShutdownObserver,
-               ) -> VoiceChatState:
+def voice_chat(
+    settings: Settings | None = None,
+    *,
+    key: str = "voicechat",
+    show_transcript: bool = True,
+    show_status: bool = True,
+    show_metrics: bool = False,
+    sidebar: bool = False,
+    rerun_on_reply: bool = True,
+    streamer: Callable[..., Any] = render_streamer,
+    shutdown_observer: Callable[[Callable[[], None]], object] = SessionShutdownObserver,
+) -> VoiceChatState:
     """Render a voice conversation here and return its state. **Call it on every run** (see the module doc).
 
     ``settings``: ``None`` reads them like the app does (``st.secrets``, the environment, .env);
@@ -203,8 +217,15 @@ def voice_chat(settings: Settings | None = None, *, key: str = "voicechat", show
     refuse = not admit_connection(session, keys, settings.max_sessions)
 
     # Rendered on EVERY full run, same key, never in a fragment or behind a condition.
-    ctx = streamer(session, barrier, rtc_configuration=rtc, echo_cancellation=choice.echo_cancellation,
-                   translations=translations(settings.language), keys=keys, refuse=refuse)
+    ctx = streamer(
+        session,
+        barrier,
+        rtc_configuration=rtc,
+        echo_cancellation=choice.echo_cancellation,
+        translations=translations(settings.language),
+        keys=keys,
+        refuse=refuse,
+    )
     session.page_info.update(barrier.counters())
     try:
         for problem in (base_error, settings_error, ice_error):
@@ -229,8 +250,13 @@ def voice_chat(settings: Settings | None = None, *, key: str = "voicechat", show
                 session.submit_text(text, settings, half_duplex=choice.half_duplex)
         snap = session.bridge.snapshot()
         state = _state(session, settings, snap)
-        view = LiveView(keys=keys, transcript=show_transcript, status=show_status, metrics=show_metrics,
-                        rerun_after=finished_lines(snap) if rerun_on_reply else None)
+        view = LiveView(
+            keys=keys,
+            transcript=show_transcript,
+            status=show_status,
+            metrics=show_metrics,
+            rerun_after=finished_lines(snap) if rerun_on_reply else None,
+        )
         live_panel(session, settings, t, view)
         if sidebar:
             render_backend_status(settings, t, ice.describe(rtc))

@@ -15,7 +15,7 @@ from voicechat.status_lights import NAMES
 EN: Final[dict[str, str]] = {
     "title": "🎙️ Real-time voice chat",
     "subtitle": "Speak; your words appear as you talk, and the reply is spoken sentence by sentence. "
-                "Talk over it (or press stop) to interrupt.",
+    "Talk over it (or press stop) to interrupt.",
     "language": "Language",
     "start": "Start conversation",
     "stop": "Stop listening",
@@ -35,12 +35,12 @@ EN: Final[dict[str, str]] = {
     "you": "You",
     "assistant": "Assistant",
     "interim": "Hearing",
-    "empty": "Press \"Start conversation\" and speak! 🎤",
+    "empty": 'Press "Start conversation" and speak! 🎤',
     "type_message": "…or type a message",
     "loading": "Loading the speech and language models (first time only)…",
     "loaded": "Models ready",
     "load_failed": "The engine could not start",
-    "stopped": "Conversation stopped — press \"Start conversation\" to talk again.",
+    "stopped": 'Conversation stopped — press "Start conversation" to talk again.',
     "interrupted": "(interrupted)",
     "cut_off": "(cut off: the provider failed mid-reply)",
     "errors": "Problems",
@@ -50,7 +50,7 @@ EN: Final[dict[str, str]] = {
     "download_audio": "Download conversation audio (WAV)",
     "download_replies": "Download each side and every reply (ZIP)",
     "recording_note": "Recorded {seconds} s — you on the left, the assistant on the right; kept in memory only, "
-                      "up to {limit} min.",
+    "up to {limit} min.",
     "recording_full": "Recording stopped at the {limit}-minute limit ({seconds} s kept; VOICECHAT_RECORD_MAX_S).",
     "recording_empty": "Recording is on: the audio will be ready to download after you speak.",
     "record_audio": "Record the conversation's audio",
@@ -81,9 +81,9 @@ EN: Final[dict[str, str]] = {
     "key_set": "OpenAI key: set on the server (never sent to the browser)",
     "key_unset": "OpenAI key: not set — offline models",
     "session_limit": "This server is at its limit of {limit} live voice conversation(s), so the microphone "
-                     "was not connected. Try again in a few minutes; you can still type below.",
+    "was not connected. Try again in a few minutes; you can still type below.",
     "browser_fallback": "Browser speech recognition is not available here ({reason}); "
-                        "using server speech recognition instead.",
+    "using server speech recognition instead.",
     "browser_listening": "Browser speech recognition is on.",
 }
 
@@ -91,7 +91,7 @@ KO: Final[dict[str, str]] = {
     **EN,
     "title": "🎙️ 실시간 음성 대화",
     "subtitle": "말하면 바로 글자로 보이고, 답변은 문장마다 바로 읽어 줍니다. "
-                "말을 끊으려면 그냥 말하거나 중지를 누르세요.",
+    "말을 끊으려면 그냥 말하거나 중지를 누르세요.",
     "language": "언어",
     "start": "대화 시작",
     "stop": "듣기 중지",
@@ -111,12 +111,12 @@ KO: Final[dict[str, str]] = {
     "you": "나",
     "assistant": "AI",
     "interim": "듣는 중",
-    "empty": "\"대화 시작\" 버튼을 클릭하고 말해보세요! 🎤",
+    "empty": '"대화 시작" 버튼을 클릭하고 말해보세요! 🎤',
     "type_message": "…또는 메시지를 입력하세요",
     "loading": "음성·언어 모델을 불러오는 중입니다 (처음 한 번만)…",
     "loaded": "모델 준비 완료",
     "load_failed": "엔진을 시작할 수 없습니다",
-    "stopped": "대화가 중지되었습니다 — 다시 말하려면 \"대화 시작\"을 누르세요.",
+    "stopped": '대화가 중지되었습니다 — 다시 말하려면 "대화 시작"을 누르세요.',
     "interrupted": "(중단됨)",
     "cut_off": "(잘림: 응답 도중 제공자 오류)",
     "errors": "문제",
@@ -156,7 +156,7 @@ KO: Final[dict[str, str]] = {
     "key_set": "OpenAI 키: 서버에 설정됨 (브라우저로 보내지 않음)",
     "key_unset": "OpenAI 키: 없음 — 오프라인 모델 사용",
     "session_limit": "서버가 가득 찼습니다: 이미 최대치인 {limit}개의 음성 대화가 진행 중입니다. "
-                     "잠시 후 다시 시도해 주세요. 아래에 입력해서 대화할 수는 있습니다.",
+    "잠시 후 다시 시도해 주세요. 아래에 입력해서 대화할 수는 있습니다.",
     "browser_fallback": "이 환경에서는 브라우저 음성 인식을 쓸 수 없어 ({reason}) 서버 음성 인식으로 전환했습니다.",
     "browser_listening": "브라우저 음성 인식이 켜져 있습니다.",
 }
@@ -177,7 +177,16 @@ def labels(language: str) -> dict[str, str]:
 def translations(language: str) -> dict[str, str]:
     """streamlit-webrtc's button and device texts in the UI language."""
     t = labels(language)
-    keys = ("start", "stop", "select_device", "media_api_not_available", "device_ask_permission",
-            "device_not_available", "device_access_denied", "mute_microphone", "unmute_microphone",
-            "select_microphone")
+    keys = (
+        "start",
+        "stop",
+        "select_device",
+        "media_api_not_available",
+        "device_ask_permission",
+        "device_not_available",
+        "device_access_denied",
+        "mute_microphone",
+        "unmute_microphone",
+        "select_microphone",
+    )
     return {k: t[k] for k in keys}

@@ -49,23 +49,29 @@ USER_AGENT = "voicechat"
 _cache: dict[tuple[str, str, str], tuple[float, list[dict[str, Any]]]] = {}
 _cache_lock = threading.Lock()
 
+
 def parse_ice_servers(raw: str) -> list[dict[str, Any]]:
     """``VOICECHAT_ICE_SERVERS`` as a list of dicts with ``urls``; raises ConfigError with the fix."""
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"VOICECHAT_ICE_SERVERS is not valid JSON: {exc}",
-                          'set it to a JSON list, e.g. [{"urls": "stun:stun.l.google.com:19302"}] or []') from exc
+        raise ConfigError(
+            f"VOICECHAT_ICE_SERVERS is not valid JSON: {exc}",
+            'set it to a JSON list, e.g. [{"urls": "stun:stun.l.google.com:19302"}] or []',
+        ) from exc
     if isinstance(value, dict) and "iceServers" in value:
         value = value["iceServers"]
     if not isinstance(value, list) or not all(isinstance(s, dict) and "urls" in s for s in value):
-        raise ConfigError("VOICECHAT_ICE_SERVERS must be a JSON list of objects with a 'urls' key",
-                          'e.g. [{"urls": ["turn:turn.example.com:3478"], "username": "u", "credential": "p"}]')
+        raise ConfigError(
+            "VOICECHAT_ICE_SERVERS must be a JSON list of objects with a 'urls' key",
+            'e.g. [{"urls": ["turn:turn.example.com:3478"], "username": "u", "credential": "p"}]',
+        )
     return value
 
 
-def _cached(provider: str, ident: str, secret: str, ttl_s: float,
-            fetch: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _cached(
+    provider: str, ident: str, secret: str, ttl_s: float, fetch: Callable[[], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
     """``fetch()``'s servers, reused for ``REUSE_FRACTION`` of their ``ttl_s`` (per process)."""
     key = (provider, ident, secret)
     now = time.monotonic()
@@ -79,8 +85,9 @@ def _cached(provider: str, ident: str, secret: str, ttl_s: float,
     return servers
 
 
-def _post_json(url: str, data: bytes, headers: dict[str, str], *, provider: str, fix: str, secret: str,
-               timeout: float) -> Any:
+def _post_json(
+    url: str, data: bytes, headers: dict[str, str], *, provider: str, fix: str, secret: str, timeout: float
+) -> Any:
     """POST and parse the JSON answer; any failure is a ConfigError naming ``fix`` (never ``secret``)."""
     req = urllib.request.Request(url, data=data, headers={"User-Agent": USER_AGENT, **headers}, method="POST")
     try:
@@ -98,8 +105,9 @@ def _only_ice_fields(server: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def twilio_ice_servers(sid: str, token: str, *, api: str = TWILIO_API,
-                       timeout: float = REQUEST_TIMEOUT_S) -> list[dict[str, Any]]:
+def twilio_ice_servers(
+    sid: str, token: str, *, api: str = TWILIO_API, timeout: float = REQUEST_TIMEOUT_S
+) -> list[dict[str, Any]]:
     """A Twilio Network Traversal token's ICE servers (cached for most of its TTL, per process)."""
     fix = "check TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN, or set VOICECHAT_ICE_SERVERS"
 
@@ -108,7 +116,11 @@ def twilio_ice_servers(sid: str, token: str, *, api: str = TWILIO_API,
             f"{api}/Accounts/{urllib.parse.quote(sid, safe='')}/Tokens.json",
             f"Ttl={TWILIO_TTL_S}".encode(),
             {"Authorization": "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode()},
-            provider="Twilio", fix=fix, secret=token, timeout=timeout)
+            provider="Twilio",
+            fix=fix,
+            secret=token,
+            timeout=timeout,
+        )
         servers = body.get("ice_servers") if isinstance(body, dict) else None
         if not isinstance(servers, list) or not servers:
             raise ConfigError("could not get TURN credentials from Twilio: the answer has no ice_servers", fix)
@@ -123,8 +135,9 @@ def _browser_usable(url: str) -> bool:
     return not host_port.endswith(":53")
 
 
-def cloudflare_ice_servers(key_id: str, api_token: str, *, api: str = CLOUDFLARE_API,
-                           timeout: float = REQUEST_TIMEOUT_S) -> list[dict[str, Any]]:
+def cloudflare_ice_servers(
+    key_id: str, api_token: str, *, api: str = CLOUDFLARE_API, timeout: float = REQUEST_TIMEOUT_S
+) -> list[dict[str, Any]]:
     """ICE servers with short-lived credentials from Cloudflare Realtime TURN (cached like Twilio's)."""
     fix = "check CLOUDFLARE_TURN_KEY_ID / CLOUDFLARE_TURN_KEY_API_TOKEN, or set VOICECHAT_ICE_SERVERS"
 
@@ -133,7 +146,11 @@ def cloudflare_ice_servers(key_id: str, api_token: str, *, api: str = CLOUDFLARE
             f"{api}/turn/keys/{urllib.parse.quote(key_id, safe='')}/credentials/generate-ice-servers",
             json.dumps({"ttl": CLOUDFLARE_TTL_S}).encode(),
             {"Authorization": f"Bearer {api_token}", "Content-Type": "application/json"},
-            provider="Cloudflare", fix=fix, secret=api_token, timeout=timeout)
+            provider="Cloudflare",
+            fix=fix,
+            secret=api_token,
+            timeout=timeout,
+        )
         servers = body.get("iceServers") if isinstance(body, dict) else None
         if not isinstance(servers, list) or not servers:
             raise ConfigError("could not get TURN credentials from Cloudflare: the answer has no iceServers", fix)
@@ -158,14 +175,21 @@ def _pair(first: str, second: str, secrets: Mapping[str, Any], environ: Mapping[
         return a, b
     if a or b:
         have, missing = (first, second) if a else (second, first)
-        raise ConfigError(f"{have} is set but {missing} is not, so that TURN provider cannot be used",
-                          f"set {missing} too (secrets or environment), or remove {have}")
+        raise ConfigError(
+            f"{have} is set but {missing} is not, so that TURN provider cannot be used",
+            f"set {missing} too (secrets or environment), or remove {have}",
+        )
     return None
 
 
-def rtc_configuration(ice_servers: str | None, secrets: Mapping[str, Any], environ: Mapping[str, str], *,
-                      cloudflare_api: str = CLOUDFLARE_API, twilio_api: str = TWILIO_API
-                      ) -> dict[str, Any] | None:
+def rtc_configuration(
+    ice_servers: str | None,
+    secrets: Mapping[str, Any],
+    environ: Mapping[str, str],
+    *,
+    cloudflare_api: str = CLOUDFLARE_API,
+    twilio_api: str = TWILIO_API,
+) -> dict[str, Any] | None:
     """The configuration for ``webrtc_streamer(rtc_configuration=...)``; ``None`` = library default."""
     if ice_servers is not None and ice_servers.strip():
         return {"iceServers": parse_ice_servers(ice_servers)}

@@ -56,8 +56,11 @@ def escape_markdown(text: str) -> str:
 def status_lights(state: State, t: dict[str, str]) -> list[str]:
     """The seed's three lights (듣고 있음 / AI 생각 중 / 말하는 중), each always named: the lit one with
     its colour and in bold, the others in grey (an unlit light that said "Idle" could not be told apart)."""
-    names = ((State.LISTENING, "🟢", t["listening"]), (State.THINKING, "🟡", t["thinking"]),
-             (State.SPEAKING, "🔵", t["speaking"]))
+    names = (
+        (State.LISTENING, "🟢", t["listening"]),
+        (State.THINKING, "🟡", t["thinking"]),
+        (State.SPEAKING, "🔵", t["speaking"]),
+    )
     return [f"{icon} **{name}**" if light == state else f"⚪ :gray[{name}]" for light, icon, name in names]
 
 
@@ -124,7 +127,9 @@ def latency_chart(df: pd.DataFrame) -> alt.LayerChart:
     long = df.melt(id_vars="turn", value_vars=list(LATENCY_COLUMNS), var_name="stage", value_name="ms").dropna()
     base = alt.Chart(long).encode(
         x=alt.X("turn:Q", axis=alt.Axis(tickMinStep=1, format="d"), scale=alt.Scale(padding=24)),
-        y=alt.Y("ms:Q", title="ms"), color=alt.Color("stage:N", sort=list(LATENCY_COLUMNS)))
+        y=alt.Y("ms:Q", title="ms"),
+        color=alt.Color("stage:N", sort=list(LATENCY_COLUMNS)),
+    )
     line = base.mark_line(point=alt.OverlayMarkDef(size=80, filled=True))
     labels = base.mark_text(align="left", dx=7, dy=-7).encode(text=alt.Text("ms:Q", format=".0f"))
     return (line + labels).properties(height=260)
@@ -175,8 +180,14 @@ def _browser_stt(session: VoiceSession, settings: Settings, t: dict[str, str], k
         if error:
             session.browser_stt_error = str(error)
 
-    result = browser_stt(enabled=session.webrtc_active, language=settings.language, label=t["browser_listening"],
-                         key=key, on_final=on_final, on_error=on_error)
+    result = browser_stt(
+        enabled=session.webrtc_active,
+        language=settings.language,
+        label=t["browser_listening"],
+        key=key,
+        on_final=on_final,
+        on_error=on_error,
+    )
     if session.browser_stt_error:
         st.rerun(scope="app")  # the full run rebuilds the engine with server STT and says why
     return str(getattr(result, "interim", "") or "")
@@ -192,17 +203,30 @@ def live_panel(session: VoiceSession, settings: Settings, t: dict[str, str], vie
     if view.rerun_after is not None and finished_lines(snap) != view.rerun_after:
         st.rerun(scope="app")  # a transcript or reply finished: the caller's script sees it in voice_chat's state
     if view.status:
-        state = light_state(snap.state, webrtc_active=session.webrtc_active,
-                            engine_running=session.runner is not None and session.runner.ready)
+        state = light_state(
+            snap.state,
+            webrtc_active=session.webrtc_active,
+            engine_running=session.runner is not None and session.runner.ready,
+        )
         with st.container(key=keys.widget("lights")):
             for col, light in zip(st.columns(3), status_lights(state, t), strict=True):
                 col.markdown(light)
     if view.transcript:
         b1, b2, _ = st.columns([1, 1, 2])
-        b1.button(f"🔇 {t['stop_speaking']}", key=keys.widget("stop_speaking"), on_click=_on_buttons,
-                  args=("stop", keys.session), width="stretch")
-        b2.button(f"🗑️ {t['clear']}", key=keys.widget("clear"), on_click=_on_buttons, args=("clear", keys.session),
-                  width="stretch")
+        b1.button(
+            f"🔇 {t['stop_speaking']}",
+            key=keys.widget("stop_speaking"),
+            on_click=_on_buttons,
+            args=("stop", keys.session),
+            width="stretch",
+        )
+        b2.button(
+            f"🗑️ {t['clear']}",
+            key=keys.widget("clear"),
+            on_click=_on_buttons,
+            args=("clear", keys.session),
+            width="stretch",
+        )
         _render_transcript(snap, interim or (snap.partial if session.webrtc_active else ""), t)
     for message in snap.errors[-3:]:
         st.warning(escape_markdown(message))
@@ -211,10 +235,21 @@ def live_panel(session: VoiceSession, settings: Settings, t: dict[str, str], vie
     if view.transcript:
         history = session.history()
         d1, d2 = st.columns(2)
-        d1.download_button(f"⬇️ {t['download_json']}", history.to_json(), file_name="voicechat-transcript.json",
-                           mime="application/json", key=keys.widget("dl_json"), on_click="ignore")
-        d2.download_button(f"⬇️ {t['download_md']}", history.to_markdown(title="voicechat"),
-                           file_name="voicechat-transcript.md", mime="text/markdown", key=keys.widget("dl_md"),
-                           on_click="ignore")
+        d1.download_button(
+            f"⬇️ {t['download_json']}",
+            history.to_json(),
+            file_name="voicechat-transcript.json",
+            mime="application/json",
+            key=keys.widget("dl_json"),
+            on_click="ignore",
+        )
+        d2.download_button(
+            f"⬇️ {t['download_md']}",
+            history.to_markdown(title="voicechat"),
+            file_name="voicechat-transcript.md",
+            mime="text/markdown",
+            key=keys.widget("dl_md"),
+            on_click="ignore",
+        )
         render_recording_downloads(session, settings, t, key=keys.widget)
     write_stats(session.id, session.stats())

@@ -25,8 +25,10 @@ from voicechat.streamlit.live import escape_markdown
 from voicechat.streamlit.webrtc import render_streamer
 
 
-def main(streamer: Callable[..., Any] = render_streamer,
-         shutdown_observer: Callable[[Callable[[], None]], object] = SessionShutdownObserver) -> None:
+def main(
+    streamer: Callable[..., Any] = render_streamer,
+    shutdown_observer: Callable[[Callable[[], None]], object] = SessionShutdownObserver,
+) -> None:
     """The whole page.
 
     ``streamer`` and ``shutdown_observer`` are the two places that need a live Streamlit server
@@ -42,8 +44,13 @@ def main(streamer: Callable[..., Any] = render_streamer,
     st.title(t["title"])
     st.caption(t["subtitle"])
     codes = list(LANGUAGES)
-    st.selectbox(t["language"], codes, index=codes.index(base.language), key=language_key,
-                 format_func=lambda c: LANGUAGES.get(c, c))
+    st.selectbox(
+        t["language"],
+        codes,
+        index=codes.index(base.language),
+        key=language_key,
+        format_func=lambda c: LANGUAGES.get(c, c),
+    )
     if base_error:
         st.error(escape_markdown(base_error))
     settings = base
@@ -51,5 +58,11 @@ def main(streamer: Callable[..., Any] = render_streamer,
         settings = base.replace(language=language)
     except ConfigError as exc:
         st.error(escape_markdown(str(exc)))
-    voice_chat(settings, sidebar=True, show_metrics=True, rerun_on_reply=False, streamer=streamer,
-               shutdown_observer=shutdown_observer)
+    voice_chat(
+        settings,
+        sidebar=True,
+        show_metrics=True,
+        rerun_on_reply=False,
+        streamer=streamer,
+        shutdown_observer=shutdown_observer,
+    )

@@ -17,8 +17,9 @@ from voicechat.config import Settings
 from voicechat.streamlit.browser_session import VoiceSession
 
 
-def render_recording_downloads(session: VoiceSession, settings: Settings, t: dict[str, str],
-                               key: Callable[[str], str]) -> None:
+def render_recording_downloads(
+    session: VoiceSession, settings: Settings, t: dict[str, str], key: Callable[[str], str]
+) -> None:
     """The prepare button, then (once prepared) a stereo WAV and a ZIP of each side and each reply."""
     ready_key = key("audio_ready")
     if not settings.record_audio:
@@ -34,10 +35,22 @@ def render_recording_downloads(session: VoiceSession, settings: Settings, t: dic
     if ready is not None:
         wav, archive = ready
         a1, a2 = st.columns(2)
-        a1.download_button(f"⬇️ {t['download_audio']}", wav, file_name="voicechat-conversation.wav",
-                           mime="audio/wav", key=key("dl_audio"), on_click="ignore")
-        a2.download_button(f"⬇️ {t['download_replies']}", archive, file_name="voicechat-audio.zip",
-                           mime="application/zip", key=key("dl_audio_zip"), on_click="ignore")
+        a1.download_button(
+            f"⬇️ {t['download_audio']}",
+            wav,
+            file_name="voicechat-conversation.wav",
+            mime="audio/wav",
+            key=key("dl_audio"),
+            on_click="ignore",
+        )
+        a2.download_button(
+            f"⬇️ {t['download_replies']}",
+            archive,
+            file_name="voicechat-audio.zip",
+            mime="application/zip",
+            key=key("dl_audio_zip"),
+            on_click="ignore",
+        )
     note = t["recording_full"] if rec.full else t["recording_note"]
     st.caption(note.format(seconds=round(rec.duration_s), limit=round(settings.record_max_s / 60)))
 

@@ -19,8 +19,18 @@ from voicechat.config import BACKEND_CHOICES, OPENAI_VOICES, STT_CHOICES, Settin
 from voicechat.streamlit.keys import DEFAULT_KEYS, StreamerKeys
 
 # Settings the sidebar owns: a change restarts the engine with the new value.
-SIDEBAR_FIELDS = ("stt", "llm", "tts", "openai_stt_model", "openai_llm_model", "openai_tts_model",
-                  "openai_voice", "tts_speed", "system_prompt", "vad_threshold")
+SIDEBAR_FIELDS = (
+    "stt",
+    "llm",
+    "tts",
+    "openai_stt_model",
+    "openai_llm_model",
+    "openai_tts_model",
+    "openai_voice",
+    "tts_speed",
+    "system_prompt",
+    "vad_threshold",
+)
 
 
 def env_flag(name: str, default: bool) -> bool:
@@ -56,32 +66,59 @@ def render_sidebar(base: Settings, t: dict[str, str], keys: StreamerKeys = DEFAU
     with st.sidebar:
         st.header(t["settings"])
         st.caption(t["key_set"] if base.openai_api_key else t["key_unset"])
-        o["stt"] = st.selectbox(t["stt"], STT_CHOICES, index=STT_CHOICES.index(base.stt), key=k("stt"),
-                                format_func=lambda v: names.get(v, v), on_change=_on_stt_change, args=(keys.session,))
-        o["llm"] = st.selectbox(t["llm"], BACKEND_CHOICES, index=BACKEND_CHOICES.index(base.llm), key=k("llm"),
-                                format_func=lambda v: names.get(v, v))
-        o["tts"] = st.selectbox(t["tts"], BACKEND_CHOICES, index=BACKEND_CHOICES.index(base.tts), key=k("tts"),
-                                format_func=lambda v: names.get(v, v))
+        o["stt"] = st.selectbox(
+            t["stt"],
+            STT_CHOICES,
+            index=STT_CHOICES.index(base.stt),
+            key=k("stt"),
+            format_func=lambda v: names.get(v, v),
+            on_change=_on_stt_change,
+            args=(keys.session,),
+        )
+        o["llm"] = st.selectbox(
+            t["llm"],
+            BACKEND_CHOICES,
+            index=BACKEND_CHOICES.index(base.llm),
+            key=k("llm"),
+            format_func=lambda v: names.get(v, v),
+        )
+        o["tts"] = st.selectbox(
+            t["tts"],
+            BACKEND_CHOICES,
+            index=BACKEND_CHOICES.index(base.tts),
+            key=k("tts"),
+            format_func=lambda v: names.get(v, v),
+        )
         with st.expander(t["openai_models"]):
             o["openai_stt_model"] = st.text_input(t["stt_model"], base.openai_stt_model, key=k("stt_model"))
             o["openai_llm_model"] = st.text_input(t["llm_model"], base.openai_llm_model, key=k("llm_model"))
             o["openai_tts_model"] = st.text_input(t["tts_model"], base.openai_tts_model, key=k("tts_model"))
             voices = list(OPENAI_VOICES)
             o["openai_voice"] = st.selectbox(
-                t["voice"], voices, index=voices.index(base.openai_voice) if base.openai_voice in voices else 0,
-                key=k("voice"))
+                t["voice"],
+                voices,
+                index=voices.index(base.openai_voice) if base.openai_voice in voices else 0,
+                key=k("voice"),
+            )
         o["tts_speed"] = st.slider(t["speed"], 0.5, 2.0, float(base.tts_speed), 0.05, key=k("speed"))
         o["system_prompt"] = st.text_area(t["system_prompt"], base.system_prompt or "", key=k("prompt")) or None
-        sensitivity = st.slider(t["vad"], 0.1, 0.9, round(1.0 - base.vad_threshold, 2), 0.05, key=k("vad"),
-                                help=t["vad_help"])
+        sensitivity = st.slider(
+            t["vad"], 0.1, 0.9, round(1.0 - base.vad_threshold, 2), 0.05, key=k("vad"), help=t["vad_help"]
+        )
         o["vad_threshold"] = round(1.0 - sensitivity, 2)
-        choice.echo_cancellation = st.toggle(t["echo"], value=env_flag("VOICECHAT_ECHO_CANCELLATION", True),
-                                             key=k("echo"), help=t["echo_help"])
-        choice.half_duplex = st.toggle(t["half_duplex"], value=env_flag("VOICECHAT_HALF_DUPLEX", False),
-                                       key=k("half_duplex"), help=t["half_duplex_help"])
+        choice.echo_cancellation = st.toggle(
+            t["echo"], value=env_flag("VOICECHAT_ECHO_CANCELLATION", True), key=k("echo"), help=t["echo_help"]
+        )
+        choice.half_duplex = st.toggle(
+            t["half_duplex"],
+            value=env_flag("VOICECHAT_HALF_DUPLEX", False),
+            key=k("half_duplex"),
+            help=t["half_duplex_help"],
+        )
         # Off unless VOICECHAT_RECORD_AUDIO or this switch says so; switching restarts the engine (history kept).
-        o["record_audio"] = st.toggle(t["record_audio"], value=base.record_audio, key=k("record"),
-                                      help=t["record_help"])
+        o["record_audio"] = st.toggle(
+            t["record_audio"], value=base.record_audio, key=k("record"), help=t["record_help"]
+        )
     return choice
 
 
@@ -90,10 +127,18 @@ def render_backend_status(settings: Settings, t: dict[str, str], ice_line: str) 
     with st.sidebar:
         st.subheader(t["backends"])
         for kind in ("stt", "llm", "tts"):
-            reason = "browser (Web Speech API in the page)" if settings.stt == "browser" and kind == "stt" \
-                else settings.stage_line(kind)  # an OpenAI-format stage names its server, never its key
+            reason = (
+                "browser (Web Speech API in the page)"
+                if settings.stt == "browser" and kind == "stt"
+                else settings.stage_line(kind)
+            )  # an OpenAI-format stage names its server, never its key
             st.text(f"{kind.upper()}: {reason}")
         st.caption(t["backend_live"])
-        st.dataframe([{"kind": b.kind, "backend": b.name, "live": "✅" if b.usable else "❌", "why": b.reason}
-                      for b in check_backends(settings)], hide_index=True)
+        st.dataframe(
+            [
+                {"kind": b.kind, "backend": b.name, "live": "✅" if b.usable else "❌", "why": b.reason}
+                for b in check_backends(settings)
+            ],
+            hide_index=True,
+        )
         st.caption(ice_line)

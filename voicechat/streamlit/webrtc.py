@@ -118,8 +118,12 @@ class RunCountBarrier:
         return count
 
     def counters(self) -> dict[str, float]:
-        return {"barrier_waits": self.waits, "barrier_counted": self.counted,
-                "barrier_max_rounds": self.max_rounds_used, "barrier_max_wait_ms": round(self.max_wait_ms, 1)}
+        return {
+            "barrier_waits": self.waits,
+            "barrier_counted": self.counted,
+            "barrier_max_rounds": self.max_rounds_used,
+            "barrier_max_wait_ms": round(self.max_wait_ms, 1),
+        }
 
     def run_completed(self) -> None:
         """The full run that rendered the streamer reached its last line (Streamlit may count it)."""
@@ -205,9 +209,16 @@ def media_constraints(echo_cancellation: bool) -> dict[str, Any]:
     }
 
 
-def render_streamer(session: VoiceSession, barrier: RunCountBarrier, *, rtc_configuration: dict[str, Any] | None,
-                    echo_cancellation: bool, translations: dict[str, str], keys: StreamerKeys = DEFAULT_KEYS,
-                    refuse: bool = False) -> WebRtcStreamerContext:
+def render_streamer(
+    session: VoiceSession,
+    barrier: RunCountBarrier,
+    *,
+    rtc_configuration: dict[str, Any] | None,
+    echo_cancellation: bool,
+    translations: dict[str, str],
+    keys: StreamerKeys = DEFAULT_KEYS,
+    refuse: bool = False,
+) -> WebRtcStreamerContext:
     """Render the SENDRECV component. Call exactly once on EVERY full run, outside fragments, same keys.
 
     ``refuse``: make the browser hang up now (the session limit); ``None`` otherwise, so the

@@ -24,7 +24,7 @@ class SpeechToText(Protocol):
 
 
 def language_code(language: str | None) -> str | None:
-    """"en-US" → "en": what Whisper-style APIs take as a hint."""
+    """ "en-US" → "en": what Whisper-style APIs take as a hint."""
     if not language:
         return None
     return language.split("-")[0].lower()

@@ -31,16 +31,32 @@ PAUSE_KEPT_S = 0.3  # of a longer pause inside the clip, what Whisper gets to he
 # Whisper's favourite inventions on silence or noise, learnt from video subtitles; never worth an
 # LLM call. Compared without case, spaces and punctuation, so "시청해 주셔서 감사합니다." matches too.
 _HALLUCINATION_PHRASES = (
-    "", "you", "thank you", "thanks for watching", "thank you for watching", "bye",
+    "",
+    "you",
+    "thank you",
+    "thanks for watching",
+    "thank you for watching",
+    "bye",
     # Korean: "thanks for watching", "please subscribe and like", a news anchor's sign-off
-    "시청해 주셔서 감사합니다", "시청해 주셔서 고맙습니다", "구독과 좋아요 부탁드립니다",
-    "구독과 좋아요 알림 설정 부탁드립니다", "MBC 뉴스 이덕영입니다",
+    "시청해 주셔서 감사합니다",
+    "시청해 주셔서 고맙습니다",
+    "구독과 좋아요 부탁드립니다",
+    "구독과 좋아요 알림 설정 부탁드립니다",
+    "MBC 뉴스 이덕영입니다",
     # Japanese: "thank you for watching", "please subscribe", "see you in the next video"
-    "ご視聴ありがとうございました", "ご視聴ありがとうございます", "チャンネル登録よろしくお願いします",
-    "チャンネル登録お願いします", "また次の動画でお会いしましょう",
+    "ご視聴ありがとうございました",
+    "ご視聴ありがとうございます",
+    "チャンネル登録よろしくお願いします",
+    "チャンネル登録お願いします",
+    "また次の動画でお会いしましょう",
     # Chinese: "thanks for watching", subtitle credits, "please like and subscribe"
-    "谢谢观看", "感谢观看", "谢谢大家观看", "字幕由Amara.org社区提供", "请不吝点赞 订阅 转发 打赏支持明镜与点点栏目",
-    "中文字幕志愿者 李宗盛", "明镜需要您的支持 欢迎订阅明镜",
+    "谢谢观看",
+    "感谢观看",
+    "谢谢大家观看",
+    "字幕由Amara.org社区提供",
+    "请不吝点赞 订阅 转发 打赏支持明镜与点点栏目",
+    "中文字幕志愿者 李宗盛",
+    "明镜需要您的支持 欢迎订阅明镜",
 )
 
 
@@ -97,8 +113,7 @@ def _load(model: str, threads: int) -> tuple[Any, _ModelGate]:
     except ImportError as exc:
         raise BackendUnavailable("faster-whisper is not installed", LOCAL_INSTALL_HINT) from exc
     try:
-        whisper = WhisperModel(model, device="cpu", compute_type="int8", cpu_threads=threads,
-                               local_files_only=True)
+        whisper = WhisperModel(model, device="cpu", compute_type="int8", cpu_threads=threads, local_files_only=True)
     except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError/OSError for bad files
         raise ModelFileError(
             f"could not load the Whisper model from {model}: {exc}",
@@ -191,8 +206,12 @@ class LocalSTT:
         from faster_whisper.tokenizer import Tokenizer
 
         model = self._model
-        return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
-                         language=lang or ("en" if model.model.is_multilingual else None))
+        return Tokenizer(
+            model.hf_tokenizer,
+            model.model.is_multilingual,
+            task="transcribe",
+            language=lang or ("en" if model.model.is_multilingual else None),
+        )
 
     def _features(self, audio: np.ndarray) -> Any:
         """Log-mel of the clip in an encoder window sized to it, not Whisper's fixed 30 s.
@@ -218,9 +237,13 @@ class LocalSTT:
         prompt = [*tok.sot_sequence, tok.no_timestamps]
         seconds = samples / 16000
         result = self._model.model.generate(
-            feats, [prompt], beam_size=1,
+            feats,
+            [prompt],
+            beam_size=1,
             max_length=min(448, len(prompt) + 10 + int(seconds * 7)),  # ~5 tokens/s is fast speech
-            return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tok, [-1]),
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tok.eot]
@@ -258,7 +281,7 @@ def squeeze_pauses(audio: np.ndarray, keep_s: float = PAUSE_KEPT_S, below_db: fl
 
 
 def _cut_loop(text: str) -> str:
-    """"What time is it? What time is it? What time" → "What time is it?": Whisper's looping failure.
+    """ "What time is it? What time is it? What time" → "What time is it?": Whisper's looping failure.
 
     Three shapes: the whole text is one phrase said over and over (the last copy maybe cut short);
     a sentence whose last phrase of two or more words repeats to the end, over more than two

