@@ -68,11 +68,11 @@ def test_the_language_picks_the_offline_whisper() -> None:
 
     for language in ("ko-KR", "ja-JP", "zh-CN"):
         stt = make_stt(Settings(language=language))
-        assert stt.model_path.endswith(MULTILINGUAL_WHISPER_DIR) and stt.multilingual, language  # type: ignore[attr-defined]
+        assert stt.model_path.endswith(MULTILINGUAL_WHISPER_DIR) and stt.multilingual, language
     english = make_stt(Settings(language="en-US"))
-    assert english.model_path == whisper_model_path()  # type: ignore[attr-defined]
+    assert english.model_path == whisper_model_path()
     own = make_stt(Settings(language="ko-KR", local_stt_model=whisper_model_path()))
-    assert own.model_path == whisper_model_path()  # type: ignore[attr-defined]
+    assert own.model_path == whisper_model_path()
 
 
 def _espeak(text: str, voice: str, tmp_path: Path) -> np.ndarray:
@@ -115,7 +115,7 @@ def test_offline_default_hears_cjk_speech_in_its_own_script(
     from voicechat.backends import make_stt
 
     stt = make_stt(Settings(language=language))
-    heard = stt.transcribe_sync(_espeak(text, voice, tmp_path), language)  # type: ignore[attr-defined]
+    heard = stt.transcribe_sync(_espeak(text, voice, tmp_path), language)
     assert len(re.findall(SCRIPTS[language], heard)) >= 3, heard  # tiny.en can only write English
     assert _cer(text, heard) <= max_cer, heard
 
@@ -128,7 +128,7 @@ def test_silence_and_noise_give_no_text(language: str) -> None:
     stt = make_stt(Settings(language=language))
     rng = np.random.default_rng(7)
     for audio in (np.zeros(3 * 16000, np.float32), (rng.standard_normal(3 * 16000) * 0.01).astype(np.float32)):
-        assert stt.transcribe_sync(audio, language) == ""  # type: ignore[attr-defined]
+        assert stt.transcribe_sync(audio, language) == ""
 
 
 @pytest.mark.parametrize(
