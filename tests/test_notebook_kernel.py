@@ -307,7 +307,9 @@ def test_kernel_main_loop_stays_responsive_during_a_turn(
     done, ticks, lag = out.split()
     print("turns, loop ticks, max loop lag (s):", done, ticks, lag)
     assert done == "1", "the turn did not finish"
-    assert int(ticks) > 50 and float(lag) < 1.0, f"the kernel loop stalled for {lag} s"
+    # The loop got its turn again and again while the turn ran (a blocked loop ticks once or twice;
+    # how many more depends on the machine's speed: 44 on a loaded 2-core AMD EPYC, over 100 when quiet).
+    assert int(ticks) >= 10 and float(lag) < 1.0, f"the kernel loop stalled for {lag} s ({ticks} ticks)"
 
 
 def test_close_stops_the_engine_thread(kernel: Kernel, ids: dict[str, str]) -> None:
