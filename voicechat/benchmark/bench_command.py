@@ -149,12 +149,19 @@ def table(r: dict[str, Any]) -> str:
         rows.append(
             ("semantic / silence v2v (p50 ratio, paired)", f"{eot.get('p50_ratio')}, {eot.get('paired_ratio')}")
         )
+        for m in ("semantic", "silence"):
+            rows += [
+                (f"  {m} {kind}: v2v p50 / eot p50", f"{k['v2v_p50']} / {k['eot_p50']} ms ({k['turns']} turns)")
+                for kind, k in eot[m].get("per_kind", {}).items()
+            ]
+            rows.append((f"  {m}: resumed (released, then the user went on)", str(eot[m].get("resumed", 0))))
     for mode, p in (r.get("paused_speech") or {}).items():
         if mode != "per_file":
             rows.append(
                 (
                     f"paused speech {mode}: false_cutoffs / pauses_total",
-                    f"{p['false_cutoffs']} / {p['pauses_total']} ({p['false_cutoff_rate']})",
+                    f"{p['false_cutoffs']} / {p['pauses_total']} ({p['false_cutoff_rate']}), "
+                    f"resumed {p.get('resumed', 0)}",
                 )
             )
     width = max(len(a) for a, _ in rows)

@@ -23,7 +23,7 @@ import numpy as np
 from voicechat.audio import iter_wav_frames
 from voicechat.end_of_turn import RATE
 from voicechat.engine import Conversation
-from voicechat.events import Event, FinalTranscript, SpeechEnded, TurnMetrics
+from voicechat.events import Event, FinalTranscript, Interrupted, SpeechEnded, TurnMetrics
 
 PAUSED_DIR = Path(__file__).parent / "paused"
 FRAME_S = 0.02
@@ -39,6 +39,7 @@ class PausedSample:
     false_cutoffs: int
     heard: list[str]
     line_end: list[float]  # the text signal of every turn the engine ended
+    resumed: int = 0  # released turns the speaker went on with: merged with what followed, answered again
 
 
 def load_manifest(folder: Path = PAUSED_DIR) -> list[dict[str, Any]]:
@@ -112,6 +113,7 @@ def count(path: Path, mode: str, entry: dict[str, Any], events: list[Event]) -> 
         false_cutoffs=len(early),
         heard=[e.text for e in events if isinstance(e, FinalTranscript)],
         line_end=[float(e.extra["line_end"]) for e in events if isinstance(e, TurnMetrics) and "line_end" in e.extra],
+        resumed=sum(isinstance(e, Interrupted) and e.reason == "resumed" for e in events),
     )
 
 
@@ -123,9 +125,12 @@ async def run_paused(
 ) -> dict[str, Any]:
     """Every paused file through every conversation (one per end-of-turn mode, with its ``take``), interleaved."""
     samples: list[PausedSample] = []
+    from voicechat.benchmark.latency_run import first_words
+
     for entry in load_manifest(folder):
         path = folder / entry["file"]
         for mode, (conv, take) in convs.items():
+            first_words(conv)
             events = await play_paused(conv, path, take, paced_by_work=paced_by_work)
             sample = count(path, mode, entry, events)
             samples.append(sample)
@@ -144,6 +149,7 @@ async def run_paused(
             "pauses_total": pauses,
             "false_cutoff_rate": round(cut / pauses, 3) if pauses else None,
             "replies": sum(s.turns for s in mine),
+            "resumed": sum(s.resumed for s in mine),
             "files": len(mine),
         }
     out["per_file"] = [asdict(s) for s in samples]

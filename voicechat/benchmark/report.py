@@ -82,6 +82,22 @@ def turn_taking(r: dict[str, Any]) -> list[str]:
         v, p = eot[mode]["voice_to_voice_ms"], paused.get(mode, {})
         cut = f"{p['false_cutoffs']} / {p['pauses_total']} ({p['false_cutoff_rate']:.1%})" if p else "—"
         lines.append(f"| {mode} | {v.get('p50')} / {v.get('p95')} | {eot[mode]['eot_ms_p50']} | {cut} |")
+    kinds = [k for k in eot["semantic"].get("per_kind", {}) if k in eot["silence"].get("per_kind", {})]
+    if kinds:
+        lines += [
+            "",
+            "Per kind of turn (p50 voice-to-voice / p50 end-of-turn wait, ms):",
+            "",
+            "| kind | turns | semantic | silence |",
+            "|---|---|---|---|",
+        ]
+        for kind in kinds:
+            a, b = eot["semantic"]["per_kind"][kind], eot["silence"]["per_kind"][kind]
+            lines.append(
+                f"| {kind} | {a['turns']} | {a['v2v_p50']} / {a['eot_p50']} | {b['v2v_p50']} / {b['eot_p50']} |"
+            )
+        resumed = {m: eot[m].get("resumed", 0) + paused.get(m, {}).get("resumed", 0) for m in ("semantic", "silence")}
+        lines += ["", f"Released turns the user went on with (resumed, merged): {resumed}."]
     lines += [
         "",
         f"semantic / silence voice-to-voice: p50 ratio {eot.get('p50_ratio')}, "
