@@ -3,7 +3,8 @@
 Run from the project root: ``python bench/make_questions.py``. Writes 16-bit WAVs with
 0.3 s of silence before the speech (and none after: the benchmark adds the silence):
 
-- ``questions/``: complete questions, for voice-to-voice latency;
+- ``questions/``: complete turns, for voice-to-voice latency: questions (``q*``), statements
+  (``s*``) and commands (``c*``), as many of each, the new ones at 16 kHz to keep the set small;
 - ``paused/``: one speaker turn each, with 0.6–1.5 s pauses where a listener would wait (after
   "and", "the", "for", at commas, after an "um") and monologues of several clauses, for
   ``false_cutoffs``. ``paused/manifest.json`` gives each file's pauses and true end of speech.
@@ -59,6 +60,23 @@ QUESTIONS = [
     ("piper", 22050, "Can you tell me a fun fact about cats?"),
     ("espeak", 16000, "What is two plus two?"),
     ("espeak", 48000, "What color is the sky?"),
+]
+# Finished turns that are not questions: a text model cannot read their end from a "?".
+STATEMENTS = [
+    ("piper", 16000, "I'd like to book a table for two."),
+    ("espeak", 16000, "I just got back from a trip to Spain."),
+    ("piper", 16000, "My sister is coming to visit next week."),
+    ("espeak", 16000, "I think it's going to rain today."),
+    ("piper", 16000, "I'm looking for a good book to read."),
+    ("espeak", 16000, "We had pasta for dinner last night."),
+]
+COMMANDS = [
+    ("piper", 16000, "Tell me a joke."),
+    ("espeak", 16000, "Set a timer for ten minutes."),
+    ("piper", 16000, "Give me a word that rhymes with cat."),
+    ("espeak", 16000, "Turn off the lights in the kitchen."),
+    ("piper", 16000, "Play some relaxing music."),
+    ("espeak", 16000, "Name three kinds of fruit."),
 ]
 
 
@@ -119,21 +137,21 @@ def make_paused(voice: PiperTTS) -> None:
 
 
 def main() -> None:
-    only = sys.argv[1] if len(sys.argv) > 1 else ""  # "paused" or "questions": remake one set
+    only = sys.argv[1] if len(sys.argv) > 1 else ""  # "paused" or "questions": remake one set; "new": add missing
     voice = PiperTTS(speed=1.0, deterministic=True)
-    if only != "questions":
+    if only not in ("questions", "new"):
         make_paused(voice)
     if only == "paused":
         return
     OUT.mkdir(parents=True, exist_ok=True)
-    for i, (engine, rate, text) in enumerate(QUESTIONS):
-        pcm, src_rate = piper(text, voice) if engine == "piper" else espeak(text)
-        with tempfile.TemporaryDirectory() as d:
-            src = Path(d) / "src.wav"
-            write_wav(src, np.concatenate([np.zeros(int(src_rate * 0.3), np.int16), pcm]), src_rate)
-            dst = OUT / f"q{i + 1}_{engine}_{rate}.wav"
-            subprocess.run(["sox", str(src), "-r", str(rate), "-b", "16", str(dst)], check=True)
-        print(dst.name, text)
+    for prefix, turns in (("q", QUESTIONS), ("s", STATEMENTS), ("c", COMMANDS)):
+        for i, (engine, rate, text) in enumerate(turns):
+            dst = OUT / f"{prefix}{i + 1}_{engine}_{rate}.wav"
+            if only == "new" and dst.exists():
+                continue  # the files already bundled stay byte for byte
+            pcm, src_rate = piper(text, voice) if engine == "piper" else espeak(text)
+            _store(np.concatenate([np.zeros(int(src_rate * LEAD_S), np.int16), pcm]), src_rate, dst, rate)
+            print(dst.name, text)
 
 
 if __name__ == "__main__":
