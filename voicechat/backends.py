@@ -213,8 +213,8 @@ def check_backends(settings: Settings) -> list[BackendStatus]:
                 "turn",
                 "semantic",
                 True,
-                f"silence + text (local LLM): {settings.end_of_turn_early_ms} ms after a finished "
-                f"question, up to {settings.end_of_turn_max_ms} ms when the words may go on",
+                f"silence + text (local LLM): from {settings.end_of_turn_early_ms} ms for plainly finished "
+                f"words up to {settings.end_of_turn_max_ms} ms when they may go on",
             )
         )
     else:

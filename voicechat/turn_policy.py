@@ -1,18 +1,20 @@
-"""When a pause ends the user's turn: silence bands plus how finished their words look.
+"""When a pause ends the user's turn: a wait that follows how finished their words look.
 
 Pure and synchronous, fed numbers: the silence so far; ``line_end``, the probability that the
 user's line ends after the words heard so far (:mod:`voicechat.llm.line_end`); and ``question``,
 whether the user asked a question (:func:`heard_question`). The engine asks
 :meth:`TurnPolicy.decide` after every chunk of audio while the user is silent, and again when a
-score arrives. The bands were chosen on the paused-speech benchmark (docs/benchmarks.md,
-"Turn-taking"), where finished questions scored 0.46–0.98 and words cut at a pause 0.00–0.89:
+score arrives.
 
-- a question with ``line_end >= confident_question``, or any ``line_end >= confident`` → the
-  turn ends after ``early_ms`` (200 ms) of silence;
-- anything else that was scored — plainly unfinished words, and statements, whose end a text
-  model cannot tell from a pause between clauses — is held up to ``ceiling_ms``;
-- a score still on its way holds too; when none can be had (no scorer, no words) the turn
-  ends after today's ``end_of_turn_ms``.
+The silence needed falls continuously with the evidence, from ``ceiling_ms`` (1.6 s: plainly
+unfinished words, "…a table for" scores 0.000) to the ``early_ms`` floor (200 ms: a confident
+finish), linearly in the log-odds of ``line_end`` between ``unsure`` and ``sure``; a heard question
+adds ``question_lift`` to the log-odds. It replaced two bands (200 ms for a question ≥ 0.3 or any
+line ≥ 0.95, else the ceiling) that held every statement and most commands 1.6 s. The curve was
+chosen on a tuning set that is not the bundled one (``bench/turn_curve.py``; docs/benchmarks.md,
+"Turn-taking"). A score still on its way holds; when none can be had (no scorer, no words) the
+turn ends after ``end_of_turn_ms``. A release the user talks on after, within ``resume_ms``, is
+undone by the engine (the two parts are answered as one), so a wrong guess costs a moment.
 
 ``silence`` mode ends every turn after ``end_of_turn_ms``, exactly as before this module.
 """
@@ -20,6 +22,7 @@ score arrives. The bands were chosen on the paused-speech benchmark (docs/benchm
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -83,14 +86,33 @@ class Verdict(str, enum.Enum):
     WAIT = "wait"  # not yet: ask again when more silence has passed
 
 
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1.0 - 1e-6)
+    return math.log(p / (1.0 - p))
+
+
 @dataclass(frozen=True)
 class TurnPolicy:
+    """The silence a turn needs, as a continuous function of how finished it looks.
+
+    The evidence is the log-odds of ``line_end``, lifted by ``question_lift`` when a question was
+    heard (a question's words end it more plainly than a statement's: "…of Italy?" cannot go on the
+    way "I went to the store," can). Between ``unsure`` and ``sure`` the wait falls linearly in
+    those log-odds from ``ceiling_ms`` to ``early_ms`` (the floor): a confident finish after
+    ~200 ms, a likely one after a few hundred, a dangling phrase up to the ceiling — LiveKit's
+    dynamic endpointing, drawn as a line instead of a step.
+    """
+
     mode: str = "semantic"
-    early_ms: float = 200.0
-    end_of_turn_ms: float = 500.0
+    early_ms: float = 200.0  # the floor: the least silence any turn needs
+    end_of_turn_ms: float = 500.0  # no score to be had (no scorer, no words): the silence rule
     ceiling_ms: float = 1600.0
-    confident: float = 0.95  # line_end at or above: finished, whatever the punctuation
-    confident_question: float = 0.3  # line_end at or above, for a heard question: finished
+    unsure: float = 0.1  # line_end at or below: the ceiling
+    sure: float = 0.9  # line_end (after any question lift) at or above: the floor
+    question_lift: float = 3.8  # log-odds a heard question adds (0.3 with it reads as 0.95 without)
+    # Speech starting this soon after a release continues the turn: the reply stops and the two parts
+    # are answered as one (the engine's "resumed"), so an early release costs a moment, not the turn.
+    resume_ms: float = 1000.0
 
     @property
     def semantic(self) -> bool:
@@ -101,11 +123,16 @@ class TurnPolicy:
         """The most silence any turn can need (what the detector must wait for on its own)."""
         return max(self.ceiling_ms, self.end_of_turn_ms) if self.semantic else self.end_of_turn_ms
 
+    def evidence(self, line_end: float, *, question: bool = False) -> float:
+        """How far along the way from ``unsure`` (0) to ``sure`` (1) the words are, unclamped."""
+        lo, hi = _logit(self.unsure), _logit(self.sure)
+        return (_logit(line_end) + (self.question_lift if question else 0.0) - lo) / (hi - lo)
+
     def likely_finished(self, line_end: float | None, *, question: bool = False) -> bool:
         """The words so far read as a finished turn: worth a speculative (e.g. paid) request now."""
         if line_end is None:
             return False
-        return line_end >= self.confident or (question and line_end >= self.confident_question)
+        return self.wait_for(line_end, question=question) <= self.end_of_turn_ms
 
     def wait_for(self, line_end: float | None, *, question: bool = False, scoring: bool = False) -> float:
         """Silence (ms) after which the turn ends, given the score (``scoring``: one is on its way)."""
@@ -113,9 +140,9 @@ class TurnPolicy:
             return self.end_of_turn_ms
         if line_end is None:
             return self.longest_wait_ms if scoring else self.end_of_turn_ms
-        if self.likely_finished(line_end, question=question):
-            return min(self.early_ms, self.end_of_turn_ms)
-        return self.longest_wait_ms
+        floor = min(self.early_ms, self.end_of_turn_ms)
+        t = min(1.0, max(0.0, self.evidence(line_end, question=question)))
+        return round(self.longest_wait_ms - (self.longest_wait_ms - floor) * t, 1)
 
     def decide(
         self, silence_ms: float, line_end: float | None, *, question: bool = False, scoring: bool = False
