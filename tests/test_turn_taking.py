@@ -313,3 +313,41 @@ def test_a_question_is_heard_by_its_mark_or_its_opening_word() -> None:
     assert not heard_question("It was the best of times.") and not heard_question("") and not heard_question("Um")
     assert not heard_question("When I was young, I lived in a small town by the sea.")
 
+
+def _went_on_after(offline, piper_voice, gap_s: float):  # type: ignore[no-untyped-def]
+    """A statement, released; its reply starts to sound; ``gap_s`` after the release the user goes on."""
+    first = np.concatenate([_silence(0.3), _speech(piper_voice, "I just got back from a trip to Spain.")])
+    more = np.concatenate([_silence(gap_s), _speech(piper_voice, "and the food was lovely."), _silence(2.0)])
+    s, stt, llm, tts = offline
+
+    async def run():  # type: ignore[no-untyped-def]
+        conv = Conversation(stt, llm, tts, settings=s)
+        await conv.warm_up()
+        await _feed_paced_by_work(conv, first)
+        events: list[object] = []
+        while not any(isinstance(e, SpeechEnded) for e in events):  # silence until the turn is released
+            await _feed_paced_by_work(conv, _silence(0.02))
+            events += conv.drain()
+        await _until(conv, events, lambda ev: _reply_audio_s(ev, 1) > 0)  # the reply has begun to sound
+        await _feed_paced_by_work(conv, more)
+        await _until(conv, events, lambda ev: any(isinstance(e, ReplyDone) and e.turn >= 2 for e in ev))
+        await conv.wait_reply()
+        events += conv.drain()
+        await conv.aclose()
+        return conv, events
+
+    return asyncio.run(run())
+
+
+def test_speech_resumed_within_a_second_of_the_release_is_answered_merged(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
+    conv, events = _went_on_after(offline, piper_voice, 0.3)
+    assert [(e.turn, e.reason) for e in events if isinstance(e, Interrupted)] == [(1, "resumed")]
+    user = [e.content.lower() for e in conv.history.entries if e.role == "user"]
+    assert len(user) == 1 and "spain" in user[0] and "food" in user[0], user  # one turn: both parts
+    assert [e.role for e in conv.history.entries] == ["user", "assistant"]  # turn 1's reply is gone
+    done = [e for e in events if isinstance(e, ReplyDone) and not e.interrupted]
+    assert [e.turn for e in done] == [2]
+    # Later than the window, the same words are a new turn that talks over the reply (barge-in).
+    conv, events = _went_on_after(offline, piper_voice, 1.5)
+    assert {(e.turn, e.reason) for e in events if isinstance(e, Interrupted)} == {(1, "barge-in")}
+    assert len([e for e in conv.history.entries if e.role == "user"]) == 2

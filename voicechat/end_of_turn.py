@@ -108,6 +108,11 @@ class TurnDetector:
         return 0.0 if self._speaking else self._voiced_run * 1000 / RATE
 
     @property
+    def utterance_start(self) -> int:
+        """Sample index where the utterance under way, or the voiced run not yet confirmed, began."""
+        return self._start if self._speaking else self._candidate_start
+
+    @property
     def position(self) -> int:
         return self._pos
 

@@ -118,6 +118,9 @@ class Conversation:
         )
         self._pieces: list[asyncio.Task[str]] = []
         self._overlap = False  # the utterance under way began over a reply and is not yet a barge-in
+        # Where (input sample) and which turn the last end of turn released: speech beginning within
+        # the policy's resume window after it means the user was still going (see _barge_in).
+        self._released: tuple[int, int] | None = None
         self._closed = False
         # Opt-in, in memory: both sides of the conversation (see voicechat.recording).
         self.recording = ConversationRecorder(output_rate, s.record_max_s) if s.record_audio else None
@@ -222,14 +225,27 @@ class Conversation:
                 self._on_turn_end(ev)
 
     def _barge_in(self) -> None:
-        """The user talks over the reply. If none of it has been heard yet, they were still going:
-        drop the reply and answer their words merged with what they add; else interrupt it."""
+        """The user talks over the reply. If none of it has been heard yet, or they began within the
+        resume window after their turn was released, they were still going: drop the reply (its
+        queued audio too) and answer their words merged with what they add; else interrupt it.
+        An early release thus costs a moment of reply, not a turn answered in two halves."""
         self._overlap = False
         turn = self._current
-        if turn is None or turn.held or turn.delivered_s > 0 or not self.generating:
+        released, window = self._released, self.policy.resume_ms * RATE / 1000
+        went_on = (
+            turn is not None
+            and released is not None
+            and turn.number == released[1]
+            and self.turns.utterance_start - released[0] <= window
+        )
+        unheard = turn is not None and turn.delivered_s == 0 and self.generating
+        if turn is None or turn.held or not (unheard or went_on):
             self._interrupt("barge-in")
             return
         turn.retract()
+        self._playback_end = 0.0  # the surface drops what it queued on Interrupted
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         self.history.drop_turn(turn.number)
         carried: list[asyncio.Task[str]] = []
         text = turn.transcript if turn.transcript is not None else turn.source.text
@@ -288,6 +304,7 @@ class Conversation:
             if self._billed_prefix is not None:
                 self._billed_prefix.reset()  # the turn holds the pieces
             turn.commit(eot_ms)  # the speculative turn was right: release it now
+            self._released = (ev.at, turn.number)
             return
         self._drop_speculative()
         pieces, self._pieces = tuple(self._pieces), []
@@ -296,6 +313,7 @@ class Conversation:
             sent, audio = self._billed_prefix.take(audio)
             pieces += sent
         self._start_turn(TurnInput(audio=audio, pieces=pieces, last_voiced=ev.last_voiced), eot_ms=eot_ms)
+        self._released = (ev.at, self._turn)
 
     def _start_speculative(self, ev: SpeechPause) -> None:
         """At the first pause, run the whole turn ahead while end of turn is still being confirmed."""
