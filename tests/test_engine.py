@@ -77,7 +77,9 @@ def test_full_offline_turn_gives_transcript_reply_and_audible_speech(offline, ma
 
 
 def test_speech_during_the_reply_interrupts_it_quickly(offline, make_speech) -> None:
-    question = wav_frames_as_av(make_speech(QUESTION, rate=48000, trail_s=0.8), "fltp")
+    # 3 s of silence: speech beginning within a second of the turn's release (at the latest at the 1.6 s
+    # ceiling, when the score comes late on a slow CPU) would continue the turn instead of interrupting
+    question = wav_frames_as_av(make_speech(QUESTION, rate=48000, trail_s=3.0), "fltp")
     interruption = wav_frames_as_av(
         make_speech("Wait, stop, I have another question.", rate=48000, lead_s=0.0, trail_s=0.0), "fltp"
     )

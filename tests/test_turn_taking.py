@@ -21,7 +21,7 @@ from voicechat.config import Settings
 from voicechat.end_of_turn import RATE, TurnConfig, TurnDetector, TurnEnd
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, SpeechEnded, TurnMetrics
-from voicechat.turn_policy import TurnPolicy, Verdict
+from voicechat.turn_policy import PauseHabit, TurnPolicy, Verdict
 from voicechat.vad import SileroVAD
 
 FRAME = 320  # 20 ms at 16 kHz, as a microphone sends
@@ -55,23 +55,59 @@ def test_the_wait_falls_with_the_evidence_between_floor_and_ceiling() -> None:
     assert silence.longest_wait_ms == 500
 
 
-def test_the_curve_on_the_tuning_sets_recorded_scores() -> None:
-    """The set the curve was chosen on: no pause inside a turn is cut (the closest, "Yesterday I saw a
-    movie." at 0.36 before a 992 ms pause, waits 1083 ms), and finished statements and commands wait
-    half the old bands' 1.6 s (median ~0.67 s; asserted ≤ 0.8 s)."""
-    p = TurnPolicy()
-    finished: dict[str, list[float]] = {}
-    for rec in _recorded("tune"):
+def _replay(p: TurnPolicy, records: list[dict], habit: bool) -> tuple[list[tuple], dict[str, list[float]]]:  # type: ignore[type-arg]
+    """One speaker says the records in order: (pause, wait) of every pause inside a turn, and the
+    waits of finished turns by kind; ``habit``: the engine's PauseHabit learns from every pause."""
+    learnt, inner, finished = PauseHabit(), [], {}  # type: ignore[var-annotated]
+    for rec in records:
         for pause in rec["scored"]:
-            wait = p.wait_for(pause["line_end"], question=pause["question"])
+            seen = learnt.longest_ms if habit else None
+            wait = p.wait_for(pause["line_end"], question=pause["question"], speaker_pause_ms=seen)
             if pause["final"]:
                 finished.setdefault(rec["kind"], []).append(wait)
-            elif pause["gap_ms"] >= 250:
-                assert wait > pause["gap_ms"] + 50, (rec["file"], pause)  # 50 ms to spare
+                continue
+            learnt.observe(pause["gap_ms"])
+            if pause["gap_ms"] >= 250:
+                inner.append((rec["file"], pause["text"], pause["gap_ms"], wait))
+    return inner, finished
+
+
+def test_the_curve_on_the_tuning_sets_recorded_scores() -> None:
+    """The set the curve was chosen on (not the bundled one). A new speaker's finished statements and
+    commands wait about what questions wait (median 200 ms; asserted ≤ 300), at the price of one of
+    14 pauses released early ("Yesterday I saw a movie." at 0.36 before 992 ms: the engine merges the
+    two parts when speech resumes). Once the speaker's pauses are known, none is cut (each waits at
+    least 300 ms past its pause)."""
+    p = TurnPolicy()
+    records = _recorded("tune")
+    inner, finished = _replay(p, records, habit=False)
     assert sorted(finished) == ["command", "question", "statement"]
-    assert float(np.median(finished["statement"] + finished["command"])) <= 800, finished
-    assert max(finished["statement"] + finished["command"]) < 1600, finished
+    assert float(np.median(finished["statement"] + finished["command"])) <= 300, finished
     assert float(np.median(finished["question"])) == 200.0
+    assert len(inner) == 14 and sum(wait <= gap for _, _, gap, wait in inner) <= 1, inner
+    inner, finished = _replay(p, records, habit=True)
+    assert all(wait >= gap + 300 for _, _, gap, wait in inner), inner
+    assert max(finished["question"]) == 200.0  # a plainly finished question never waits for the habit
+
+
+def test_a_speakers_pause_habit_lengthens_the_wait_within_bounds() -> None:
+    habit = PauseHabit()
+    assert habit.longest_ms is None
+    for ms in (120, 90, 240):  # stops inside words: not pauses between clauses
+        habit.observe(ms)
+    assert habit.longest_ms is None
+    habit.observe(900)
+    habit.observe(700)
+    assert habit.longest_ms == 900
+    for _ in range(8):  # only the last eight count: a speaker's habit can change
+        habit.observe(400)
+    assert habit.longest_ms == 400
+    p = TurnPolicy()
+    assert p.wait_for(0.889) == 200  # "It was the best of times. It was the worst of times." — more followed
+    assert p.wait_for(0.889, speaker_pause_ms=900) == 1050  # past this speaker's own pauses
+    assert p.wait_for(0.978, question=True, speaker_pause_ms=900) == 200  # a finished question: at once
+    assert p.wait_for(0.889, speaker_pause_ms=3000) == 1300  # within bounds
+    assert p.wait_for(0.0, speaker_pause_ms=900) == 1600  # never shorter than the curve
 
 
 # --------------------------------------------------------------------------- real speech

@@ -51,6 +51,7 @@ class SpeechResume:
     """Speech came back after a pause: any speculative work on the pause is stale."""
 
     at: int
+    silence_ms: float = 0.0  # how long the pause inside the turn lasted (a speaker's habit, see turn_policy)
 
 
 @dataclass(frozen=True)
@@ -184,12 +185,13 @@ class TurnDetector:
         self._utt.append(window.copy())
         self._utt_len += self._win
         if not silent:
+            before = self._last_voiced
             if voiced:
                 self._last_voiced = self._pos
                 self._voiced_total += self._win
             if self._paused and voiced:
                 self._paused = False
-                events.append(SpeechResume(start_of_window))
+                events.append(SpeechResume(start_of_window, (start_of_window - before) * 1000 / RATE))
             if voiced:
                 self._silence_run = 0
         else:

@@ -43,7 +43,7 @@ from voicechat.speculative_turn import Turn, TurnInput
 from voicechat.stt.base import SpeechToText
 from voicechat.transcribed_prefix import TranscribedPrefix
 from voicechat.tts.base import TextToSpeech
-from voicechat.turn_policy import LineEndScoring, TurnPolicy, Verdict
+from voicechat.turn_policy import LineEndScoring, PauseHabit, TurnPolicy
 from voicechat.vad import VoiceActivityDetector, make_vad
 from voicechat.warm_up import prime_next_turn, warm_up_once
 
@@ -120,7 +120,11 @@ class Conversation:
         self._overlap = False  # the utterance under way began over a reply and is not yet a barge-in
         # Where (input sample) and which turn the last end of turn released: speech beginning within
         # the policy's resume window after it means the user was still going (see _barge_in).
-        self._released: tuple[int, int] | None = None
+        # (turn, its last voiced sample, where the policy's wait for it ran out): the resume window
+        # opens there, not where a late score let the decision be taken.
+        self._released: tuple[int, int, int] | None = None
+        self._decided_wait_ms: float | None = None  # the policy's wait for the turn being ended now
+        self.habit = PauseHabit()  # this speaker's pauses inside turns, which lengthen the wait
         self._closed = False
         # Opt-in, in memory: both sides of the conversation (see voicechat.recording).
         self.recording = ConversationRecorder(output_rate, s.record_max_s) if s.record_audio else None
@@ -204,6 +208,7 @@ class Conversation:
             elif isinstance(ev, SpeechPause):
                 self._start_speculative(ev)
             elif isinstance(ev, SpeechResume):
+                self.habit.observe(ev.silence_ms)
                 self._drop_speculative()
             elif isinstance(ev, TurnEnd):
                 self._on_turn_end(ev)
@@ -219,10 +224,14 @@ class Conversation:
             line_end, scoring, question = turn.line_end, turn.scoring, turn.question
         else:  # no turn prepared ahead on this silence: nothing scored
             line_end, scoring, question = None, False, False
-        if self.policy.decide(self.turns.silence_ms, line_end, question=question, scoring=scoring) is Verdict.END:
+        habit = self.habit.longest_ms
+        wait = self.policy.wait_for(line_end, question=question, scoring=scoring, speaker_pause_ms=habit)
+        if self.turns.silence_ms >= wait:
             ev = self.turns.end_turn()
             if ev is not None:
+                self._decided_wait_ms = wait
                 self._on_turn_end(ev)
+                self._decided_wait_ms = None
 
     def _barge_in(self) -> None:
         """The user talks over the reply. If none of it has been heard yet, or they began within the
@@ -235,13 +244,15 @@ class Conversation:
         went_on = (
             turn is not None
             and released is not None
-            and turn.number == released[1]
-            and self.turns.utterance_start - released[0] <= window
+            and turn.number == released[0]
+            and self.turns.utterance_start - released[2] <= window
         )
         unheard = turn is not None and turn.delivered_s == 0 and self.generating
         if turn is None or turn.held or not (unheard or went_on):
             self._interrupt("barge-in")
             return
+        if went_on and released is not None:
+            self.habit.observe((self.turns.utterance_start - released[1]) * 1000 / RATE)  # the pause we cut
         turn.retract()
         self._playback_end = 0.0  # the surface drops what it queued on Interrupted
         if self._idle_timer is not None:
@@ -304,7 +315,7 @@ class Conversation:
             if self._billed_prefix is not None:
                 self._billed_prefix.reset()  # the turn holds the pieces
             turn.commit(eot_ms)  # the speculative turn was right: release it now
-            self._released = (ev.at, turn.number)
+            self._released = (turn.number, ev.last_voiced, self._due(ev))
             return
         self._drop_speculative()
         pieces, self._pieces = tuple(self._pieces), []
@@ -313,7 +324,13 @@ class Conversation:
             sent, audio = self._billed_prefix.take(audio)
             pieces += sent
         self._start_turn(TurnInput(audio=audio, pieces=pieces, last_voiced=ev.last_voiced), eot_ms=eot_ms)
-        self._released = (ev.at, self._turn)
+        self._released = (self._turn, ev.last_voiced, self._due(ev))
+
+    def _due(self, ev: TurnEnd) -> int:
+        """Where the wait for this turn ran out: a score that came late moved the decision, not the due point."""
+        if self._decided_wait_ms is None:
+            return ev.at
+        return min(ev.at, ev.last_voiced + round(self._decided_wait_ms * RATE / 1000))
 
     def _start_speculative(self, ev: SpeechPause) -> None:
         """At the first pause, run the whole turn ahead while end of turn is still being confirmed."""
