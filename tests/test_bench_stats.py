@@ -70,3 +70,39 @@ def test_turn_taking_table_reports_both_modes_and_the_ratio() -> None:
     assert "| silence | 600.0 / 700.0 | 512.0 | 19 / 19 (100.0%) |" in text
     assert "p50 ratio 0.55" in text and "silence + text (local LLM)" in text
     assert turn_taking({}) == []
+
+
+def test_turn_taking_table_reports_each_kind_of_turn_and_the_resumed_releases() -> None:
+    from voicechat.benchmark.latency_run import TurnSample, kind_of, per_kind
+    from voicechat.benchmark.report import turn_taking
+
+    def turn(name: str, v2v: float, eot: float) -> TurnSample:
+        return TurnSample(name, "", "", v2v, 0, eot, 0, 0, 0, 0, 0, 0, 0, 0, True, kind=kind_of(name))
+
+    assert [kind_of(n) for n in ("q1_piper_48000.wav", "s3_espeak_16000.wav", "c2_x.wav", "mine.wav")] == [
+        "question",
+        "statement",
+        "command",
+        "other",
+    ]
+    sem = per_kind([turn("q1_a.wav", 400, 224), turn("s1_a.wav", 900, 800), turn("s2_a.wav", 500, 256)])
+    assert list(sem) == ["question", "statement"] and sem["statement"] == {
+        "v2v_p50": 700.0,
+        "eot_p50": 528.0,
+        "turns": 2,
+    }
+    sil = per_kind([turn("q1_a.wav", 650, 512), turn("s1_a.wav", 640, 512), turn("s2_a.wav", 660, 512)])
+    r = {
+        "end_of_turn": {
+            "signals": ["silence"],
+            "semantic": {"voice_to_voice_ms": {}, "eot_ms_p50": 0, "per_kind": sem, "resumed": 1},
+            "silence": {"voice_to_voice_ms": {}, "eot_ms_p50": 0, "per_kind": sil, "resumed": 0},
+        },
+        "paused_speech": {
+            "semantic": {"false_cutoffs": 2, "pauses_total": 19, "false_cutoff_rate": 0.105, "resumed": 2}
+        },
+    }
+    text = "\n".join(turn_taking(r))
+    assert "| statement | 2 | 700.0 / 528.0 | 650.0 / 512.0 |" in text
+    assert "| question | 1 | 400.0 / 224.0 | 650.0 / 512.0 |" in text
+    assert "answered once): semantic 3, silence 0." in text

@@ -97,7 +97,8 @@ def turn_taking(r: dict[str, Any]) -> list[str]:
                 f"| {kind} | {a['turns']} | {a['v2v_p50']} / {a['eot_p50']} | {b['v2v_p50']} / {b['eot_p50']} |"
             )
         resumed = {m: eot[m].get("resumed", 0) + paused.get(m, {}).get("resumed", 0) for m in ("semantic", "silence")}
-        lines += ["", f"Released turns the user went on with (resumed, merged): {resumed}."]
+        said = ", ".join(f"{m} {n}" for m, n in resumed.items())
+        lines += ["", f"Released turns the speaker went on after (resumed: merged and answered once): {said}."]
     lines += [
         "",
         f"semantic / silence voice-to-voice: p50 ratio {eot.get('p50_ratio')}, "
