@@ -205,7 +205,7 @@ def choose(tune: list[dict[str, Any]]) -> TurnPolicy:
 
 def curve_table(tune: list[dict[str, Any]], report: list[dict[str, Any]]) -> str:
     """False cut-offs against mean wait, for the old bands and curves from eager to patient (Markdown)."""
-    rows = [("old bands (200 ms / 1.6 s)", OldBands())]
+    rows: list[tuple[str, TurnPolicy]] = [("old bands (200 ms / 1.6 s)", OldBands())]
     rows += [(f"curve {u}→{s}", TurnPolicy(unsure=u, sure=s)) for u, s in ((0.1, 0.95), (0.1, 0.9), (0.1, 0.8))]
     rows += [(f"curve {u}→{s}", TurnPolicy(unsure=u, sure=s)) for u, s in ((0.1, 0.7), (0.1, 0.6), (0.02, 0.6))]
     out = [

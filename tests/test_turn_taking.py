@@ -28,7 +28,7 @@ FRAME = 320  # 20 ms at 16 kHz, as a microphone sends
 
 
 # --------------------------------------------------------------------------- the policy, on recorded scores
-def _recorded(name: str) -> list[dict]:  # type: ignore[type-arg]
+def _recorded(name: str) -> list[dict]:
     """Scores recorded by bench/turn_curve.py: Gemma 3 270M on Whisper's transcript at every pause."""
     return json.loads((Path(__file__).resolve().parent.parent / "bench" / f"turn_scores_{name}.json").read_text())
 
@@ -55,10 +55,10 @@ def test_the_wait_falls_with_the_evidence_between_floor_and_ceiling() -> None:
     assert silence.longest_wait_ms == 500
 
 
-def _replay(p: TurnPolicy, records: list[dict], habit: bool) -> tuple[list[tuple], dict[str, list[float]]]:  # type: ignore[type-arg]
+def _replay(p: TurnPolicy, records: list[dict], habit: bool) -> tuple[list[tuple], dict[str, list[float]]]:
     """One speaker says the records in order: (pause, wait) of every pause inside a turn, and the
     waits of finished turns by kind; ``habit``: the engine's PauseHabit learns from every pause."""
-    learnt, inner, finished = PauseHabit(), [], {}  # type: ignore[var-annotated]
+    learnt, inner, finished = PauseHabit(), [], {}
     for rec in records:
         for pause in rec["scored"]:
             seen = learnt.longest_ms if habit else None
@@ -350,13 +350,13 @@ def test_a_question_is_heard_by_its_mark_or_its_opening_word() -> None:
     assert not heard_question("When I was young, I lived in a small town by the sea.")
 
 
-def _went_on_after(offline, piper_voice, gap_s: float):  # type: ignore[no-untyped-def]
+def _went_on_after(offline, piper_voice, gap_s: float):
     """A statement, released; its reply starts to sound; ``gap_s`` after the release the user goes on."""
     first = np.concatenate([_silence(0.3), _speech(piper_voice, "I just got back from a trip to Spain.")])
     more = np.concatenate([_silence(gap_s), _speech(piper_voice, "and the food was lovely."), _silence(2.0)])
     s, stt, llm, tts = offline
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run():
         conv = Conversation(stt, llm, tts, settings=s)
         await conv.warm_up()
         await _feed_paced_by_work(conv, first)
@@ -375,7 +375,7 @@ def _went_on_after(offline, piper_voice, gap_s: float):  # type: ignore[no-untyp
     return asyncio.run(run())
 
 
-def test_speech_resumed_within_a_second_of_the_release_is_answered_merged(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
+def test_speech_resumed_within_a_second_of_the_release_is_answered_merged(offline, piper_voice) -> None:
     conv, events = _went_on_after(offline, piper_voice, 0.3)
     assert [(e.turn, e.reason) for e in events if isinstance(e, Interrupted)] == [(1, "resumed")]
     user = [e.content.lower() for e in conv.history.entries if e.role == "user"]
