@@ -135,6 +135,7 @@ def _capacity(args: argparse.Namespace, questions: list[Path], log: Any) -> int:
 
 def _host_capacity(args: argparse.Namespace, questions: list[Path], log: Any) -> int:
     from voicechat.benchmark.host_run import run_host_capacity
+    from voicechat.streamlit.speech_transport import enabled_by_env
 
     if args.replicas < 1:
         print("error: --replicas needs at least 1 (one replica process per core is the usual start)", file=sys.stderr)
@@ -146,12 +147,14 @@ def _host_capacity(args: argparse.Namespace, questions: list[Path], log: Any) ->
         level_seconds=args.level_seconds,
         progress=log,
         end_of_turn=args.end_of_turn,
+        speech_transport=enabled_by_env(),  # VOICECHAT_SPEECH_TRANSPORT=0: aiortc's own, as before
     )
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
         keys = (
             "replicas",
+            "speech_transport",
             "max_sessions_50ms",
             "cpu_per_session_pct",
             "cpu_bound_sessions",

@@ -119,8 +119,13 @@ def run_host_capacity(
     level_seconds: float = 25.0,
     progress: Callable[[str], None] | None = None,
     end_of_turn: str = "semantic",
+    speech_transport: bool = True,
 ) -> dict[str, Any]:
-    """The host sweep; one JSON-ready dict (see docs/scaling.md, "Capacity of a host")."""
+    """The host sweep; one JSON-ready dict (see docs/scaling.md, "Capacity of a host").
+
+    ``speech_transport``: the replicas' aiortc tuned as the app tunes it
+    (:mod:`voicechat.streamlit.speech_transport`), or aiortc's own.
+    """
     from voicechat.benchmark.capacity_report import frame_path_costs, summarise
     from voicechat.benchmark.machine import cpu_isa, cpu_model
 
@@ -128,7 +133,12 @@ def run_host_capacity(
     load_before = _loadavg()
     levels: list[dict[str, Any]] = []
     with provider_process() as url:
-        job = {"base_url": url, "end_of_turn": end_of_turn, "questions": [str(p) for p in question_paths]}
+        job = {
+            "base_url": url,
+            "end_of_turn": end_of_turn,
+            "questions": [str(p) for p in question_paths],
+            "speech_transport": speech_transport,
+        }
         baseline: dict[int, float] | None = None
         for n in sweep_levels(limit):
             lv = run_host_level(n, replicas, job, max(level_seconds, 3 * level_seconds / n), baseline)
@@ -150,6 +160,7 @@ def run_host_capacity(
         **out,
         "replicas": replicas,
         "transport_included": True,
+        "speech_transport": speech_transport,
         "sessions_max": limit,
         "end_of_turn": end_of_turn,
         "cpu": f"{cpu_model()} ({cpu_isa()})",
@@ -167,6 +178,10 @@ def _worker_main() -> int:
     from voicechat.benchmark.transport_run import speech_48k
 
     job = json.loads(sys.stdin.readline())
+    if job.get("speech_transport"):
+        from voicechat.streamlit.speech_transport import install
+
+        install(True)
     paths = [Path(p) for p in job["questions"]]
     factory = loopback_factory(loopback_settings(job["base_url"], interim_stt="off", end_of_turn=job["end_of_turn"]))
 
