@@ -412,13 +412,17 @@ def run_capacity(
             k: paid[k] for k in ("provider_requests_per_turn", "stt_audio_billed_ratio")
         }
         say(f"cost with VOICECHAT_INTERIM_STT=stt: {cost['with_interim_from_provider']}")
-    transport = transport_cost(question_paths)
+    from voicechat.streamlit.speech_transport import enabled_by_env, speech_transport
+
+    with speech_transport(enabled_by_env()):  # as the app carries its calls (VOICECHAT_SPEECH_TRANSPORT)
+        transport = transport_cost(question_paths)
     say(f"transport: {transport}")
     cores = cpu_count()
     out = summarise(levels, cores, frame_path_costs(question_paths))
     return {
         **out,
         "transport_sessions_per_core": transport["transport_sessions_per_core"],
+        "speech_transport": enabled_by_env(),
         "provider_requests_per_turn": cost["provider_requests_per_turn"],
         "stt_audio_billed_ratio": cost["stt_audio_billed_ratio"],
         "sessions_max": limit,
