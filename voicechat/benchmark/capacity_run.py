@@ -34,9 +34,7 @@ from voicechat.benchmark.loopback_provider import (
     loopback_factory,
     loopback_settings,
     provider_process,
-    provider_stats,
 )
-from voicechat.benchmark.openai_loopback_server import TRANSCRIPTIONS
 from voicechat.benchmark.stats import percentile, true_end_of_speech
 from voicechat.conversation_thread import ConversationThread
 from voicechat.engine import Conversation
@@ -330,36 +328,6 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def cost_per_turn(
-    base_url: str, factory: Callable[[Callable[[Event], None]], Conversation], questions: list[Question], turns: int
-) -> dict[str, Any]:
-    """One conversation of ``turns`` questions: what the provider was asked for and billed."""
-    user = _User(questions, random.Random(1), idle_frames=25)
-    thread = ConversationThread(factory, user.on_event, name="voicechat-bench-cost")
-    thread.wait_ready(120)
-    before = provider_stats(base_url)
-    try:
-        asyncio.run(
-            _transport(
-                [(user, thread)], 60.0 * turns, [], until=lambda: user.played >= turns and user.between_questions
-            )
-        )
-    finally:
-        thread.close()
-    after = provider_stats(base_url)
-    requests = {k: after["requests"][k] - before["requests"][k] for k in after["requests"]}
-    billed = after["stt_audio_s"] - before["stt_audio_s"]
-    return {
-        "turns": user.played,
-        "requests": requests,
-        "provider_requests_per_turn": round(sum(requests.values()) / max(1, user.played), 2),
-        "stt_requests_per_turn": round(requests[TRANSCRIPTIONS] / max(1, user.played), 2),
-        "stt_audio_billed_ratio": round(billed / max(1e-9, user.spoken_s), 3),
-        "partials_per_turn": round(user.partials / max(1, user.played), 2),
-        "v2v_p50_ms": round(percentile(user.v2v_ms, 50), 1),
-    }
-
-
 def _loadavg() -> str:
     with contextlib.suppress(OSError), open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -377,6 +345,7 @@ def run_capacity(
 ) -> dict[str, Any]:
     """The whole capacity benchmark; one JSON-ready dict (see docs/scaling.md)."""
     from voicechat.benchmark.capacity_report import frame_path_costs, summarise
+    from voicechat.benchmark.cloud_cost_run import cost_per_turn
     from voicechat.benchmark.machine import cpu_isa, cpu_model
     from voicechat.benchmark.transport_run import transport_cost
 
