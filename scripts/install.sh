@@ -8,7 +8,7 @@ DEV=0
 [ "${1:-}" = "--dev" ] && DEV=1
 
 APT_PKGS="espeak-ng sox ffmpeg build-essential cmake"
-[ "$DEV" = 1 ] && APT_PKGS="$APT_PKGS chromium chromium-driver"
+[ "$DEV" = 1 ] && APT_PKGS="$APT_PKGS chromium chromium-driver nginx"
 if command -v apt-get >/dev/null 2>&1; then
   SUDO=""
   [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"

@@ -63,3 +63,29 @@ def test_a_loaded_machine_is_named_rather_than_blamed_on_the_gil() -> None:
     levels = [level(1, 1000, 0.03), level(35, 6000, 0.75, gil=34.0)]
     levels[-1]["loadavg_1m"] = 22.0
     assert summarise(levels, 2, PATH)["bottleneck"]["kind"] == "host_contention"
+
+
+def test_a_host_level_adds_up_its_replica_processes() -> None:
+    """Two replicas measured together: their sessions, turns and CPU add up; the worst wait is the host's."""
+    from voicechat.benchmark.capacity_run import LevelRun, level_figures
+    from voicechat.benchmark.host_run import split
+
+    assert split(5, 2) == [3, 2] and split(1, 2) == [1] and split(35, 1) == [35]
+
+    def run(n: int, v2v: list[float], cpu: float, wall: float, gil: float) -> LevelRun:
+        return LevelRun(n, 20.0, v2v, [0] * len(v2v), cpu, wall, 300.0, 5.0, gil, 0, transport_calls=n)
+
+    a, b = run(3, [1000.0, 1100.0], 6.0, 20.0, 2.0), run(2, [1200.0], 4.0, 20.5, 9.0)
+    lv = level_figures([a, b], baseline={0: 1000.0})
+    assert lv["sessions"] == 5 and lv["turns"] == 3 and lv["rss_mb"] == 600.0
+    assert lv["cores_used"] == round(10.0 / 20.5, 3)  # both processes' CPU over the longer window
+    assert lv["gil_wait_p95_ms"] == 9.0 and lv["excess_p95_ms"] > 150  # the slower replica's turns count
+
+
+def test_replicas_need_sessions(capsys: Any) -> None:
+    from voicechat.cli import main
+
+    assert main(["bench", "--replicas", "2"]) == 2
+    assert "--replicas needs --sessions" in capsys.readouterr().err
+    assert main(["bench", "--sessions", "5", "--replicas", "0"]) == 2
+    assert "--replicas needs at least 1" in capsys.readouterr().err

@@ -24,6 +24,12 @@ def add_bench_parser(sub: Any) -> None:
         help="capacity instead: sweep 1…N concurrent conversations on the loopback OpenAI-format path",
     )
     sp.add_argument(
+        "--replicas",
+        type=int,
+        metavar="R",
+        help="with --sessions: the host instead, N sessions over R replica processes, WebRTC transport included",
+    )
+    sp.add_argument(
         "--memory-turns",
         type=int,
         metavar="N",
@@ -63,6 +69,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("error: no questions to play (pass --audio FILE.wav)", file=sys.stderr)
         return 2
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    if args.replicas is not None and args.sessions is None:
+        print("error: --replicas needs --sessions N (the host's sweep goes up to N sessions)", file=sys.stderr)
+        return 2
     if args.sessions is not None:
         return _capacity(args, questions, log)
     if args.paused_replay:
@@ -98,6 +107,8 @@ def _capacity(args: argparse.Namespace, questions: list[Path], log: Any) -> int:
     if args.sessions < 1:
         print("error: --sessions needs at least 1", file=sys.stderr)
         return 2
+    if args.replicas is not None:
+        return _host_capacity(args, questions, log)
     result = run_capacity(
         args.sessions, questions, level_seconds=args.level_seconds, progress=log, end_of_turn=args.end_of_turn
     )
@@ -116,6 +127,38 @@ def _capacity(args: argparse.Namespace, questions: list[Path], log: Any) -> int:
             "transport_sessions_per_core",
             "provider_requests_per_turn",
             "stt_audio_billed_ratio",
+            "bottleneck",
+        )
+        print("\n".join(f"{k}: {result[k]}" for k in keys))
+    return 0 if result["levels"][0]["turns"] else 1
+
+
+def _host_capacity(args: argparse.Namespace, questions: list[Path], log: Any) -> int:
+    from voicechat.benchmark.host_run import run_host_capacity
+    from voicechat.streamlit.speech_transport import enabled_by_env
+
+    if args.replicas < 1:
+        print("error: --replicas needs at least 1 (one replica process per core is the usual start)", file=sys.stderr)
+        return 2
+    result = run_host_capacity(
+        args.sessions,
+        questions,
+        args.replicas,
+        level_seconds=args.level_seconds,
+        progress=log,
+        end_of_turn=args.end_of_turn,
+        speech_transport=enabled_by_env(),  # VOICECHAT_SPEECH_TRANSPORT=0: aiortc's own, as before
+    )
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        keys = (
+            "replicas",
+            "speech_transport",
+            "max_sessions_50ms",
+            "cpu_per_session_pct",
+            "cpu_bound_sessions",
+            "added_p95_ms",
             "bottleneck",
         )
         print("\n".join(f"{k}: {result[k]}" for k in keys))

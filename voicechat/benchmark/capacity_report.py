@@ -70,8 +70,12 @@ def frame_path_costs(questions: list[Path], vad_kind: str = "silero") -> dict[st
     return {"resample_cpu_per_audio_s": (t1 - t0) / audio_s, "vad_cpu_per_audio_s": (t2 - t1) / audio_s}
 
 
-def bottleneck(levels: list[dict[str, Any]], limit: int, cores: int, path: dict[str, float]) -> dict[str, Any]:
+def bottleneck(
+    levels: list[dict[str, Any]], limit: int, cores: int, path: dict[str, float], who: str = "the process"
+) -> dict[str, Any]:
     """Where the sweep saturates, named from evidence taken in the same run.
+
+    ``who`` is what ran the sessions ("the process", or "the 2 replica processes" on a host).
 
     Looks at the first level past the limit (or the last level tried): CPU busy on every core
     means CPU, with the shares of VAD and resampling in it; otherwise a late GIL probe means
@@ -89,14 +93,14 @@ def bottleneck(levels: list[dict[str, Any]], limit: int, cores: int, path: dict[
     if used >= 0.85 * cores:
         kind = "cpu"
         why = (
-            f"at {n} sessions the process uses {used:.2f} of {cores} cores: VAD {shares['vad']:.0%}, "
+            f"at {n} sessions {used:.2f} of {cores} cores are busy ({who}): VAD {shares['vad']:.0%}, "
             f"resampling {shares['resampling']:.0%}, the rest (asyncio loops, HTTP clients, thread "
             f"switches) {shares['rest']:.0%}"
         )
     elif host_load > 1.5 * cores:
         kind = "host_contention"
         why = (
-            f"at {n} sessions this process used only {used:.2f} of {cores} cores while the machine's load "
+            f"at {n} sessions {who} used only {used:.2f} of {cores} cores while the machine's load "
             f"average was {host_load:g}: other processes held the CPU, so threads waited for the OS "
             f"(GIL probe {lv['gil_wait_p95_ms']} ms p95, transport tick {lv['transport_tick_late_p95_ms']} ms "
             "late); the engine's own limit is the CPU estimate"
@@ -117,7 +121,11 @@ def bottleneck(levels: list[dict[str, Any]], limit: int, cores: int, path: dict[
 
 
 def summarise(
-    levels: list[dict[str, Any]], cores: int, path: dict[str, float], budget_ms: float = ADDED_BUDGET_MS
+    levels: list[dict[str, Any]],
+    cores: int,
+    path: dict[str, float],
+    budget_ms: float = ADDED_BUDGET_MS,
+    who: str = "the process",
 ) -> dict[str, Any]:
     """The headline figures. CPU per session is the slope over every level whose users got answers:
     process CPU time does not depend on how loaded the machine is, latency does."""
@@ -134,7 +142,7 @@ def summarise(
         "cpu_per_session_pct": round(per_session * 100, 2),
         "added_p95_ms": added_p95(levels),
         "rss_per_session_mb": round(slope(ns, [lv["rss_mb"] for lv in levels]), 2),
-        "bottleneck": bottleneck(levels, limit, cores, path),
+        "bottleneck": bottleneck(levels, limit, cores, path, who),
     }
 
 

@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import random
 import resource
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,49 +29,19 @@ from typing import Any
 import numpy as np
 
 from voicechat.audio import iter_wav_frames
-from voicechat.benchmark.openai_loopback_server import CHAT, SPEECH, STATS, TRANSCRIPTIONS
+from voicechat.benchmark.loopback_provider import (
+    PROVIDER_DELAYS,
+    loopback_factory,
+    loopback_settings,
+    provider_process,
+)
 from voicechat.benchmark.stats import percentile, true_end_of_speech
-from voicechat.config import Settings
 from voicechat.conversation_thread import ConversationThread
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, PartialTranscript, TurnMetrics
 
 FRAME_S = 0.02
-# Cloud-like provider delays (before the first byte): transcription, first token, speech.
-PROVIDER_DELAYS = {TRANSCRIPTIONS: 0.35, CHAT: 0.30, SPEECH: 0.25}
 LEVELS = (1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300)
-
-
-@contextlib.contextmanager
-def provider_process(transcript: str = "What is the capital of Italy?") -> Iterator[str]:
-    """The loopback OpenAI-format server in a child process; yields its base URL."""
-    cmd = [sys.executable, "-m", "voicechat.benchmark.openai_loopback_server", "--transcript", transcript]
-    for path, delay in PROVIDER_DELAYS.items():
-        cmd += ["--delay", path, str(delay)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http"):
-            raise RuntimeError("the loopback OpenAI-format server did not start")
-        yield url
-    finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def provider_stats(base_url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(base_url.removesuffix("/v1") + STATS, timeout=5) as resp:
-        return dict(json.loads(resp.read()))
-
-
-def loopback_settings(base_url: str, **overrides: Any) -> Settings:
-    values = {"stt": "openai", "llm": "openai", "tts": "openai", **overrides}
-    return Settings.load(values, environ={"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": base_url}, dotenv_path=None)
 
 
 @dataclass
@@ -225,6 +191,122 @@ async def _transport(
         tick += 1
 
 
+@dataclass
+class LevelRun:
+    """What one process measured at one level (the host benchmark adds up several of these)."""
+
+    sessions: int
+    seconds: float
+    v2v_ms: list[float]
+    asked: list[int]  # which question each v2v_ms answered
+    cpu_s: float
+    wall_s: float
+    rss_mb: float
+    tick_late_p95_ms: float
+    gil_wait_p95_ms: float
+    partials: int
+    transport_calls: int = 0
+
+
+async def _ramp_and_measure(
+    pairs: list[tuple[_User, ConversationThread]], seconds: float, transport_calls: int, pcm: np.ndarray | None
+) -> tuple[float, float, list[float], list[float]]:
+    """Main thread's loop: the media (if any) flowing, a 3 s ramp, then ``seconds`` measured.
+
+    The aiortc pairs run on this same loop, as streamlit-webrtc's do on Streamlit's.
+    """
+    from voicechat.benchmark.transport_run import CarriedMedia
+
+    media = CarriedMedia(transport_calls, pcm if pcm is not None else np.zeros(960, np.int16))
+    async with media:
+        await _transport(pairs, 3.0, [])  # every session has had its first frames
+        for u, _ in pairs:
+            with u.lock:
+                u.v2v_ms.clear()
+                u.asked.clear()
+        tick_late: list[float] = []
+        cpu0, wall0 = cpu_s(), time.perf_counter()
+        with _GilProbe() as gil:
+            await _transport(pairs, seconds, tick_late)
+        cpu, wall = cpu_s() - cpu0, time.perf_counter() - wall0
+    return cpu, wall, tick_late, gil.late_ms
+
+
+def drive_level(
+    n: int,
+    factory: Callable[[Callable[[Event], None]], Conversation],
+    questions: list[Question],
+    seconds: float,
+    seed: int = 7,
+    *,
+    transport_calls: int = 0,
+    speech: np.ndarray | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> LevelRun:
+    """``n`` sessions in this process for ``seconds`` of talk after a short ramp.
+
+    ``transport_calls``: also carry that many calls' WebRTC media (aiortc pairs sending
+    ``speech``, :class:`~voicechat.benchmark.transport_run.CarriedMedia`) on the same loop.
+    ``on_ready`` runs once every engine is ready (a start line).
+    """
+    rng = random.Random(seed + n)
+    users = [_User(questions, random.Random(rng.random()), idle_frames=rng.randint(0, 150)) for _ in range(n)]
+    threads = [ConversationThread(factory, u.on_event, name=f"voicechat-bench-{i}") for i, u in enumerate(users)]
+    for t in threads:
+        t.wait_ready(120)
+    if on_ready is not None:
+        on_ready()
+    pairs = list(zip(users, threads, strict=True))
+    cpu, wall, tick_late, gil_late = asyncio.run(_ramp_and_measure(pairs, seconds, transport_calls, speech))
+    rss = rss_mb()
+    for t in threads:
+        t.close()
+    return LevelRun(
+        sessions=n,
+        seconds=seconds,
+        v2v_ms=[x for u in users for x in u.v2v_ms],
+        asked=[q for u in users for q in u.asked],
+        cpu_s=cpu,
+        wall_s=wall,
+        rss_mb=rss,
+        tick_late_p95_ms=percentile(tick_late, 95),
+        gil_wait_p95_ms=percentile(gil_late, 95),
+        partials=sum(u.partials for u in users),
+        transport_calls=transport_calls,
+    )
+
+
+def level_figures(runs: list[LevelRun], baseline: dict[int, float] | None = None) -> dict[str, Any]:
+    """One level's figures from the processes that ran it together (one, or one per replica).
+
+    Questions differ by hundreds of ms (one with a pause inside misses the speculative start),
+    so each turn is compared with the same question's median in one session (``baseline``;
+    computed here when None): ``excess_p95_ms`` is the p95 of those differences. Cores used are
+    every process's CPU time over the longest wall time.
+    """
+    v2v = [x for r in runs for x in r.v2v_ms]
+    asked = [q for r in runs for q in r.asked]
+    if baseline is None:
+        baseline = {q: percentile([x for x, a in zip(v2v, asked, strict=True) if a == q], 50) for q in set(asked)}
+    excess = [x - baseline[q] for x, q in zip(v2v, asked, strict=True) if q in baseline]
+    wall = max(r.wall_s for r in runs)
+    return {
+        "baseline_ms": {str(q): round(v, 1) for q, v in sorted(baseline.items())},
+        "excess_p95_ms": round(percentile(excess, 95), 1),
+        "sessions": sum(r.sessions for r in runs),
+        "turns": len(v2v),
+        "seconds": runs[0].seconds,
+        "v2v_p50_ms": round(percentile(v2v, 50), 1),
+        "v2v_p95_ms": round(percentile(v2v, 95), 1),
+        "cores_used": round(sum(r.cpu_s for r in runs) / wall, 3),
+        "rss_mb": round(sum(r.rss_mb for r in runs), 1),
+        "transport_tick_late_p95_ms": round(max(r.tick_late_p95_ms for r in runs), 1),
+        "gil_wait_p95_ms": round(max(r.gil_wait_p95_ms for r in runs), 2),
+        "partials_per_turn": round(sum(r.partials for r in runs) / max(1, len(v2v)), 2),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 def run_level(
     n: int,
     factory: Callable[[Callable[[Event], None]], Conversation],
@@ -233,52 +315,8 @@ def run_level(
     baseline: dict[int, float] | None = None,
     seed: int = 7,
 ) -> dict[str, Any]:
-    """``n`` sessions for ``seconds`` of talk after a short ramp; figures for this level.
-
-    Questions differ by hundreds of ms (one with a pause inside misses the speculative start),
-    so each turn is compared with the same question's median in one session (``baseline``;
-    the level computes it itself when None): ``excess_p95_ms`` is the p95 of those differences.
-    """
-    rng = random.Random(seed + n)
-    users = [_User(questions, random.Random(rng.random()), idle_frames=rng.randint(0, 150)) for _ in range(n)]
-    threads = [ConversationThread(factory, u.on_event, name=f"voicechat-bench-{i}") for i, u in enumerate(users)]
-    for t in threads:
-        t.wait_ready(60)
-    pairs = list(zip(users, threads, strict=True))
-    ramp: list[float] = []
-    asyncio.run(_transport(pairs, 3.0, ramp))  # every session has had its first frames
-    for u in users:
-        with u.lock:
-            u.v2v_ms.clear()
-            u.asked.clear()
-    tick_late: list[float] = []
-    cpu0, wall0 = cpu_s(), time.perf_counter()
-    with _GilProbe() as gil:
-        asyncio.run(_transport(pairs, seconds, tick_late))
-    cores = (cpu_s() - cpu0) / (time.perf_counter() - wall0)
-    rss = rss_mb()
-    for t in threads:
-        t.close()
-    v2v = [x for u in users for x in u.v2v_ms]
-    asked = [q for u in users for q in u.asked]
-    if baseline is None:
-        baseline = {q: percentile([x for x, a in zip(v2v, asked, strict=True) if a == q], 50) for q in set(asked)}
-    excess = [x - baseline[q] for x, q in zip(v2v, asked, strict=True) if q in baseline]
-    return {
-        "baseline_ms": {str(q): round(v, 1) for q, v in sorted(baseline.items())},
-        "excess_p95_ms": round(percentile(excess, 95), 1),
-        "sessions": n,
-        "turns": len(v2v),
-        "seconds": seconds,
-        "v2v_p50_ms": round(percentile(v2v, 50), 1),
-        "v2v_p95_ms": round(percentile(v2v, 95), 1),
-        "cores_used": round(cores, 3),
-        "rss_mb": round(rss, 1),
-        "transport_tick_late_p95_ms": round(percentile(tick_late, 95), 1),
-        "gil_wait_p95_ms": round(percentile(gil.late_ms, 95), 2),
-        "partials_per_turn": round(sum(u.partials for u in users) / max(1, len(v2v)), 2),
-        "loadavg_1m": round(os.getloadavg()[0], 2),
-    }
+    """``n`` sessions in this process, engine only (the single-process sweep); see :func:`level_figures`."""
+    return level_figures([drive_level(n, factory, questions, seconds, seed)], baseline)
 
 
 def sweep_levels(limit: int) -> list[int]:
@@ -288,47 +326,6 @@ def sweep_levels(limit: int) -> list[int]:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def cost_per_turn(
-    base_url: str, factory: Callable[[Callable[[Event], None]], Conversation], questions: list[Question], turns: int
-) -> dict[str, Any]:
-    """One conversation of ``turns`` questions: what the provider was asked for and billed."""
-    user = _User(questions, random.Random(1), idle_frames=25)
-    thread = ConversationThread(factory, user.on_event, name="voicechat-bench-cost")
-    thread.wait_ready(120)
-    before = provider_stats(base_url)
-    try:
-        asyncio.run(
-            _transport(
-                [(user, thread)], 60.0 * turns, [], until=lambda: user.played >= turns and user.between_questions
-            )
-        )
-    finally:
-        thread.close()
-    after = provider_stats(base_url)
-    requests = {k: after["requests"][k] - before["requests"][k] for k in after["requests"]}
-    billed = after["stt_audio_s"] - before["stt_audio_s"]
-    return {
-        "turns": user.played,
-        "requests": requests,
-        "provider_requests_per_turn": round(sum(requests.values()) / max(1, user.played), 2),
-        "stt_requests_per_turn": round(requests[TRANSCRIPTIONS] / max(1, user.played), 2),
-        "stt_audio_billed_ratio": round(billed / max(1e-9, user.spoken_s), 3),
-        "partials_per_turn": round(user.partials / max(1, user.played), 2),
-        "v2v_p50_ms": round(percentile(user.v2v_ms, 50), 1),
-    }
-
-
-def _factory(settings: Settings) -> Callable[[Callable[[Event], None]], Conversation]:
-    def make(listener: Callable[[Event], None]) -> Conversation:
-        from voicechat.backends import make_llm, make_stt, make_tts
-
-        return Conversation(
-            make_stt(settings), make_llm(settings), make_tts(settings), settings=settings, listener=listener
-        )
-
-    return make
 
 
 def _loadavg() -> str:
@@ -348,6 +345,7 @@ def run_capacity(
 ) -> dict[str, Any]:
     """The whole capacity benchmark; one JSON-ready dict (see docs/scaling.md)."""
     from voicechat.benchmark.capacity_report import frame_path_costs, summarise
+    from voicechat.benchmark.cloud_cost_run import cost_per_turn
     from voicechat.benchmark.machine import cpu_isa, cpu_model
     from voicechat.benchmark.transport_run import transport_cost
 
@@ -358,7 +356,7 @@ def run_capacity(
     with provider_process() as url:
         # Live text off on the server: in the app it comes from the browser's recogniser; the
         # local model's CPU (VOICECHAT_INTERIM_STT=auto) would be a different benchmark.
-        sweep = _factory(loopback_settings(url, interim_stt="off", end_of_turn=end_of_turn))
+        sweep = loopback_factory(loopback_settings(url, interim_stt="off", end_of_turn=end_of_turn))
         baseline: dict[int, float] | None = None
         for n in sweep_levels(limit):
             # The single session is the baseline every p95 is compared with: give it more turns.
@@ -374,22 +372,26 @@ def run_capacity(
             if answered < 0.25 * levels[0]["turns"] / levels[0]["seconds"]:  # answers per user per second
                 say("most users got no answer at this level: stopping the sweep here")
                 break
-        cost = cost_per_turn(url, _factory(loopback_settings(url, interim_stt="auto")), questions, cost_turns)
+        cost = cost_per_turn(url, loopback_factory(loopback_settings(url, interim_stt="auto")), questions, cost_turns)
         cost["interim"] = "auto (local model)"
         say(f"cost: {cost}")
         # The trade-off .env.example names: live text from the provider, in the same run.
-        paid = cost_per_turn(url, _factory(loopback_settings(url, interim_stt="stt")), questions, cost_turns)
+        paid = cost_per_turn(url, loopback_factory(loopback_settings(url, interim_stt="stt")), questions, cost_turns)
         cost["with_interim_from_provider"] = {
             k: paid[k] for k in ("provider_requests_per_turn", "stt_audio_billed_ratio")
         }
         say(f"cost with VOICECHAT_INTERIM_STT=stt: {cost['with_interim_from_provider']}")
-    transport = transport_cost(question_paths)
+    from voicechat.streamlit.speech_transport import enabled_by_env, speech_transport
+
+    with speech_transport(enabled_by_env()):  # as the app carries its calls (VOICECHAT_SPEECH_TRANSPORT)
+        transport = transport_cost(question_paths)
     say(f"transport: {transport}")
     cores = cpu_count()
     out = summarise(levels, cores, frame_path_costs(question_paths))
     return {
         **out,
         "transport_sessions_per_core": transport["transport_sessions_per_core"],
+        "speech_transport": enabled_by_env(),
         "provider_requests_per_turn": cost["provider_requests_per_turn"],
         "stt_audio_billed_ratio": cost["stt_audio_billed_ratio"],
         "sessions_max": limit,

@@ -24,7 +24,7 @@ from voicechat.audio import iter_wav_frames
 FRAME_SAMPLES = 960  # 20 ms at 48 kHz
 
 
-def _speech_48k(questions: list[Path]) -> np.ndarray:
+def speech_48k(questions: list[Path]) -> np.ndarray:
     """The bundled questions at 48 kHz (the first one recorded at that rate is enough)."""
     for q in questions:
         frames, rate = iter_wav_frames(q)
@@ -68,7 +68,11 @@ def _track(pcm: np.ndarray) -> Any:
     return SpeechTrack()
 
 
-async def _pair(pcm: np.ndarray, received: list[int]) -> tuple[Any, Any, list[asyncio.Task[None]]]:
+async def _pair(
+    pcm: np.ndarray, received: list[int], both_ways: bool = True
+) -> tuple[Any, Any, list[asyncio.Task[None]]]:
+    """Two connected peers; ``both_ways=False``: only the "browser" sends (one encode and one
+    decode: one call's codec work)."""
     from aiortc import RTCConfiguration, RTCPeerConnection
 
     config = RTCConfiguration(iceServers=[])
@@ -80,9 +84,10 @@ async def _pair(pcm: np.ndarray, received: list[int]) -> tuple[Any, Any, list[as
             await track.recv()
             received[0] += 1
 
+    for pc in (browser, server) if both_ways else (browser,):
+        pc.addTrack(_track(pcm))
     for pc in (browser, server):
         pc.on("track", lambda track: tasks.append(asyncio.ensure_future(drain(track))))
-        pc.addTrack(_track(pcm))
     await browser.setLocalDescription(await browser.createOffer())
     await server.setRemoteDescription(browser.localDescription)
     await server.setLocalDescription(await server.createAnswer())
@@ -90,24 +95,51 @@ async def _pair(pcm: np.ndarray, received: list[int]) -> tuple[Any, Any, list[as
     return browser, server, tasks
 
 
+class CarriedMedia:
+    """The transport's load for ``calls`` calls: aiortc peer pairs carrying speech.
+
+    A pair sending both ways is two calls' server side (each peer decodes one Opus stream and
+    encodes one, with SRTP); an odd call is a pair sending one way (one encode, one decode).
+    ``async with CarriedMedia(calls, pcm) as media``: connected and audio flowing on entry,
+    closed on exit; ``media.received`` counts 20 ms frames decoded on either side. Runs on the
+    calling asyncio loop (the host benchmark puts it on the loop that feeds the engines, as
+    streamlit-webrtc's aiortc shares Streamlit's loop).
+    """
+
+    def __init__(self, calls: int, pcm: np.ndarray) -> None:
+        self.calls, self.pcm = calls, pcm
+        self._received = [0]
+        self._made: list[tuple[Any, Any, list[asyncio.Task[None]]]] = []
+
+    @property
+    def received(self) -> int:
+        return self._received[0]
+
+    async def __aenter__(self) -> CarriedMedia:
+        ways = [True] * (self.calls // 2) + [False] * (self.calls % 2)
+        self._made = [await _pair(self.pcm, self._received, both) for both in ways]
+        deadline = time.perf_counter() + 20
+        while self.received < self.calls * 25 and time.perf_counter() < deadline:  # audio flowing
+            await asyncio.sleep(0.1)
+        if self.calls and self.received == 0:
+            raise RuntimeError("the aiortc peers never exchanged audio")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for browser, server, tasks in self._made:
+            for t in tasks:
+                t.cancel()
+            await browser.close()
+            await server.close()
+
+
 async def _measure(pairs: int, seconds: float, pcm: np.ndarray) -> dict[str, Any]:
     from voicechat.benchmark.capacity_run import cpu_s
 
-    received = [0]
-    made = [await _pair(pcm, received) for _ in range(pairs)]
-    deadline = time.perf_counter() + 20
-    while received[0] < pairs * 2 * 25 and time.perf_counter() < deadline:  # connected, audio flowing
-        await asyncio.sleep(0.1)
-    if received[0] == 0:
-        raise RuntimeError("the aiortc peers never exchanged audio")
-    frames0, cpu0, wall0 = received[0], cpu_s(), time.perf_counter()
-    await asyncio.sleep(seconds)
-    cpu, wall, frames = cpu_s() - cpu0, time.perf_counter() - wall0, received[0] - frames0
-    for browser, server, tasks in made:
-        for t in tasks:
-            t.cancel()
-        await browser.close()
-        await server.close()
+    async with CarriedMedia(2 * pairs, pcm) as media:
+        frames0, cpu0, wall0 = media.received, cpu_s(), time.perf_counter()
+        await asyncio.sleep(seconds)
+        cpu, wall, frames = cpu_s() - cpu0, time.perf_counter() - wall0, media.received - frames0
     # Cores one call's server side needs: CPU per second of audio actually carried (each peer
     # decodes what it receives and the other encoded it), so a starved run is not flattered.
     per_session = cpu / max(1e-9, frames * 0.02)
@@ -122,4 +154,4 @@ async def _measure(pairs: int, seconds: float, pcm: np.ndarray) -> dict[str, Any
 
 def transport_cost(questions: list[Path], pairs: int = 4, seconds: float = 10.0) -> dict[str, Any]:
     """Opus decode + encode + SRTP per call on this CPU (see the module docstring)."""
-    return asyncio.run(_measure(pairs, seconds, _speech_48k(questions)))
+    return asyncio.run(_measure(pairs, seconds, speech_48k(questions)))

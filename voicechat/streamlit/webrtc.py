@@ -53,6 +53,7 @@ from streamlit_webrtc.session_info import get_script_run_count, get_session_id, 
 from voicechat.models import SHARED_MODELS
 from voicechat.streamlit.browser_session import OUTPUT_RATE, VoiceSession
 from voicechat.streamlit.keys import DEFAULT_KEYS, StreamerKeys
+from voicechat.streamlit.speech_transport import install as install_speech_transport
 
 
 class RunCountBarrier:
@@ -224,6 +225,7 @@ def render_streamer(
     ``refuse``: make the browser hang up now (the session limit); ``None`` otherwise, so the
     user's Start and Stop buttons stay in charge.
     """
+    install_speech_transport()  # aiortc's Opus and RTP path tuned for one voice (VOICECHAT_SPEECH_TRANSPORT)
     pcm_out = create_pcm_audio_source_track(key=keys.source, sample_rate=OUTPUT_RATE)
     session.outlet.attach(pcm_out)  # a new source after each WebRTC session; the engine pushes here
     # A closed tab: no script run will see it; the watch (and the sink's on_ended) stop its engine.

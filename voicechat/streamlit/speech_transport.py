@@ -1,0 +1,136 @@
+"""Cheaper WebRTC audio per call: aiortc's Opus and RTP path tuned for one voice, process-wide.
+
+Measured per call on the server (``bench/transport_breakdown.py``), aiortc spends its CPU on:
+a pure-Python loop over every sample of every outgoing 20 ms frame to fill the RTP audio-level
+header (``aiortc.rtp.compute_audio_level_dbov``, on the event loop, holding the interpreter
+lock); an Opus encoder set up for music (stereo, 96 kbit/s, complexity 10, the hybrid
+SILK/CELT "voip" mode); and decoding the browser's mono voice into stereo. For a speaking voice:
+
+- the audio level is the same RFC 6465 figure computed with numpy (:func:`audio_level_dbov`);
+- the reply is encoded mono, 32 kbit/s, complexity 5, in Opus's CELT-only "lowdelay" mode: less
+  than half the encoder's CPU and bandwidth, and ~20 ms less algorithmic delay. The SDP still says
+  ``opus/48000/2`` (RFC 7587: the decoder handles mono packets; browsers send mono themselves);
+- the mic is decoded to mono, which the engine wants anyway.
+
+aiortc has no setting for any of these, so :func:`install` swaps three module attributes it
+looks up at call time (the encoder and decoder factories, the level function), once per process.
+``VOICECHAT_SPEECH_TRANSPORT=0`` keeps aiortc's own. Every aiortc connection in the process is
+affected: in the app they are all this voice chat's.
+
+Threads: :func:`install` runs on the script thread (under a lock); the patched functions run
+where aiortc calls them (its event loop, its encoder executor and decoder threads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from aiortc.codecs.opus import SAMPLE_RATE, SAMPLES_PER_FRAME, TIME_BASE, OpusDecoder, OpusEncoder
+from av import AudioResampler, CodecContext
+
+SPEECH_BIT_RATE = 32_000
+SPEECH_COMPLEXITY = 5  # libopus 0-10; 10 is aiortc's (libopus's default)
+_MAX_SAMPLE = 32767.0
+
+
+def audio_level_dbov(frame: Any) -> int:
+    """RFC 6465 Appendix A level of an s16 frame, as ``aiortc.rtp.compute_audio_level_dbov`` computes it."""
+    samples = np.frombuffer(bytes(frame.planes[0]), dtype=np.int16).astype(np.float64)
+    rms = float(np.sqrt(np.dot(samples, samples) / (frame.samples * _MAX_SAMPLE * _MAX_SAMPLE)))
+    if rms <= 0:
+        return -127
+    return round(min(0.0, max(-127.0, 20 * float(np.log10(rms)))))
+
+
+class SpeechOpusEncoder(OpusEncoder):
+    """aiortc's Opus encoder, set up for one voice: mono, 32 kbit/s, complexity 5, CELT-only low delay."""
+
+    def __init__(self, bit_rate: int = SPEECH_BIT_RATE, complexity: int = SPEECH_COMPLEXITY) -> None:
+        super().__init__()
+        self.codec = CodecContext.create("libopus", "w")
+        self.codec.bit_rate = bit_rate
+        self.codec.format = "s16"
+        self.codec.layout = "mono"
+        self.codec.options = {"application": "lowdelay", "compression_level": str(complexity)}
+        self.codec.sample_rate = SAMPLE_RATE
+        self.codec.time_base = TIME_BASE
+        self.resampler = AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE, frame_size=SAMPLES_PER_FRAME)
+
+
+class MonoOpusDecoder(OpusDecoder):
+    """aiortc's Opus decoder, giving the mono the engine wants instead of stereo."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.codec = CodecContext.create("libopus", "r")
+        self.codec.format = "s16"
+        self.codec.layout = "mono"
+        self.codec.sample_rate = SAMPLE_RATE
+
+
+_lock = threading.Lock()
+_originals: dict[str, Any] = {}
+
+
+def _modules() -> tuple[Any, Any, Any]:
+    import aiortc.rtcrtpreceiver as receiver
+    import aiortc.rtcrtpsender as sender
+    import aiortc.rtp as rtp
+
+    return sender, receiver, rtp
+
+
+def enabled_by_env() -> bool:
+    return os.environ.get("VOICECHAT_SPEECH_TRANSPORT", "1") != "0"
+
+
+def install(enabled: bool | None = None) -> bool:
+    """Tune aiortc for speech in this process (idempotent); ``enabled=False`` restores aiortc's own.
+
+    ``None`` follows ``VOICECHAT_SPEECH_TRANSPORT``. Returns whether the tuning is now on.
+    """
+    on = enabled_by_env() if enabled is None else enabled
+    sender, receiver, rtp = _modules()
+    with _lock:
+        if not _originals:
+            _originals.update(
+                encoder=sender.get_encoder, decoder=receiver.get_decoder, level=rtp.compute_audio_level_dbov
+            )
+        if not on:
+            sender.get_encoder = _originals["encoder"]
+            receiver.get_decoder = _originals["decoder"]
+            rtp.compute_audio_level_dbov = _originals["level"]
+            return False
+        stock_encoder, stock_decoder = _originals["encoder"], _originals["decoder"]
+
+        def get_encoder(codec: Any) -> Any:
+            return SpeechOpusEncoder() if codec.mimeType.lower() == "audio/opus" else stock_encoder(codec)
+
+        def get_decoder(codec: Any) -> Any:
+            return MonoOpusDecoder() if codec.mimeType.lower() == "audio/opus" else stock_decoder(codec)
+
+        sender.get_encoder = get_encoder
+        receiver.get_decoder = get_decoder
+        rtp.compute_audio_level_dbov = audio_level_dbov
+        return True
+
+
+def installed() -> bool:
+    _, _, rtp = _modules()
+    return rtp.compute_audio_level_dbov is audio_level_dbov
+
+
+@contextlib.contextmanager
+def speech_transport(enabled: bool) -> Iterator[None]:
+    """For A/B measurements: the tuning on or off inside the block, as it was afterwards."""
+    before = installed()
+    install(enabled)
+    try:
+        yield
+    finally:
+        install(before)
