@@ -41,6 +41,10 @@ def local_stt(settings: Settings) -> SpeechToText:
 
 
 def make_llm(settings: Settings) -> ChatModel:
+    if settings.backend("llm") == "realtime":  # hears and speaks itself: see voicechat.realtime
+        from voicechat.realtime.session import RealtimeVoice
+
+        return RealtimeVoice(settings)
     if settings.backend("llm") == "openai":
         from voicechat.llm.openai import OpenAIChat
 

@@ -39,6 +39,8 @@ SYSTEM_PROMPTS: dict[str, str] = {
 
 BACKEND_CHOICES = ("auto", "local", "openai")
 STT_CHOICES = (*BACKEND_CHOICES, "browser")
+# "realtime": one speech-to-speech model hears the user and speaks the reply (voicechat.realtime).
+LLM_CHOICES = (*BACKEND_CHOICES, "realtime")
 # Who writes the live transcript while the user speaks: see make_interim_stt in backends.py.
 INTERIM_STT_CHOICES = ("auto", "stt", "local", "off")
 OPENAI_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
@@ -112,6 +114,8 @@ class Settings:
     openai_llm_model: str = field(default="gpt-4o-mini", metadata=_env("VOICECHAT_OPENAI_LLM_MODEL"))
     openai_tts_model: str = field(default="tts-1", metadata=_env("VOICECHAT_OPENAI_TTS_MODEL"))
     openai_voice: str = field(default="alloy", metadata=_env("VOICECHAT_OPENAI_VOICE"))
+    # The speech-to-speech model for VOICECHAT_LLM=realtime, on the LLM stage's server and key.
+    realtime_model: str = field(default="gpt-realtime", metadata=_env("VOICECHAT_REALTIME_MODEL"))
     tts_speed: float = field(default=1.2, metadata=_env("VOICECHAT_TTS_SPEED"))
     request_timeout_s: float = field(default=30.0, metadata=_env("VOICECHAT_REQUEST_TIMEOUT_S"))
     max_retries: int = field(default=3, metadata=_env("VOICECHAT_MAX_RETRIES"))
@@ -189,7 +193,7 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        for kind, choices in (("stt", STT_CHOICES), ("llm", BACKEND_CHOICES), ("tts", BACKEND_CHOICES)):
+        for kind, choices in (("stt", STT_CHOICES), ("llm", LLM_CHOICES), ("tts", BACKEND_CHOICES)):
             value = getattr(self, kind)
             if value not in choices:
                 raise ConfigError(

@@ -38,6 +38,7 @@ from voicechat.events import (
 from voicechat.history import History
 from voicechat.live_captions import LiveCaptions
 from voicechat.llm.base import ChatModel
+from voicechat.realtime.base import speech_to_speech
 from voicechat.recording import ConversationRecorder
 from voicechat.speculative_turn import Turn, TurnInput
 from voicechat.stt.base import SpeechToText
@@ -74,7 +75,10 @@ class Conversation:
         self.settings = settings or Settings()
         s = self.settings
         self.stt, self.llm, self.tts = stt, llm, tts
-        self._billed_prefix = TranscribedPrefix() if is_billed(stt) else None
+        # A speech-to-speech reply model (VOICECHAT_LLM=realtime) hears each turn's audio itself:
+        # ``stt`` then writes only the live captions, and ``tts`` is not used.
+        self.voice = speech_to_speech(llm)
+        self._billed_prefix = TranscribedPrefix() if is_billed(stt) and self.voice is None else None
         self.output_rate = output_rate
         self.history = History()
         self.metrics: list[TurnMetrics] = []
@@ -226,7 +230,8 @@ class Conversation:
         drop the reply and answer their words merged with what they add; else interrupt it."""
         self._overlap = False
         turn = self._current
-        if turn is None or turn.held or turn.delivered_s > 0 or not self.generating:
+        unheard_words = self.voice is not None and turn is not None and turn.transcript is None
+        if turn is None or turn.held or turn.delivered_s > 0 or not self.generating or unheard_words:
             self._interrupt("barge-in")
             return
         turn.retract()
@@ -266,13 +271,18 @@ class Conversation:
         """What the utterance's pieces transcribed so far said (a long monologue is cut in pieces)."""
         return " ".join(t.result() for t in self._pieces if t.done() and not t.exception())
 
+    @property
+    def _hears_audio(self) -> bool:
+        """Turns come from the microphone (not only from the browser's recogniser via submit_text)."""
+        return self.stt is not None or self.voice is not None
+
     def _on_turn_end(self, ev: TurnEnd) -> None:
-        if self.stt is None:
+        if not self._hears_audio:
             return
         if self._overlap:  # a short sound over the reply, never a barge-in: not a turn either
             self._overlap = False
             return
-        if ev.forced:
+        if ev.forced and self.stt is not None:
             # Still talking: transcribe this piece now, answer once the user stops.
             audio = ev.audio
             if self._billed_prefix is not None:
@@ -299,11 +309,16 @@ class Conversation:
 
     def _start_speculative(self, ev: SpeechPause) -> None:
         """At the first pause, run the whole turn ahead while end of turn is still being confirmed."""
-        if self.stt is None or self._overlap or self._pieces or (self._current is not None and not self._current.done):
+        if (
+            not self._hears_audio
+            or self._overlap
+            or self._pieces
+            or (self._current is not None and not self._current.done)
+        ):
             return
         self._turn += 1
         lead = round((ev.at - ev.last_voiced) / RATE * 1000, 1)
-        if self._billed_prefix is not None:  # send only what the provider has not heard yet
+        if self._billed_prefix is not None and self.stt is not None:  # only what the provider has not heard
             pieces = self._billed_prefix.extend(self.stt, ev.audio, self.settings.language)
             source = TurnInput(pieces=pieces, last_voiced=ev.last_voiced, started_after_eos_ms=lead)
         else:
@@ -375,7 +390,7 @@ class Conversation:
         if turn is not None and not turn.held:
             # The surface plays delivered audio in real time, so what is still queued was never heard.
             unplayed = max(0.0, self._playback_end - time.perf_counter())
-            turn.heard_s = max(0.0, turn.delivered_s - unplayed)
+            turn.interrupted_at(max(0.0, turn.delivered_s - unplayed))
         if turn is not None and self.generating:
             turn.cancel()  # its handler records the partial reply as interrupted
         else:
@@ -412,7 +427,7 @@ class Conversation:
             self.history.messages(prompt, 0),
             self.scorer,
             (self.stt, self.captions.stt),
-            self.tts,
+            self.tts if self.voice is None else None,
             language=self.settings.language,
         )
 

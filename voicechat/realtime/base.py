@@ -1,0 +1,53 @@
+"""The speech-to-speech interface the engine's turns use in place of STT → LLM → TTS.
+
+Only the shapes live here (no ``openai`` import), so the engine can ask whether its reply model
+speaks for itself without loading anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from voicechat.events import Event
+from voicechat.llm.base import Message
+
+if TYPE_CHECKING:
+    from voicechat.reply import ReplyTimes
+    from voicechat.speculative_turn import TurnInput
+
+
+class VoiceReply(Protocol):
+    """One spoken reply to one turn, run on the engine's loop.
+
+    ``times`` has the same marks as a pipeline reply (``llm_first_token``: first transcript delta,
+    ``first_audio``: first audio frame), so turn metrics and "what was heard" work unchanged.
+    """
+
+    times: ReplyTimes
+
+    async def run(self, source: TurnInput, history: Sequence[Message], heard: Callable[[str], None]) -> ReplyTimes:
+        """Send the turn, stream the reply out through ``emit``; ``heard`` gets the user's transcript."""
+        ...
+
+    def stop(self, heard_s: float) -> None:
+        """Barge-in or stop: the user heard ``heard_s`` seconds; the model must remember only that."""
+        ...
+
+    def forget(self) -> None:
+        """The turn never happened (speech resumed): leave no trace of it in the model's memory."""
+        ...
+
+
+@runtime_checkable
+class SpeechToSpeech(Protocol):
+    """A reply model that takes the user's audio and answers with audio (``VOICECHAT_LLM=realtime``)."""
+
+    name: str
+
+    def voice_reply(self, turn: int, output_rate: int, emit: Callable[[Event], None]) -> VoiceReply: ...
+
+
+def speech_to_speech(model: object) -> SpeechToSpeech | None:
+    """``model`` when it hears and speaks for itself, else ``None`` (a text chat model)."""
+    return model if isinstance(model, SpeechToSpeech) else None
