@@ -273,4 +273,3 @@ def test_cli_turn_on_the_realtime_model(server: FakeRealtimeServer, make_speech,
     assert data["transcript"] == server.transcript and data["reply"] == server.reply_text
     assert data["reply_audio_s"] > 1.0 and data["metrics"]["first_audio_ms"] is not None
     assert KEY not in proc.stdout + proc.stderr
-
