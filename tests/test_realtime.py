@@ -273,3 +273,30 @@ def test_cli_turn_on_the_realtime_model(server: FakeRealtimeServer, make_speech,
     assert data["transcript"] == server.transcript and data["reply"] == server.reply_text
     assert data["reply_audio_s"] > 1.0 and data["metrics"]["first_audio_ms"] is not None
     assert KEY not in proc.stdout + proc.stderr
+
+
+def test_widget_configured_for_the_realtime_model_answers_a_spoken_turn(
+    server: FakeRealtimeServer, make_speech
+) -> None:
+    """The notebook widget (in this process, without a page): ``configure(llm="realtime")`` swaps the
+    engine's reply model, and a spoken question is answered by the realtime server's voice."""
+    from voicechat.notebook import VoiceChatWidget
+
+    settings = Settings(
+        openai_api_key=KEY, openai_base_url=server.base_url, end_of_turn="silence", interim_stt="off", tts="local"
+    )
+    w = VoiceChatWidget(settings)
+    try:
+        w.wait_ready(300)
+        w.configure(llm="realtime")
+        w.wait_ready(300)
+        w.feed_wav(make_speech("What is the capital of Italy?", rate=16000))
+        assert w.wait_reply(120) == server.reply_text
+        assert [(h["role"], h["content"]) for h in w.history] == [
+            ("user", server.transcript),
+            ("assistant", server.reply_text),
+        ]
+        assert w.metrics[0]["first_audio_ms"] is not None and w.metrics[0]["reply_audio_s"] > 1.0
+    finally:
+        w.close()
+    assert len(server.handshakes) == 1 and server.events("response.create")
