@@ -300,3 +300,37 @@ def test_widget_configured_for_the_realtime_model_answers_a_spoken_turn(
     finally:
         w.close()
     assert len(server.handshakes) == 1 and server.events("response.create")
+
+
+def test_stop_before_any_audio_and_clear_leave_nothing_unheard_in_the_models_memory(
+    server: FakeRealtimeServer,
+) -> None:
+    server.first_audio_s = 0.5
+    conv = _conversation(_settings(server))
+
+    async def run() -> list[Event]:
+        conv.submit_text("Tell me about Rome.")
+        while not server.events("response.create"):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the response is on its way (0.5 s to first audio), none of it played
+        conv.stop_speaking()
+        await conv.wait_reply()
+        await asyncio.sleep(0.8)  # the server's answer to the cancel
+        stopped = conv.drain()
+        conv.clear()
+        conv.submit_text("Hello?")
+        await conv.wait_reply()
+        await conv.aclose()
+        return stopped
+
+    stopped = asyncio.run(run())
+    assert not any(isinstance(e, AudioOut) for e in stopped)
+    assert any(isinstance(e, Interrupted) and e.reason == "stop" for e in stopped)
+    assert len(server.events("response.cancel")) == 1
+    # clear() closed the session; the next turn's new session was told nothing of the old conversation.
+    assert len(server.handshakes) == 2
+    assert [e["item"]["content"][0]["text"] for e in server.events("conversation.item.create")] == [
+        "Tell me about Rome.",
+        "Hello?",
+    ]
+    assert [(e.role, e.content) for e in conv.history.entries] == [("user", "Hello?"), ("assistant", server.reply_text)]

@@ -435,6 +435,8 @@ class Conversation:
         """Forget the conversation: stop any reply, drop work prepared ahead, empty history and metrics."""
         self.stop_speaking()
         self._drop_speculative()
+        if self.voice is not None:
+            self.voice.new_conversation()  # the speech-to-speech model's memory too
         self.history.clear()
         self.metrics.clear()
         if self.recording is not None:

@@ -47,6 +47,10 @@ class SpeechToSpeech(Protocol):
 
     def voice_reply(self, turn: int, output_rate: int, emit: Callable[[Event], None]) -> VoiceReply: ...
 
+    def new_conversation(self) -> None:
+        """Forget everything said so far (the conversation was cleared)."""
+        ...
+
 
 def speech_to_speech(model: object) -> SpeechToSpeech | None:
     """``model`` when it hears and speaks for itself, else ``None`` (a text chat model)."""

@@ -62,6 +62,7 @@ class RealtimeReply:
         self._finished = False  # its response.done (or the end of the socket) seen
         self._forgetting = False
         self._stopped = False
+        self._heard_ms: int | None = None  # a truncation still to send once the reply's item is named
         self._heard_user = False
 
     # ------------------------------------------------------------------ the turn
@@ -211,11 +212,12 @@ class RealtimeReply:
     def stop(self, heard_s: float) -> None:
         """Barge-in or stop: cancel what is still coming, keep in the model's memory what was heard."""
         self._stopped = True
+        self._heard_ms = round(1000 * min(max(heard_s, 0.0), self.times.audio_s))
         if self._requested and not self._finished:
             self.voice.send(protocol.response_cancel())
         if self.reply_item is not None:
-            heard_ms = round(1000 * min(max(heard_s, 0.0), self.times.audio_s))
-            self.voice.send(protocol.truncate(self.reply_item, heard_ms))
+            self.voice.send(protocol.truncate(self.reply_item, self._heard_ms))
+            self._heard_ms = None
 
     def forget(self) -> None:
         """The turn never happened: cancel its response and delete what it left in the conversation."""
@@ -233,19 +235,23 @@ class RealtimeReply:
                 setattr(self, attr, None)
 
     async def _clean_up_cancelled(self) -> None:
-        """Cancelled mid-reply. When forgetting, the server may not have named the items yet: read on
-        briefly for their ids so that nothing of a turn that never happened stays in its memory."""
+        """Cancelled mid-reply. The server may not have named the items yet: read on briefly for their
+        ids, so that nothing of a turn that never happened, or of audio nobody heard, stays in its memory."""
         if not self._requested or self._finished:
             if self._forgetting:
                 self._delete_known_items()
             return
         if not self._stopped:
             self.voice.send(protocol.response_cancel())
-        if not self._forgetting:
+        if not self._forgetting and (self._heard_ms is None or self.reply_item is not None):
             return
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._drain_until_done(), 2.0)
-        self._delete_known_items()
+        if self._forgetting:
+            self._delete_known_items()
+        elif self.reply_item is not None and self._heard_ms is not None:
+            # Stopped before its first audio arrived: the model keeps none of a reply nobody heard.
+            self.voice.send(protocol.truncate(self.reply_item, self._heard_ms))
 
     async def _drain_until_done(self) -> None:
         while not self._finished:

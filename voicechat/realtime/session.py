@@ -67,6 +67,7 @@ class RealtimeVoice:
         self._open_response: asyncio.Future[None] | None = None
         self._open_tag = ""
         self.connections = 0  # handshakes that succeeded (a reconnect adds one)
+        self._closing: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ the engine's side
     def voice_reply(self, turn: int, output_rate: int, emit: Callable[[EngineEvent], None]) -> Any:
@@ -187,6 +188,19 @@ class RealtimeVoice:
     def response_closed(self) -> None:
         if self._open_response is not None and not self._open_response.done():
             self._open_response.set_result(None)
+
+    def new_conversation(self) -> None:
+        """The engine's ``clear()``: the server forgets too. The socket (and with it the server's
+        conversation) is closed; the next turn opens a new session with an empty history."""
+        link, self._link = self._link, None
+        if link is None or link.dead:
+            return
+        link.dead = True
+        for task in link.tasks:
+            task.cancel()
+        closing = link.loop.create_task(link.conn.close())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def aclose(self) -> None:
         """Close the socket (on the loop that opened it) and the HTTP client."""
