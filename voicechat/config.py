@@ -304,7 +304,7 @@ class Settings:
     def stage_line(self, kind: str) -> str:
         """The stage's backend, why, and for OpenAI the server it calls (never the key)."""
         line = self.backend_reason(kind)
-        if self.backend(kind) == "openai":
+        if self.backend(kind) in ("openai", "realtime"):
             line += f" → {self.endpoint(kind).describe()}"
         return line
 
