@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import itertools
 import json
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -66,6 +67,9 @@ class FakeRealtimeServer:
         self.transcription_s = 0.15
         self.realtime_factor = 4.0  # audio is streamed this many times faster than it plays
         self.transcript = "What is the capital of Italy?"
+        # Optional real transcription of each committed utterance (24 kHz int16 in, text out; runs on
+        # a worker thread): a benchmark gives it a local Whisper so the end-of-turn score reads real words.
+        self.transcribe: Callable[[np.ndarray], str] | None = None
         self.reply_text = "The capital of Italy is Rome."
         self.handshakes: list[dict[str, str]] = []  # path and headers of every connection attempt
         self.received: list[dict[str, Any]] = []  # client events (appended audio replaced by its length)
@@ -112,7 +116,9 @@ class FakeRealtimeServer:
                 return [c async for c in tts.synthesize(text)]
 
             out = OutputConverter(RATE)
-            pcm = np.concatenate([out.convert(c, tts.sample_rate) for c in asyncio.run(synth())] + [out.flush()])
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:  # also from a thread with a running loop
+                chunks = pool.submit(asyncio.run, synth()).result()
+            pcm = np.concatenate([out.convert(c, tts.sample_rate) for c in chunks] + [out.flush()])
             self._speech[text] = pcm
         return self._speech[text]
 
@@ -259,18 +265,26 @@ class _Session:
         s = self.server
         item_id = s.new_id("item")
         audio_ms = len(self.buffer) // 2 * 1000 // RATE
+        pcm = np.frombuffer(bytes(self.buffer), dtype="<i2").astype(np.int16)
         self.buffer.clear()
         transcribe = bool((self.config.get("audio", {}).get("input") or {}).get("transcription"))
         self._remember({"id": item_id, "role": "user", "text": s.transcript, "audio_ms": audio_ms})
         await self.send({"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": None})
         await self.send({"type": "conversation.item.added", "item": {"id": item_id, "role": "user"}})
         if transcribe:
-            self._spawn(self._transcribe(item_id))
+            self._spawn(self._transcribe(item_id, pcm))
 
-    async def _transcribe(self, item_id: str) -> None:
-        await asyncio.sleep(self.server.transcription_s)
+    async def _transcribe(self, item_id: str, pcm: np.ndarray) -> None:
+        s = self.server
+        started = asyncio.get_running_loop().time()
+        text = s.transcript if s.transcribe is None else await asyncio.to_thread(s.transcribe, pcm)
+        await asyncio.sleep(max(0.0, s.transcription_s - (asyncio.get_running_loop().time() - started)))
+        with s._lock:
+            for item in s.items:
+                if item["id"] == item_id:
+                    item["text"] = text
         event = {"type": "conversation.item.input_audio_transcription.completed", "item_id": item_id}
-        await self.send({**event, "content_index": 0, "transcript": self.server.transcript})
+        await self.send({**event, "content_index": 0, "transcript": text})
 
     async def _delete(self, item_id: str) -> None:
         with self.server._lock:
