@@ -32,6 +32,8 @@ from websockets.http11 import Request, Response
 
 RATE = 24_000
 CHUNK_S = 0.1  # audio per delta event
+VOICE_LEVEL = 300.0  # int16 RMS of a 20 ms frame that counts as voice (server_vad)
+SILENCE_MS = 500  # the API's default silence_duration_ms
 
 
 @dataclass
@@ -211,6 +213,9 @@ class _Session:
         self.config: dict[str, Any] = {}
         self.response: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.heard_ms = 0  # input audio so far, for the turn detection
+        self.last_voice_ms = 0
+        self.speaking = False
 
     async def send(self, event: dict[str, Any]) -> None:
         event.setdefault("event_id", self.server.new_id("event"))
@@ -228,6 +233,8 @@ class _Session:
             shown["audio"] = len(audio)
             self.buffer += audio
         self.server._record(shown)
+        if kind == "input_audio_buffer.append" and self._detects_turns():
+            await self._detect(np.frombuffer(audio, dtype="<i2"))
         s = self.server
         if kind == "session.update":
             self.config = event.get("session", {})
@@ -256,6 +263,30 @@ class _Session:
                 self.response.cancel()
             else:
                 await self._error("response_cancel_not_active", "Cancellation failed: no active response found.")
+
+    def _detects_turns(self) -> bool:
+        detection = (self.config.get("audio", {}).get("input") or {}).get("turn_detection")
+        return isinstance(detection, dict) and detection.get("type") in ("server_vad", "semantic_vad")
+
+    async def _detect(self, pcm: np.ndarray) -> None:
+        """The server's turn detection, as an energy gate: speech_started on voice, and after
+        ``SILENCE_MS`` of silence speech_stopped, a commit and a reply (interrupting any reply under way)."""
+        frame = RATE // 50
+        for start in range(0, len(pcm) - frame + 1, frame):
+            level = float(np.sqrt(np.mean(pcm[start : start + frame].astype(np.float64) ** 2)))
+            self.heard_ms += 20
+            if level > VOICE_LEVEL:
+                self.last_voice_ms = self.heard_ms
+                if not self.speaking:
+                    self.speaking = True
+                    await self.send({"type": "input_audio_buffer.speech_started", "audio_start_ms": self.heard_ms})
+                    if self.response is not None and not self.response.done():
+                        self.response.cancel()  # interrupt_response, as the API does by default
+            elif self.speaking and self.heard_ms - self.last_voice_ms >= SILENCE_MS:
+                self.speaking = False
+                await self.send({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": self.last_voice_ms})
+                await self._commit()
+                await self._create({})
 
     def _remember(self, item: dict[str, Any]) -> None:
         with self.server._lock:

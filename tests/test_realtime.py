@@ -24,8 +24,9 @@ from voicechat.audio import iter_wav_frames
 from voicechat.backends import make_llm
 from voicechat.config import Settings
 from voicechat.engine import Conversation
-from voicechat.events import AudioOut, ErrorEvent, Event, Interrupted, ReplyDone
+from voicechat.events import AudioOut, ErrorEvent, Event, Interrupted, ReplyDone, TurnMetrics
 from voicechat.file_turns import run_turn_from_wav
+from voicechat.realtime.session import RealtimeVoice
 
 KEY = "sk-test-SECRET-realtime-0123456789"
 LONG_REPLY = (
@@ -69,6 +70,9 @@ def test_voice_turn_goes_to_the_model_and_its_speech_comes_back(server: FakeReal
 
     async def run() -> Any:
         conv = _conversation(s)
+        voice = conv.voice
+        assert isinstance(voice, RealtimeVoice)
+        await voice.connection([])  # open before the user speaks, as after a first turn: timing-independent
         try:
             return conv, await run_turn_from_wav(conv, question)
         finally:
@@ -199,6 +203,7 @@ def test_rejected_key_is_tried_once_and_says_which_setting(server: FakeRealtimeS
         assert len(errors) == 1 and "rejected the API key" in errors[0] and "OPENAI_API_KEY" in errors[0]
         assert "sk-wrong" not in errors[0]
         assert not any(isinstance(e, AudioOut) for e in events)
+    assert [e.content for e in conv.history.entries] == ["Hello?", "Hello again?"]  # what was typed is kept
     assert len(server.handshakes) == 1  # no second handshake with a key the server refused
     fixed = _conversation(_settings(server))
     (events,) = _text_turns(fixed, "Hello?")
@@ -334,3 +339,43 @@ def test_stop_before_any_audio_and_clear_leave_nothing_unheard_in_the_models_mem
         "Hello?",
     ]
     assert [(e.role, e.content) for e in conv.history.entries] == [("user", "Hello?"), ("assistant", server.reply_text)]
+
+
+def test_server_turn_detection_streams_the_microphone_and_answers_the_servers_turns(
+    server: FakeRealtimeServer, make_speech
+) -> None:
+    """``VOICECHAT_REALTIME_TURNS=server_vad``: voicechat sends every chunk and neither commits nor asks for
+    replies; the server's detector ends the turn, and its reply plays as a turn of the engine."""
+    frames, rate = iter_wav_frames(make_speech("What is the capital of Italy?", rate=16000, trail_s=0.5))
+    silence = [np.zeros_like(frames[0])] * 75  # 1.5 s: past the server's 500 ms of silence
+    events: list[tuple[float, Event]] = []
+    s = _settings(server, realtime_turns="server_vad")
+
+    async def run() -> Conversation:
+        conv = _conversation(s, listener=_listen(events))
+        for at, frame in _paced(frames + silence):
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+            await conv.feed(frame, rate)
+        while conv.turn == 0 or conv.generating:
+            await asyncio.sleep(0.02)
+        await conv.aclose()
+        return conv
+
+    conv = asyncio.run(run())
+    assert server.sessions[0]["audio"]["input"]["turn_detection"] == {"type": "server_vad"}
+    assert not server.events("input_audio_buffer.commit") and not server.events("response.create")
+    streamed_ms = sum(e["audio"] for e in server.events("input_audio_buffer.append")) / 2 / 24
+    fed_ms = len(frames + silence) * 20
+    assert fed_ms - 300 < streamed_ms <= fed_ms + 20  # all of it, less at most the last unsent 100 ms
+    assert [(e.role, e.content) for e in conv.history.entries] == [
+        ("user", server.transcript),
+        ("assistant", server.reply_text),
+    ]
+    metrics = next(e for _, e in events if isinstance(e, TurnMetrics))
+    # End of turn: the server's 500 ms of silence, as the local VAD heard it (its last voiced window
+    # and the server's energy gate differ by a few frames: a wide margin either way).
+    assert metrics.eot_ms is not None and 300 <= metrics.eot_ms <= 1000
+    # First audio: no sooner than the server's 0.3 s to first audio after it ended the turn (less 50 ms
+    # for the event loop noticing response.created late on a loaded machine).
+    assert metrics.first_audio_ms is not None and metrics.first_audio_ms >= metrics.eot_ms + 250
+    assert sum(e.duration_s for _, e in events if isinstance(e, AudioOut)) > 1.0

@@ -37,7 +37,7 @@ from voicechat.events import (
 )
 from voicechat.history import History
 from voicechat.live_captions import LiveCaptions
-from voicechat.llm.base import ChatModel
+from voicechat.llm.base import ChatModel, Message
 from voicechat.realtime.base import speech_to_speech
 from voicechat.recording import ConversationRecorder
 from voicechat.speculative_turn import Turn, TurnInput
@@ -78,6 +78,10 @@ class Conversation:
         # A speech-to-speech reply model (VOICECHAT_LLM=realtime) hears each turn's audio itself:
         # ``stt`` then writes only the live captions, and ``tts`` is not used.
         self.voice = speech_to_speech(llm)
+        self._server_turns = self.voice is not None and self.voice.server_turns
+        self._heard_until = 0  # with server turns: where the local VAD last heard the user stop
+        if self.voice is not None and self._server_turns:
+            self.voice.attach(self)
         self._billed_prefix = TranscribedPrefix() if is_billed(stt) and self.voice is None else None
         self.output_rate = output_rate
         self.history = History()
@@ -193,6 +197,8 @@ class Conversation:
         """Already-converted 16 kHz mono float32 audio (the hot path)."""
         if self.recording is not None:
             self.recording.add_input(samples)
+        if self.voice is not None and self._server_turns:
+            self.voice.hear(samples)  # the server's detector decides when the turn ends
         events = self.turns.feed(samples)
         if self.turns.utterance_voiced_ms >= self.settings.barge_in_ms:
             if self.replying:
@@ -230,7 +236,7 @@ class Conversation:
         drop the reply and answer their words merged with what they add; else interrupt it."""
         self._overlap = False
         turn = self._current
-        unheard_words = self.voice is not None and turn is not None and turn.transcript is None
+        unheard_words = self.voice is not None and turn is not None and (turn.transcript is None or self._server_turns)
         if turn is None or turn.held or turn.delivered_s > 0 or not self.generating or unheard_words:
             self._interrupt("barge-in")
             return
@@ -279,6 +285,9 @@ class Conversation:
     def _on_turn_end(self, ev: TurnEnd) -> None:
         if not self._hears_audio:
             return
+        if self._server_turns:  # the server ends the turn (see server_turn)
+            self._heard_until = ev.last_voiced
+            return
         if self._overlap:  # a short sound over the reply, never a barge-in: not a turn either
             self._overlap = False
             return
@@ -311,6 +320,7 @@ class Conversation:
         """At the first pause, run the whole turn ahead while end of turn is still being confirmed."""
         if (
             not self._hears_audio
+            or self._server_turns
             or self._overlap
             or self._pieces
             or (self._current is not None and not self._current.done)
@@ -353,6 +363,22 @@ class Conversation:
         turn = Turn(self._turn, self, source, held=False)
         turn.eot_ms = eot_ms
         self._current = turn
+
+    # ServerTurnHost: called by a speech-to-speech model whose server ends the turns, on this loop
+    def server_turn(self, response_id: str) -> None:
+        ended = self.turns.end_turn()  # the local utterance is over too: its voice must not barge in
+        last = ended.last_voiced if ended is not None else self._heard_until
+        eot_ms = round(max(0, self.turns.position - last) / RATE * 1000, 1)
+        self._emit(SpeechEnded(last / RATE, 0.0))
+        if self.replying:
+            self._interrupt("barge-in")
+        self._start_turn(TurnInput(response_id=response_id, last_voiced=last), eot_ms=eot_ms)
+
+    def server_error(self, message: str) -> None:
+        self._emit(ErrorEvent(message, "llm"))
+
+    def history_for_server(self) -> list[Message]:
+        return self.history.messages(self.settings.prompt(), self.settings.history_messages)
 
     # TurnHost: called by the running Turn on this loop
     def deliver(self, event: Event) -> None:

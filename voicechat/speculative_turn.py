@@ -64,6 +64,7 @@ class TurnInput:
     pieces: tuple[asyncio.Task[str], ...] = ()  # transcripts of forced cuts of a long utterance
     last_voiced: int = -1  # identifies the speech a speculative turn was started on
     started_after_eos_ms: float = 0.0  # how long after the end of speech the work began
+    response_id: str | None = None  # a reply the speech-to-speech server began on its own (server_vad)
 
 
 class Turn:
@@ -221,19 +222,21 @@ class Turn:
         reply = self._pipeline = voice.voice_reply(n, host.output_rate, self._reply_event)
         s = host.settings
         earlier = host.history.messages(s.prompt(), s.history_messages)
-        self._scored = True  # no words to score until the server's transcript of them arrives
+        # A turn started ahead is scored once the server's transcript of it arrives: until then the
+        # score counts as on its way (the policy waits up to its ceiling), as on the pipeline.
+        self._scored = not (self.held and host.scorer is not None)
         scoring: list[asyncio.Task[None]] = []
 
         def heard(text: str) -> None:
             self.transcript = text
             if self.held and host.scorer is not None:  # the semantic end of turn, on the server's words
-                self._scored = False
                 scoring.append(asyncio.create_task(self._score(earlier, text, stats)))
             self._do(lambda: host.deliver(FinalTranscript(n, text)))
             self._do(lambda: host.history.add(Entry("user", text, n)))
 
         try:
             await reply.run(self.source, earlier, heard)
+            await asyncio.gather(*scoring, return_exceptions=True)  # the end of turn still reads it
             self._do(lambda: self._finish(reply, interrupted=False, stats=stats))
         except asyncio.CancelledError:
             if not self.held and not self._retracted:

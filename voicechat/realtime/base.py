@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import numpy as np
+
 from voicechat.events import Event
 from voicechat.llm.base import Message
 
@@ -39,11 +41,36 @@ class VoiceReply(Protocol):
         ...
 
 
+class ServerTurnHost(Protocol):
+    """What a speech-to-speech model whose server ends the turns tells the conversation (the engine)."""
+
+    def server_turn(self, response_id: str) -> None:
+        """The server decided the user had finished and began the reply ``response_id``."""
+        ...
+
+    def server_error(self, message: str) -> None:
+        """A failure outside any turn (the stream could not connect): one line for the user."""
+        ...
+
+    def history_for_server(self) -> Sequence[Message]:
+        """The conversation so far, to replay to a new connection."""
+        ...
+
+
 @runtime_checkable
 class SpeechToSpeech(Protocol):
-    """A reply model that takes the user's audio and answers with audio (``VOICECHAT_LLM=realtime``)."""
+    """A reply model that takes the user's audio and answers with audio (``VOICECHAT_LLM=realtime``).
+
+    ``server_turns``: the server's own detector ends the turns; the engine then streams every chunk
+    of microphone audio through :meth:`hear` and the server's replies arrive as ``host.server_turn``.
+    """
 
     name: str
+    server_turns: bool
+
+    def attach(self, host: ServerTurnHost) -> None: ...
+
+    def hear(self, samples: np.ndarray) -> None: ...
 
     def voice_reply(self, turn: int, output_rate: int, emit: Callable[[Event], None]) -> VoiceReply: ...
 

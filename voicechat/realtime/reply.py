@@ -68,18 +68,26 @@ class RealtimeReply:
     # ------------------------------------------------------------------ the turn
     async def run(self, source: TurnInput, history: Sequence[Message], heard: Callable[[str], None]) -> ReplyTimes:
         t = self.times
+        if source.text is not None and source.audio is None and not source.pieces:
+            self._heard_user = True
+            heard(source.text)  # typed words are shown and kept even if the server cannot be reached
         try:
             await self.voice.connection(history)
         except VoicechatError as exc:
             self._fail(exc)
             return t
-        await self.voice.take_turn(self._inbox.put_nowait)
         try:
-            await self._send_turn(source, heard)
-            t.llm_start = time.perf_counter()
-            self.voice.send(protocol.response_create(self.tag))
-            self._requested = True
-            self.voice.response_opened(self.tag)
+            if source.response_id is not None:  # the server ended the turn and began this reply itself
+                t.llm_start = time.perf_counter()
+                self._response, self._requested = source.response_id, True
+                await self.voice.take_turn(self._inbox.put_nowait)
+            else:
+                await self.voice.take_turn(self._inbox.put_nowait)
+                await self._send_turn(source, heard)
+                t.llm_start = time.perf_counter()
+                self.voice.send(protocol.response_create(self.tag))
+                self._requested = True
+                self.voice.response_opened(self.tag)
             await self._read(heard)
         except asyncio.CancelledError:
             await self._clean_up_cancelled()
@@ -100,7 +108,7 @@ class RealtimeReply:
             self.user_item = f"vc_{self.tag}_user"
             self.voice.send(protocol.text_item("user", said, self.user_item))
         if source.audio is None:
-            if said:
+            if said and not self._heard_user:
                 self._heard_user = True
                 heard(said)
             return

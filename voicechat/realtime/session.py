@@ -20,14 +20,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from voicechat.config import Settings
 from voicechat.errors import AuthenticationFailed, VoicechatError
 from voicechat.events import Event as EngineEvent
 from voicechat.llm.base import Message
 from voicechat.openai_client import LoopLocalClient
 from voicechat.realtime import protocol
+from voicechat.realtime.base import ServerTurnHost
 from voicechat.realtime.faults import connect_failure
 from voicechat.realtime.protocol import Event
+from voicechat.realtime.stream import AudioStream
 from voicechat.stt.base import language_code
 
 DROPPED = "voicechat.dropped"  # not the API's: the reader's word to the reply that the socket closed
@@ -55,10 +59,12 @@ class RealtimeVoice:
     name = "realtime"
     stage = "llm"
 
-    def __init__(self, settings: Settings, *, turn_detection: str | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings.for_stage(self.stage)
         self.model = settings.realtime_model
-        self.turn_detection = turn_detection
+        self.turn_detection = None if settings.realtime_turns == "local" else settings.realtime_turns
+        self.server_turns = self.turn_detection is not None
+        self._stream = AudioStream(self) if self.server_turns else None
         self._client = LoopLocalClient(self.settings)  # checks the package and the key now
         self._link: _Link | None = None
         self._connecting: asyncio.Task[_Link] | None = None
@@ -142,6 +148,8 @@ class RealtimeVoice:
                     self.response_closed()  # also when its reply was cancelled and no longer listens
                 if self._listener is not None:
                     self._listener(event)
+                elif self._stream is not None:
+                    self._stream.unclaimed(event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -170,12 +178,30 @@ class RealtimeVoice:
         return True
 
     async def take_turn(self, listener: Callable[[Event], None]) -> None:
-        """Wait (briefly) until the server has finished any earlier response, then listen."""
+        """Wait (briefly) until the server has finished any earlier response, then listen (a reply the
+        server began itself first gets the events that came before it was listening)."""
         previous = self._open_response
         if previous is not None and not previous.done():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(previous), IDLE_WAIT_S)
         self._listener = listener
+        if self._stream is not None:
+            for event in self._stream.take_backlog():
+                listener(event)
+
+    # ------------------------------------------------------------------ the server's turns
+    def attach(self, host: ServerTurnHost) -> None:
+        if self._stream is not None:
+            self._stream.host = host
+
+    def hear(self, samples: np.ndarray) -> None:
+        """Microphone audio (16 kHz float) for the server's turn detection; connects on first use."""
+        if self._stream is not None:
+            self._stream.hear(samples)
+
+    def live(self) -> bool:
+        link = self._link
+        return link is not None and not link.dead and link.loop is asyncio.get_running_loop()
 
     def release(self, listener: Callable[[Event], None]) -> None:
         if self._listener is listener:
