@@ -11,8 +11,9 @@ hides) and what voicechat adds, not how fast any provider is.
 
 Voice-to-voice is the engine's ``first_audio_ms``: from the end of speech to the first reply frame
 handed to the surface. With ``semantic`` turns the realtime server's transcription is a local
-Whisper (tiny.en), so the end-of-turn score reads the words actually said. The paused-speech set
-(``voicechat/benchmark/paused``) then counts false cut-offs on the realtime path with local turns.
+Whisper (tiny.en), so the end-of-turn score reads the words actually said; ``server_vad`` lets the
+server's detector (here an energy gate with the API's default 500 ms of silence) end the turns. The
+paused-speech set (``voicechat/benchmark/paused``) then counts false cut-offs on the realtime path.
 
 Uses tests/realtime_loopback.py (a test double, kept out of the package); run from the repository root.
 """
@@ -56,9 +57,13 @@ def _whisper() -> Any:
 
 
 def _realtime(server: FakeRealtimeServer, mode: str) -> Conversation:
+    """``mode``: the engine's end of turn (semantic, silence), or server_vad (the server's detector)."""
     from voicechat.backends import make_llm
 
-    s = Settings(openai_api_key="sk-bench", openai_base_url=server.base_url, llm="realtime", end_of_turn=mode)
+    turns = (
+        {"realtime_turns": "server_vad", "end_of_turn": "silence"} if mode == "server_vad" else {"end_of_turn": mode}
+    )
+    s = Settings(openai_api_key="sk-bench", openai_base_url=server.base_url, llm="realtime", **turns)
     return Conversation(None, make_llm(s), None, settings=s, interim_stt=None)
 
 
@@ -102,11 +107,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "pipeline/silence": _pipeline(http, "silence"),
             "realtime/silence": _realtime(rt, "silence"),
             "realtime/semantic": _realtime(rt, "semantic"),
+            "realtime/server_vad": _realtime(rt, "server_vad"),
         }
         try:
             out["voice_to_voice_ms"] = await _v2v(convs, default_questions(), args.rounds, log)
             if not args.no_paused:
-                paused = {m: convs[f"realtime/{m}"] for m in ("semantic", "silence")}
+                paused = {m: convs[f"realtime/{m}"] for m in ("semantic", "silence", "server_vad")}
                 result = await run_paused({m: (c, c.drain) for m, c in paused.items()}, progress=log)
                 out["paused_speech_realtime"] = {m: v for m, v in result.items() if m != "per_file"}
         finally:

@@ -353,11 +353,13 @@ def test_server_turn_detection_streams_the_microphone_and_answers_the_servers_tu
 
     async def run() -> Conversation:
         conv = _conversation(s, listener=_listen(events))
-        for at, frame in _paced(frames + silence):
-            await asyncio.sleep(max(0.0, at - time.perf_counter()))
-            await conv.feed(frame, rate)
-        while conv.turn == 0 or conv.generating:
-            await asyncio.sleep(0.02)
+        for turn in (1, 2):  # two questions, each answered
+            for at, frame in _paced(frames + silence):
+                await asyncio.sleep(max(0.0, at - time.perf_counter()))
+                await conv.feed(frame, rate)
+            while conv.turn < turn or conv.generating:
+                await asyncio.sleep(0.02)
+            conv.playback_done()  # heard to the end before the next question
         await conv.aclose()
         return conv
 
@@ -365,9 +367,9 @@ def test_server_turn_detection_streams_the_microphone_and_answers_the_servers_tu
     assert server.sessions[0]["audio"]["input"]["turn_detection"] == {"type": "server_vad"}
     assert not server.events("input_audio_buffer.commit") and not server.events("response.create")
     streamed_ms = sum(e["audio"] for e in server.events("input_audio_buffer.append")) / 2 / 24
-    fed_ms = len(frames + silence) * 20
+    fed_ms = 2 * len(frames + silence) * 20
     assert fed_ms - 300 < streamed_ms <= fed_ms + 20  # all of it, less at most the last unsent 100 ms
-    assert [(e.role, e.content) for e in conv.history.entries] == [
+    assert [(e.role, e.content) for e in conv.history.entries] == 2 * [
         ("user", server.transcript),
         ("assistant", server.reply_text),
     ]

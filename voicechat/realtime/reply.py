@@ -55,6 +55,7 @@ class RealtimeReply:
         self._out = OutputConverter(output_rate)
         self._chunker = FrameChunker(output_rate)
         self._inbox: asyncio.Queue[Event] = asyncio.Queue()
+        self._listen = self._inbox.put_nowait  # one object: the session releases the listener it was given
         self.user_item: str | None = None
         self.reply_item: str | None = None
         self._response: str | None = None
@@ -64,6 +65,8 @@ class RealtimeReply:
         self._stopped = False
         self._heard_ms: int | None = None  # a truncation still to send once the reply's item is named
         self._heard_user = False
+        self._text_item: str | None = None  # the user's typed (or carried) words, as an item of ours
+        self._said = ""
 
     # ------------------------------------------------------------------ the turn
     async def run(self, source: TurnInput, history: Sequence[Message], heard: Callable[[str], None]) -> ReplyTimes:
@@ -80,9 +83,9 @@ class RealtimeReply:
             if source.response_id is not None:  # the server ended the turn and began this reply itself
                 t.llm_start = time.perf_counter()
                 self._response, self._requested = source.response_id, True
-                await self.voice.take_turn(self._inbox.put_nowait)
+                await self.voice.take_turn(self._listen)
             else:
-                await self.voice.take_turn(self._inbox.put_nowait)
+                await self.voice.take_turn(self._listen)
                 await self._send_turn(source, heard)
                 t.llm_start = time.perf_counter()
                 self.voice.send(protocol.response_create(self.tag))
@@ -93,7 +96,7 @@ class RealtimeReply:
             await self._clean_up_cancelled()
             raise
         finally:
-            self.voice.release(self._inbox.put_nowait)
+            self.voice.release(self._listen)
             if self._finished or not self._requested:
                 self.voice.response_closed()
         self._flush_audio()
@@ -105,13 +108,14 @@ class RealtimeReply:
             words.append(source.text)
         said = " ".join(w for w in words if w).strip()
         if said:
-            self.user_item = f"vc_{self.tag}_user"
-            self.voice.send(protocol.text_item("user", said, self.user_item))
+            self._text_item = f"vc_{self.tag}_user"
+            self.voice.send(protocol.text_item("user", said, self._text_item))
         if source.audio is None:
             if said and not self._heard_user:
                 self._heard_user = True
                 heard(said)
             return
+        self._said = said  # words before the audio (a long utterance's pieces): they lead its transcript
         pcm = float_to_int16(InputConverter(RATE).convert(source.audio, INPUT_RATE))
         step = int(RATE * APPEND_S)
         for start in range(0, len(pcm), step):
@@ -145,7 +149,7 @@ class RealtimeReply:
         if kind == protocol.COMMITTED and self.user_item is None:
             self.user_item = str(event.get("item_id"))
         elif kind == protocol.INPUT_TRANSCRIPT and event.get("item_id") == self.user_item:
-            text = str(event.get("transcript", "")).strip()
+            text = " ".join(w for w in (self._said, str(event.get("transcript", "")).strip()) if w)
             if text and not self._heard_user:
                 self._heard_user = True
                 heard(text)
@@ -236,7 +240,7 @@ class RealtimeReply:
         self._delete_known_items()
 
     def _delete_known_items(self) -> None:
-        for attr in ("user_item", "reply_item"):
+        for attr in ("_text_item", "user_item", "reply_item"):
             item = getattr(self, attr)
             if item is not None:
                 self.voice.send(protocol.delete_item(item))

@@ -230,6 +230,8 @@ class RealtimeVoice:
 
     async def aclose(self) -> None:
         """Close the socket (on the loop that opened it) and the HTTP client."""
+        if self._stream is not None:
+            self._stream.close()
         link, self._link = self._link, None
         if link is not None and link.loop is asyncio.get_running_loop():
             link.dead = True

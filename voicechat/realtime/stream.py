@@ -84,6 +84,10 @@ class AudioStream:
         self._events.append(event)
         del self._events[:-BACKLOG_EVENTS]
 
+    def close(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+
     def take_backlog(self) -> list[Event]:
         events, self._events = self._events, []
         return events
