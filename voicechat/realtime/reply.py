@@ -189,6 +189,8 @@ class RealtimeReply:
         error = event.get("error") or {}
         if error.get("code") in protocol.BENIGN_ERROR_CODES:
             return
+        if error.get("code") == "session_expired":
+            self.voice.new_conversation()  # closed now, not when the close frame arrives: the next turn reconnects
         self._fail(error_event(error, self.voice.settings))
         if self._response is None:
             self._finished = True  # the response.create itself was refused: nothing more will come
