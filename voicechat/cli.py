@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from voicechat.config import LANGUAGES, Settings
+from voicechat.config import LANGUAGES, LLM_CHOICES, Settings
 from voicechat.errors import VoicechatError
 
 
@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def backends(sp: argparse.ArgumentParser, *kinds: str) -> None:
         for kind in kinds:
-            sp.add_argument(f"--{kind}", choices=("auto", "local", "openai"), default=None)
+            choices = LLM_CHOICES if kind == "llm" else ("auto", "local", "openai")  # llm: also "realtime"
+            sp.add_argument(f"--{kind}", choices=choices, default=None)
         sp.add_argument("--language", choices=tuple(LANGUAGES), default=None)
 
     sp = sub.add_parser(

@@ -39,6 +39,9 @@ SYSTEM_PROMPTS: dict[str, str] = {
 
 BACKEND_CHOICES = ("auto", "local", "openai")
 STT_CHOICES = (*BACKEND_CHOICES, "browser")
+# "realtime": one speech-to-speech model hears the user and speaks the reply (voicechat.realtime).
+LLM_CHOICES = (*BACKEND_CHOICES, "realtime")
+REALTIME_TURNS = ("local", "server_vad", "semantic_vad")
 # Who writes the live transcript while the user speaks: see make_interim_stt in backends.py.
 INTERIM_STT_CHOICES = ("auto", "stt", "local", "off")
 OPENAI_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
@@ -112,6 +115,10 @@ class Settings:
     openai_llm_model: str = field(default="gpt-4o-mini", metadata=_env("VOICECHAT_OPENAI_LLM_MODEL"))
     openai_tts_model: str = field(default="tts-1", metadata=_env("VOICECHAT_OPENAI_TTS_MODEL"))
     openai_voice: str = field(default="alloy", metadata=_env("VOICECHAT_OPENAI_VOICE"))
+    # The speech-to-speech model for VOICECHAT_LLM=realtime, on the LLM stage's server and key.
+    realtime_model: str = field(default="gpt-realtime", metadata=_env("VOICECHAT_REALTIME_MODEL"))
+    # Who ends a realtime turn: voicechat's VAD + end of turn ("local"), or the server's detector.
+    realtime_turns: str = field(default="local", metadata=_env("VOICECHAT_REALTIME_TURNS"))
     tts_speed: float = field(default=1.2, metadata=_env("VOICECHAT_TTS_SPEED"))
     request_timeout_s: float = field(default=30.0, metadata=_env("VOICECHAT_REQUEST_TIMEOUT_S"))
     max_retries: int = field(default=3, metadata=_env("VOICECHAT_MAX_RETRIES"))
@@ -189,7 +196,7 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        for kind, choices in (("stt", STT_CHOICES), ("llm", BACKEND_CHOICES), ("tts", BACKEND_CHOICES)):
+        for kind, choices in (("stt", STT_CHOICES), ("llm", LLM_CHOICES), ("tts", BACKEND_CHOICES)):
             value = getattr(self, kind)
             if value not in choices:
                 raise ConfigError(
@@ -209,6 +216,11 @@ class Settings:
         if self.max_sessions < 0:
             raise ConfigError(
                 f"max_sessions {self.max_sessions} is negative", "set VOICECHAT_MAX_SESSIONS to 0 (no limit) or more"
+            )
+        if self.realtime_turns not in REALTIME_TURNS:
+            raise ConfigError(
+                f"realtime_turns {self.realtime_turns!r} is not one of {', '.join(REALTIME_TURNS)}",
+                "set VOICECHAT_REALTIME_TURNS (local: voicechat decides when the user has finished)",
             )
         if self.vad not in ("silero", "webrtc"):
             raise ConfigError(f"vad {self.vad!r} is not silero or webrtc", "set VOICECHAT_VAD")
@@ -300,7 +312,7 @@ class Settings:
     def stage_line(self, kind: str) -> str:
         """The stage's backend, why, and for OpenAI the server it calls (never the key)."""
         line = self.backend_reason(kind)
-        if self.backend(kind) == "openai":
+        if self.backend(kind) in ("openai", "realtime"):
             line += f" → {self.endpoint(kind).describe()}"
         return line
 

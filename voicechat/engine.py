@@ -37,7 +37,8 @@ from voicechat.events import (
 )
 from voicechat.history import History
 from voicechat.live_captions import LiveCaptions
-from voicechat.llm.base import ChatModel
+from voicechat.llm.base import ChatModel, Message
+from voicechat.realtime.base import speech_to_speech
 from voicechat.recording import ConversationRecorder
 from voicechat.speculative_turn import Turn, TurnInput
 from voicechat.stt.base import SpeechToText
@@ -74,7 +75,14 @@ class Conversation:
         self.settings = settings or Settings()
         s = self.settings
         self.stt, self.llm, self.tts = stt, llm, tts
-        self._billed_prefix = TranscribedPrefix() if is_billed(stt) else None
+        # A speech-to-speech reply model (VOICECHAT_LLM=realtime) hears each turn's audio itself:
+        # ``stt`` then writes only the live captions, and ``tts`` is not used.
+        self.voice = speech_to_speech(llm)
+        self._server_turns = self.voice is not None and self.voice.server_turns
+        self._heard_until = 0  # with server turns: where the local VAD last heard the user stop
+        if self.voice is not None and self._server_turns:
+            self.voice.attach(self)
+        self._billed_prefix = TranscribedPrefix() if is_billed(stt) and self.voice is None else None
         self.output_rate = output_rate
         self.history = History()
         self.metrics: list[TurnMetrics] = []
@@ -196,6 +204,8 @@ class Conversation:
         """Already-converted 16 kHz mono float32 audio (the hot path)."""
         if self.recording is not None:
             self.recording.add_input(samples)
+        if self.voice is not None and self._server_turns:
+            self.voice.hear(samples)  # the server's detector decides when the turn ends
         events = self.turns.feed(samples)
         if self.turns.utterance_voiced_ms >= self.settings.barge_in_ms:
             if self.replying:
@@ -248,7 +258,9 @@ class Conversation:
             and self.turns.utterance_start - released[2] <= window
         )
         unheard = turn is not None and turn.delivered_s == 0 and self.generating
-        if turn is None or turn.held or not (unheard or went_on):
+        # a speech-to-speech reply whose words the engine has not got cannot be merged: interrupt it
+        unheard_words = self.voice is not None and turn is not None and (turn.transcript is None or self._server_turns)
+        if turn is None or turn.held or not (unheard or went_on) or unheard_words:
             self._interrupt("barge-in")
             return
         if went_on and released is not None:
@@ -293,13 +305,21 @@ class Conversation:
         """What the utterance's pieces transcribed so far said (a long monologue is cut in pieces)."""
         return " ".join(t.result() for t in self._pieces if t.done() and not t.exception())
 
+    @property
+    def _hears_audio(self) -> bool:
+        """Turns come from the microphone (not only from the browser's recogniser via submit_text)."""
+        return self.stt is not None or self.voice is not None
+
     def _on_turn_end(self, ev: TurnEnd) -> None:
-        if self.stt is None:
+        if not self._hears_audio:
+            return
+        if self._server_turns:  # the server ends the turn (see server_turn)
+            self._heard_until = ev.last_voiced
             return
         if self._overlap:  # a short sound over the reply, never a barge-in: not a turn either
             self._overlap = False
             return
-        if ev.forced:
+        if ev.forced and self.stt is not None:
             # Still talking: transcribe this piece now, answer once the user stops.
             audio = ev.audio
             if self._billed_prefix is not None:
@@ -334,11 +354,17 @@ class Conversation:
 
     def _start_speculative(self, ev: SpeechPause) -> None:
         """At the first pause, run the whole turn ahead while end of turn is still being confirmed."""
-        if self.stt is None or self._overlap or self._pieces or (self._current is not None and not self._current.done):
+        if (
+            not self._hears_audio
+            or self._server_turns
+            or self._overlap
+            or self._pieces
+            or (self._current is not None and not self._current.done)
+        ):
             return
         self._turn += 1
         lead = round((ev.at - ev.last_voiced) / RATE * 1000, 1)
-        if self._billed_prefix is not None:  # send only what the provider has not heard yet
+        if self._billed_prefix is not None and self.stt is not None:  # only what the provider has not heard
             pieces = self._billed_prefix.extend(self.stt, ev.audio, self.settings.language)
             source = TurnInput(pieces=pieces, last_voiced=ev.last_voiced, started_after_eos_ms=lead)
         else:
@@ -373,6 +399,22 @@ class Conversation:
         turn = Turn(self._turn, self, source, held=False)
         turn.eot_ms = eot_ms
         self._current = turn
+
+    # ServerTurnHost: called by a speech-to-speech model whose server ends the turns, on this loop
+    def server_turn(self, response_id: str) -> None:
+        ended = self.turns.end_turn()  # the local utterance is over too: its voice must not barge in
+        last = ended.last_voiced if ended is not None else self._heard_until
+        eot_ms = round(max(0, self.turns.position - last) / RATE * 1000, 1)
+        self._emit(SpeechEnded(last / RATE, 0.0))
+        if self.replying:
+            self._interrupt("barge-in")
+        self._start_turn(TurnInput(response_id=response_id, last_voiced=last), eot_ms=eot_ms)
+
+    def server_error(self, message: str) -> None:
+        self._emit(ErrorEvent(message, "llm"))
+
+    def history_for_server(self) -> list[Message]:
+        return self.history.messages(self.settings.prompt(), self.settings.history_messages)
 
     # TurnHost: called by the running Turn on this loop
     def deliver(self, event: Event) -> None:
@@ -410,7 +452,7 @@ class Conversation:
         if turn is not None and not turn.held:
             # The surface plays delivered audio in real time, so what is still queued was never heard.
             unplayed = max(0.0, self._playback_end - time.perf_counter())
-            turn.heard_s = max(0.0, turn.delivered_s - unplayed)
+            turn.interrupted_at(max(0.0, turn.delivered_s - unplayed))
         if turn is not None and self.generating:
             turn.cancel()  # its handler records the partial reply as interrupted
         else:
@@ -447,7 +489,7 @@ class Conversation:
             self.history.messages(prompt, 0),
             self.scorer,
             (self.stt, self.captions.stt),
-            self.tts,
+            self.tts if self.voice is None else None,
             language=self.settings.language,
         )
 
@@ -455,6 +497,8 @@ class Conversation:
         """Forget the conversation: stop any reply, drop work prepared ahead, empty history and metrics."""
         self.stop_speaking()
         self._drop_speculative()
+        if self.voice is not None:
+            self.voice.new_conversation()  # the speech-to-speech model's memory too
         self.history.clear()
         self.metrics.clear()
         if self.recording is not None:

@@ -25,6 +25,7 @@ from voicechat.errors import VoicechatError
 from voicechat.events import AudioOut, ErrorEvent, Event, FinalTranscript, ReplyDone, State, TurnMetrics
 from voicechat.history import Entry, History
 from voicechat.llm.base import ChatModel, Message
+from voicechat.realtime.base import SpeechToSpeech, VoiceReply, speech_to_speech
 from voicechat.reply import ReplyPipeline
 from voicechat.stt.base import SpeechToText
 from voicechat.tts.base import TextToSpeech
@@ -63,6 +64,7 @@ class TurnInput:
     pieces: tuple[asyncio.Task[str], ...] = ()  # transcripts of forced cuts of a long utterance
     last_voiced: int = -1  # identifies the speech a speculative turn was started on
     started_after_eos_ms: float = 0.0  # how long after the end of speech the work began
+    response_id: str | None = None  # a reply the speech-to-speech server began on its own (server_vad)
 
 
 class Turn:
@@ -81,7 +83,7 @@ class Turn:
         self.first_audio_out: float | None = None
         self.delivered_s = 0.0  # reply audio handed to the surface so far
         self.heard_s: float | None = None  # set on interruption: how much of it had played
-        self._pipeline: ReplyPipeline | None = None
+        self._pipeline: ReplyPipeline | VoiceReply | None = None
         self.transcript: str | None = None
         self._retracted = False
         self._cancelled = False  # from cancel() on: nothing more of the reply goes out
@@ -138,7 +140,23 @@ class Turn:
         self._cancelled = True
         if self.held:
             self._pending.clear()  # never happened, as far as anyone can tell
+        if (
+            (self.held or self._retracted)
+            and self._pipeline is not None
+            and not isinstance(self._pipeline, ReplyPipeline)
+        ):
+            self._pipeline.forget()  # nor in the speech-to-speech model's memory
         self.task.cancel()
+
+    @property
+    def _voice_reply(self) -> VoiceReply | None:
+        return None if self._pipeline is None or isinstance(self._pipeline, ReplyPipeline) else self._pipeline
+
+    def interrupted_at(self, heard_s: float) -> None:
+        """The user cut in after ``heard_s`` seconds of the reply had played (barge-in or stop)."""
+        self.heard_s = heard_s
+        if self._voice_reply is not None:
+            self._voice_reply.stop(heard_s)  # the model keeps only what was heard
 
     def retract(self) -> None:
         """Cancel a committed turn whose words the user is still adding to: it leaves no reply behind."""
@@ -163,6 +181,10 @@ class Turn:
         host, n = self.host, self.number
         stats: dict[str, float] = {}
         self._do(lambda: host.set_state(State.THINKING))
+        voice = speech_to_speech(host.llm)
+        if voice is not None:
+            await self._speak_for_itself(voice, stats)
+            return
         pipeline: ReplyPipeline | None = None
         try:
             try:
@@ -194,6 +216,40 @@ class Turn:
             self._do(lambda: host.deliver(ErrorEvent(message, "engine")))
             self._do(lambda: host.set_state(State.LISTENING))
 
+    async def _speak_for_itself(self, voice: SpeechToSpeech, stats: dict[str, float]) -> None:
+        """The turn on a speech-to-speech model: it hears the audio and answers aloud (no STT, no TTS)."""
+        host, n = self.host, self.number
+        reply = self._pipeline = voice.voice_reply(n, host.output_rate, self._reply_event)
+        s = host.settings
+        earlier = host.history.messages(s.prompt(), s.history_messages)
+        # A turn started ahead is scored once the server's transcript of it arrives: until then the
+        # score counts as on its way (the policy waits up to its ceiling), as on the pipeline.
+        self._scored = not (self.held and host.scorer is not None)
+        scoring: list[asyncio.Task[None]] = []
+
+        def heard(text: str) -> None:
+            self.transcript = text
+            if self.held and host.scorer is not None:  # the semantic end of turn, on the server's words
+                scoring.append(asyncio.create_task(self._score(earlier, text, stats)))
+            self._do(lambda: host.deliver(FinalTranscript(n, text)))
+            self._do(lambda: host.history.add(Entry("user", text, n)))
+
+        try:
+            await reply.run(self.source, earlier, heard)
+            await asyncio.gather(*scoring, return_exceptions=True)  # the end of turn still reads it
+            self._do(lambda: self._finish(reply, interrupted=False, stats=stats))
+        except asyncio.CancelledError:
+            if not self.held and not self._retracted:
+                self._finish(reply, interrupted=True, stats=None)
+            raise
+        except Exception as exc:  # a backend bug must not end the session
+            message = f"turn {n} failed: {exc!r}"
+            self._do(lambda: host.deliver(ErrorEvent(message, "engine")))
+            self._do(lambda: host.set_state(State.LISTENING))
+        finally:
+            for task in scoring:
+                task.cancel()
+
     def _reply_event(self, event: Event) -> None:
         if self._cancelled:
             return
@@ -209,11 +265,15 @@ class Turn:
 
     def heard_text(self) -> str | None:
         """What the user heard of an interrupted reply (``None``: all of it, or no voice to go by)."""
-        if self.heard_s is None or self._pipeline is None or self.host.tts is None:
+        if self.heard_s is None or self._pipeline is None:
+            return None
+        if self.host.tts is None and isinstance(self._pipeline, ReplyPipeline):
             return None
         return self._pipeline.times.heard_text(self.heard_s)
 
-    def _finish(self, pipeline: ReplyPipeline, *, interrupted: bool, stats: dict[str, float] | None) -> None:
+    def _finish(
+        self, pipeline: ReplyPipeline | VoiceReply, *, interrupted: bool, stats: dict[str, float] | None
+    ) -> None:
         host, t, n = self.host, pipeline.times, self.number
         text = t.text.strip()
         heard = self.heard_text() if interrupted else None

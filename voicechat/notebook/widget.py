@@ -42,7 +42,7 @@ from voicechat.notebook._engine_link import EngineSession
 from voicechat.notebook.browser_widget import MIC_RATE, VoiceBridge
 
 REFRESH_S = 0.05  # at most ~20 view updates a second while a reply streams in
-BACKENDS = ("auto", "local", "openai")
+BACKENDS = ("auto", "local", "openai", "realtime")  # realtime: one speech-to-speech model
 
 
 class VoiceChatWidget(widgets.VBox):
@@ -412,4 +412,6 @@ def stages_summary(s: Settings) -> str:
 def _backend_changes(backend: str) -> dict[str, str]:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend == "realtime":  # the model hears and speaks; the STT left as it is writes the captions
+        return {"llm": "realtime"}
     return {"stt": backend, "llm": backend, "tts": backend}

@@ -15,7 +15,7 @@ from typing import Any
 import streamlit as st
 
 from voicechat.backends import check_backends
-from voicechat.config import BACKEND_CHOICES, OPENAI_VOICES, STT_CHOICES, Settings
+from voicechat.config import BACKEND_CHOICES, LLM_CHOICES, OPENAI_VOICES, STT_CHOICES, Settings
 from voicechat.streamlit.keys import DEFAULT_KEYS, StreamerKeys
 
 # Settings the sidebar owns: a change restarts the engine with the new value.
@@ -63,6 +63,7 @@ def render_sidebar(base: Settings, t: dict[str, str], keys: StreamerKeys = DEFAU
     k = keys.widget
     o = choice.overrides
     names = {"auto": "auto", "local": "local (offline)", "openai": "openai", "browser": t["browser_stt"]}
+    names["realtime"] = "realtime (speech to speech)"
     with st.sidebar:
         st.header(t["settings"])
         st.caption(t["key_set"] if base.openai_api_key else t["key_unset"])
@@ -77,8 +78,8 @@ def render_sidebar(base: Settings, t: dict[str, str], keys: StreamerKeys = DEFAU
         )
         o["llm"] = st.selectbox(
             t["llm"],
-            BACKEND_CHOICES,
-            index=BACKEND_CHOICES.index(base.llm),
+            LLM_CHOICES,
+            index=LLM_CHOICES.index(base.llm),
             key=k("llm"),
             format_func=lambda v: names.get(v, v),
         )
@@ -93,6 +94,7 @@ def render_sidebar(base: Settings, t: dict[str, str], keys: StreamerKeys = DEFAU
             o["openai_stt_model"] = st.text_input(t["stt_model"], base.openai_stt_model, key=k("stt_model"))
             o["openai_llm_model"] = st.text_input(t["llm_model"], base.openai_llm_model, key=k("llm_model"))
             o["openai_tts_model"] = st.text_input(t["tts_model"], base.openai_tts_model, key=k("tts_model"))
+            o["realtime_model"] = st.text_input(t["realtime_model"], base.realtime_model, key=k("realtime_model"))
             voices = list(OPENAI_VOICES)
             o["openai_voice"] = st.selectbox(
                 t["voice"],
