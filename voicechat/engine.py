@@ -355,7 +355,7 @@ class Conversation:
 
     def reply_finished(self) -> None:
         self._schedule_idle()
-        workers.POOL.submit(workers.trim_heap)  # off the loop: it can take a few milliseconds
+        workers.pool().submit(workers.trim_heap)  # off the loop: it can take a few milliseconds
 
     def _schedule_idle(self) -> None:
         """Back to listening when the surface has played the last reply audio."""

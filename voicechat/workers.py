@@ -15,17 +15,29 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
-from voicechat.process_tuning import cap_malloc_arenas, glibc
+from voicechat.process_tuning import glibc
 
 T = TypeVar("T")
 
-POOL = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="voicechat-model")
+POOL_THREADS = 8
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The shared pool, made on first use: importing voicechat starts and reserves nothing."""
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = concurrent.futures.ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="voicechat-model")
+    return _pool
 
 
 def submit(fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
     """Run ``fn`` on the pool; await the returned future from the calling event loop."""
     loop = asyncio.get_running_loop()
-    return loop.run_in_executor(POOL, functools.partial(fn, *args, **kwargs))
+    return loop.run_in_executor(pool(), functools.partial(fn, *args, **kwargs))
 
 
 async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -107,6 +119,3 @@ def trim_heap() -> None:
 class _Failure:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
-
-
-cap_malloc_arenas()  # at import, before the pool's threads start

@@ -1,0 +1,150 @@
+"""voicechat inside someone else's process changes nothing process-wide until asked.
+
+Each check runs in a fresh interpreter (a subprocess), so what an earlier test did to this one
+(a CLI test calls ``tune_process``) cannot hide or fake a change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# glibc's heap count, read from malloc_info's XML (one <heap nr=...> per arena).
+_ARENAS = """
+import ctypes, re, tempfile, threading
+
+libc = ctypes.CDLL("libc.so.6")
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+
+
+def arenas():
+    with tempfile.NamedTemporaryFile(suffix=".xml") as f:
+        fp = libc.fopen(f.name.encode(), b"w")
+        libc.malloc_info(0, fp)
+        libc.fclose(fp)
+        return len(re.findall(r"<heap nr=", open(f.name).read()))
+
+
+def arenas_with_busy_threads(n=8):
+    # n threads that each malloc (1 kB objects bypass Python's small-object allocator) and stay
+    # alive while the arenas are counted: glibc gives each new thread its own arena unless capped.
+    ready, done = threading.Barrier(n + 1), threading.Event()
+
+    def work():
+        keep = [bytes(1000) for _ in range(200)]
+        ready.wait()
+        done.wait()
+        del keep
+
+    threads = [threading.Thread(target=work) for _ in range(n)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    count = arenas()
+    done.set()
+    for t in threads:
+        t.join()
+    return count
+"""
+
+
+def _run(body: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    script = textwrap.dedent(body)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _glibc() -> bool:
+    return sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
+
+
+def test_importing_voicechat_starts_no_thread_and_freezes_nothing() -> None:
+    got = _run(
+        """
+        import gc, json, threading
+        before = (threading.active_count(), gc.get_freeze_count())
+        import voicechat
+        import voicechat.workers
+        after = (threading.active_count(), gc.get_freeze_count())
+        print(json.dumps({"before": before, "after": after}))
+        """
+    )
+    assert got["after"] == got["before"], f"import voicechat changed (threads, frozen objects): {got}"
+    assert got["after"][1] == 0
+
+
+@pytest.mark.slow
+def test_a_conversation_of_ones_own_leaves_the_collector_and_threads_alone() -> None:
+    got = _run(
+        """
+        import gc, json, threading
+        import voicechat
+        from voicechat.process_tuning import freeze_heap_once
+        before = (threading.active_count(), gc.get_freeze_count())
+        settings = voicechat.Settings.load({"stt": "local", "llm": "local", "tts": "local"})
+        conversation = voicechat.create_conversation(settings)
+        froze = freeze_heap_once()  # what the Streamlit layer calls once the first engine is ready
+        after = (threading.active_count(), gc.get_freeze_count())
+        print(json.dumps({"before": before, "after": after, "froze": froze}))
+        """
+    )
+    assert not got["froze"] and got["after"][1] == 0, f"the heap was frozen without tune_process(): {got}"
+    assert got["after"][0] == got["before"][0], f"building a conversation started threads: {got}"
+
+
+@pytest.mark.skipif(not _glibc(), reason="the arena cap is glibc's")
+def test_the_malloc_arena_cap_comes_only_with_tune_process() -> None:
+    # Untuned, 8 allocating threads get heaps of their own (glibc allows 8 per core); tuned, the
+    # process keeps at most 2 (or as many as it had before, since existing arenas stay).
+    plain = _run(
+        _ARENAS
+        + """
+import json, voicechat
+before = arenas()
+print(json.dumps({"before": before, "busy": arenas_with_busy_threads()}))
+"""
+    )
+    assert plain["busy"] > max(plain["before"], 2), f"importing voicechat capped glibc's arenas: {plain}"
+    tuned = _run(
+        _ARENAS
+        + """
+import json, voicechat
+voicechat.tune_process()
+before = arenas()
+print(json.dumps({"before": before, "busy": arenas_with_busy_threads()}))
+"""
+    )
+    assert tuned["busy"] <= max(tuned["before"], 2), f"tune_process() did not cap glibc's arenas: {tuned}"
+
+
+def test_tune_process_lets_the_app_freeze_its_loaded_heap_once() -> None:
+    got = _run(
+        """
+        import gc, json
+        import voicechat
+        from voicechat.process_tuning import freeze_heap_once
+        voicechat.tune_process()
+        first = freeze_heap_once()
+        frozen = gc.get_freeze_count()
+        second = freeze_heap_once()
+        print(json.dumps({"first": first, "second": second, "frozen": frozen}))
+        """
+    )
+    assert got["first"] and not got["second"], got
+    assert got["frozen"] > 1000, f"gc.freeze() left the imported modules unfrozen: {got}"
