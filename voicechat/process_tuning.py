@@ -28,19 +28,13 @@ _frozen_once = False
 def tune_process(*, malloc_arenas: int = MALLOC_ARENAS) -> None:
     """Tune the whole process for serving conversations; call it early, before models load.
 
-    Caps glibc's heaps at ``malloc_arenas`` (:func:`cap_malloc_arenas`); lets the Streamlit layer
-    freeze the loaded models out of the garbage collector's passes once the first engine is ready
-    (:func:`freeze_heap_once`); lets Silero VAD call onnxruntime's session past its Python wrapper
-    (:func:`voicechat.vad._fast_run`). Idempotent: a Streamlit script may call it on every run.
+    Caps glibc's heaps at ``malloc_arenas`` (:func:`cap_malloc_arenas`), and lets the Streamlit
+    layer freeze the loaded models out of the garbage collector's passes once the first engine is
+    ready (:func:`freeze_heap_once`). Idempotent: a Streamlit script may call it on every run.
     """
     if not _tuned.is_set():
         cap_malloc_arenas(malloc_arenas)
         _tuned.set()
-
-
-def process_tuned() -> bool:
-    """Whether :func:`tune_process` ran in this process."""
-    return _tuned.is_set()
 
 
 def freeze_heap_once() -> bool:

@@ -13,7 +13,6 @@ import numpy as np
 
 from voicechat.errors import BackendUnavailable
 from voicechat.models import LOCAL_INSTALL_HINT, SHARED_MODELS, silero_vad_path
-from voicechat.process_tuning import process_tuned
 
 
 class VoiceActivityDetector(Protocol):
@@ -38,17 +37,6 @@ def _load_silero_session(path: str) -> Any:
     return onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"], sess_options=opts)
 
 
-def _fast_run(session: Any) -> Any:
-    """The pybind session's ``run``, which skips the Python wrapper's per-call checks (input names,
-    WebGPU graph capture): ~40 µs of a ~145 µs window on this tiny model (AMD EPYC), paid ~31 times a
-    second per conversation. Same arguments and results. It is onnxruntime's private attribute, so
-    only a process that asked for tuning (:func:`voicechat.tune_process`, the bundled app) uses it;
-    the public ``run`` if a release drops it.
-    """
-    inner = getattr(session, "_sess", None)
-    return inner.run if inner is not None and hasattr(inner, "run") else session.run
-
-
 class SileroVAD:
     """Streaming Silero v5/v6: 512-sample windows with 64 samples of context and an LSTM state."""
 
@@ -58,7 +46,6 @@ class SileroVAD:
     def __init__(self, path: str | None = None) -> None:
         model_path = path or silero_vad_path()
         self._session = SHARED_MODELS.get(("silero", model_path), lambda: _load_silero_session(model_path))
-        self._run = _fast_run(self._session) if process_tuned() else self._session.run
         self._outputs = [o.name for o in self._session.get_outputs()]
         self._buf = np.zeros((1, self._context + self.window), dtype=np.float32)
         self.reset()
@@ -71,7 +58,7 @@ class SileroVAD:
     def __call__(self, window: np.ndarray) -> float:
         buf = self._buf
         buf[0, self._context :] = window
-        prob, self._h, self._c = self._run(self._outputs, {"input": buf, "h": self._h, "c": self._c}, None)
+        prob, self._h, self._c = self._session.run(self._outputs, {"input": buf, "h": self._h, "c": self._c}, None)
         buf[0, : self._context] = buf[0, -self._context :]
         return float(np.ravel(prob)[0])
 
