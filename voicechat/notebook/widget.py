@@ -35,14 +35,13 @@ import ipywidgets as widgets
 import numpy as np
 
 from voicechat.backends import end_of_turn_signals
-from voicechat.config import LANGUAGES, Settings
+from voicechat.config import BACKEND_CHOICES, LANGUAGES, Settings
 from voicechat.events import ErrorEvent, State
 from voicechat.notebook import _view
 from voicechat.notebook._engine_link import EngineSession
 from voicechat.notebook.browser_widget import MIC_RATE, VoiceBridge
 
 REFRESH_S = 0.05  # at most ~20 view updates a second while a reply streams in
-BACKENDS = ("auto", "local", "openai")
 
 
 class VoiceChatWidget(widgets.VBox):
@@ -106,7 +105,7 @@ class VoiceChatWidget(widgets.VBox):
             options=[(name, code) for code, name in LANGUAGES.items()], value=s.language, description="Language"
         )
         self._backend = widgets.Dropdown(
-            options=list(BACKENDS), value=s.llm if s.llm in BACKENDS else "auto", description="Backend"
+            options=list(BACKEND_CHOICES), value=s.llm if s.llm in BACKEND_CHOICES else "auto", description="Backend"
         )
         self._stt = widgets.Dropdown(options=["server", "browser"], value=stt_mode, description="STT")
         self._echo = widgets.Checkbox(value=echo_cancellation, description="echo cancellation", indent=False)
@@ -410,6 +409,6 @@ def stages_summary(s: Settings) -> str:
 
 
 def _backend_changes(backend: str) -> dict[str, str]:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend not in BACKEND_CHOICES:
+        raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, not {backend!r}")
     return {"stt": backend, "llm": backend, "tts": backend}
