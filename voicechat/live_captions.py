@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from voicechat.backend_abilities import TranscribesInterim
 from voicechat.end_of_turn import RATE, TurnDetector
 from voicechat.errors import VoicechatError
 from voicechat.events import Event, PartialTranscript
@@ -66,10 +67,9 @@ class LiveCaptions:
     async def _caption(self, audio: np.ndarray, utterance: int, earlier: Callable[[], str]) -> None:
         assert self.stt is not None
         stt = self.stt
-        interim = getattr(stt, "transcribe_interim", None)  # local Whisper: steps aside for the final one
         try:
-            if interim is not None:
-                text = await interim(audio, language=self._language)
+            if isinstance(stt, TranscribesInterim):  # local Whisper: steps aside for the final one
+                text = await stt.transcribe_interim(audio, language=self._language)
             else:
                 text = await stt.transcribe(audio, language=self._language)
         except VoicechatError:

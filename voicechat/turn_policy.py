@@ -22,11 +22,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from voicechat.llm.base import Message
 
-MODES = ("semantic", "silence")
+EndOfTurnMode = Literal["semantic", "silence"]
+END_OF_TURN_MODES: tuple[EndOfTurnMode, ...] = ("semantic", "silence")
 
 
 # Not "when" or "where": they open statements too ("When I was young, I lived by the sea." was cut).
@@ -85,7 +86,7 @@ class Verdict(str, enum.Enum):
 
 @dataclass(frozen=True)
 class TurnPolicy:
-    mode: str = "semantic"
+    mode: EndOfTurnMode = "semantic"
     early_ms: float = 200.0
     end_of_turn_ms: float = 500.0
     ceiling_ms: float = 1600.0

@@ -39,6 +39,7 @@ from voicechat.config import Settings
 from voicechat.conversation_thread import ConversationThread
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, PartialTranscript, TurnMetrics
+from voicechat.turn_policy import EndOfTurnMode
 
 FRAME_S = 0.02
 # Cloud-like provider delays (before the first byte): transcription, first token, speech.
@@ -344,7 +345,7 @@ def run_capacity(
     level_seconds: float = 25.0,
     cost_turns: int = 9,
     progress: Callable[[str], None] | None = None,
-    end_of_turn: str = "semantic",
+    end_of_turn: EndOfTurnMode = "semantic",
 ) -> dict[str, Any]:
     """The whole capacity benchmark; one JSON-ready dict (see docs/scaling.md)."""
     from voicechat.benchmark.capacity_report import frame_path_costs, summarise

@@ -25,6 +25,7 @@ from voicechat.end_of_turn import TurnDetector
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, FinalTranscript, ReplyDone, TurnMetrics
 from voicechat.llm.base import Message
+from voicechat.turn_policy import END_OF_TURN_MODES as MODES
 from voicechat.vad import make_vad
 
 FRAME_S = 0.02
@@ -132,7 +133,6 @@ async def _restore_prompt_cache(conv: Conversation, settings: Settings) -> None:
         await primed
 
 
-MODES = ("semantic", "silence")
 STAGES = (
     "eot_ms",
     "stt_ms",

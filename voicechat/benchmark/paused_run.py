@@ -24,6 +24,7 @@ from voicechat.audio import iter_wav_frames
 from voicechat.end_of_turn import RATE
 from voicechat.engine import Conversation
 from voicechat.events import Event, FinalTranscript, SpeechEnded, TurnMetrics
+from voicechat.turn_policy import END_OF_TURN_MODES
 
 PAUSED_DIR = Path(__file__).parent / "paused"
 FRAME_S = 0.02
@@ -161,7 +162,7 @@ async def replay_paused(
     from voicechat.backends import make_llm, make_stt, make_tts
 
     stt, llm, tts = make_stt(settings), make_llm(settings), make_tts(settings)
-    convs = {m: Conversation(stt, llm, tts, settings=settings.replace(end_of_turn=m)) for m in ("semantic", "silence")}
+    convs = {m: Conversation(stt, llm, tts, settings=settings.replace(end_of_turn=m)) for m in END_OF_TURN_MODES}
     for conv in convs.values():
         await conv.warm_up()
     try:
