@@ -26,7 +26,7 @@ from voicechat.streamlit.browser_session import VoiceSession
 from voicechat.streamlit.browser_stt import browser_stt
 from voicechat.streamlit.keys import DEFAULT_KEYS, StreamerKeys
 from voicechat.streamlit.recording_downloads import render_recording_downloads
-from voicechat.streamlit.testing import write_stats
+from voicechat.streamlit.stats_log import write_stats
 from voicechat.ui_state import Snapshot
 
 LATENCY_COLUMNS = ("stt_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_ms")
