@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import piper_pcm
 from voicechat.audio import InputConverter
-from voicechat.benchmark.capacity_run import rss_mb
+from voicechat.benchmark.process_usage import rss_mb
 from voicechat.config import Settings
 from voicechat.conversation_thread import ConversationThread, offline_or_configured
 from voicechat.engine import Conversation

@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import threading
@@ -34,7 +33,9 @@ import numpy as np
 
 from voicechat.audio import iter_wav_frames
 from voicechat.benchmark.openai_loopback_server import CHAT, SPEECH, STATS, TRANSCRIPTIONS
+from voicechat.benchmark.process_usage import cpu_s, rss_mb
 from voicechat.benchmark.stats import percentile, true_end_of_speech
+from voicechat.benchmark.transport_run import transport_cost
 from voicechat.config import Settings
 from voicechat.conversation_thread import ConversationThread
 from voicechat.engine import Conversation
@@ -190,19 +191,6 @@ class _GilProbe:
         self._thread.join()
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_s() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 async def _transport(
     users: list[tuple[_User, ConversationThread]],
     seconds: float,
@@ -350,7 +338,6 @@ def run_capacity(
     """The whole capacity benchmark; one JSON-ready dict (see docs/scaling.md)."""
     from voicechat.benchmark.capacity_report import frame_path_costs, summarise
     from voicechat.benchmark.machine import cpu_isa, cpu_model
-    from voicechat.benchmark.transport_run import transport_cost
 
     say = progress or (lambda _msg: None)
     load_before = _loadavg()

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from voicechat.audio import iter_wav_frames
+from voicechat.benchmark.process_usage import cpu_s
 
 FRAME_SAMPLES = 960  # 20 ms at 48 kHz
 
@@ -91,8 +92,6 @@ async def _pair(pcm: np.ndarray, received: list[int]) -> tuple[Any, Any, list[as
 
 
 async def _measure(pairs: int, seconds: float, pcm: np.ndarray) -> dict[str, Any]:
-    from voicechat.benchmark.capacity_run import cpu_s
-
     received = [0]
     made = [await _pair(pcm, received) for _ in range(pairs)]
     deadline = time.perf_counter() + 20
