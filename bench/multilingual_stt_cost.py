@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 import voicechat.stt.local as local_stt
-from voicechat.audio import read_audio
+from voicechat.audio import SPEECH_RATE, read_audio
 from voicechat.models import multilingual_whisper_path, whisper_model_path
 from voicechat.stt.local import LocalSTT
 
@@ -57,7 +57,7 @@ def main() -> None:
                     t0 = time.process_time()
                     heard.append(model.transcribe_sync(audio, lang))
                     cpu.append(time.process_time() - t0)
-                    audio_s += len(audio) / 16000
+                    audio_s += len(audio) / SPEECH_RATE
                 row = {
                     "language": lang,
                     "model": name,

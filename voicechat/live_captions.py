@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from voicechat.audio import SPEECH_RATE
 from voicechat.backend_abilities import TranscribesInterim
-from voicechat.end_of_turn import RATE, TurnDetector
+from voicechat.end_of_turn import TurnDetector
 from voicechat.errors import VoicechatError
 from voicechat.events import Event, PartialTranscript
 from voicechat.stt.base import SpeechToText
@@ -59,7 +60,7 @@ class LiveCaptions:
             or (self.task is not None and not self.task.done())
         ):
             return
-        if (turns.position - self._last_pos) * 1000 < self._interval_ms * RATE:
+        if (turns.position - self._last_pos) * 1000 < self._interval_ms * SPEECH_RATE:
             return
         self._last_pos = turns.position
         self.task = asyncio.create_task(self._caption(turns.current_audio(), self._utterance, earlier))

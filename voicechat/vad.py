@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from voicechat.audio import SPEECH_RATE
 from voicechat.errors import BackendUnavailable
 from voicechat.models import LOCAL_INSTALL_HINT, SHARED_MODELS, silero_vad_path
 
@@ -80,7 +81,7 @@ class WebRtcVAD:
 
     def __call__(self, window: np.ndarray) -> float:
         pcm = (np.clip(window, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
-        return 1.0 if self._vad.is_speech(pcm, 16000) else 0.0
+        return 1.0 if self._vad.is_speech(pcm, SPEECH_RATE) else 0.0
 
 
 def make_vad(kind: str = "silero") -> VoiceActivityDetector:

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from voicechat import workers
+from voicechat.audio import SPEECH_RATE
 from voicechat.backend_abilities import PrimesNextTurn, WarmsUp, WarmsUpChat
-from voicechat.end_of_turn import RATE
 from voicechat.llm.base import ChatModel, Message
 from voicechat.models import SHARED_MODELS
 from voicechat.stt.base import SpeechToText
@@ -38,7 +38,7 @@ async def warm_up_once(
         await workers.run(scorer.warm_up)
     for stt in {id(s): s for s in stts if s is not None}.values():
         if not stt.name.startswith("openai") and SHARED_MODELS.first_time(("warm", stt.name)):
-            await stt.transcribe(np.zeros(RATE, dtype=np.float32), language=language)
+            await stt.transcribe(np.zeros(SPEECH_RATE, dtype=np.float32), language=language)
     if tts is not None and not tts.name.startswith("openai") and SHARED_MODELS.first_time(("warm", tts.name)):
         async for _chunk in tts.synthesize("Hello."):
             pass

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from voicechat.audio import InputConverter, iter_wav_frames
+from voicechat.audio import SPEECH_RATE, InputConverter, iter_wav_frames
 from voicechat.benchmark.stats import median, paired_ratio, summary, true_end_of_speech
 from voicechat.config import Settings
 from voicechat.end_of_turn import TurnDetector
@@ -182,7 +182,7 @@ async def run_benchmark(
                             progress(f"{path.name} [{mode}]: no reply (heard nothing?)")
                         continue
                     if mode == "semantic":
-                        audio16k = InputConverter().convert(pcm, rate)[: int(16000 * (eos_s + 0.15))]
+                        audio16k = InputConverter().convert(pcm, rate)[: int(SPEECH_RATE * (eos_s + 0.15))]
                         seq_ms, _ = await _sequential(conv, audio16k, history)
                         sample.sequential_ms = round(sample.eot_ms + seq_ms, 1)
                     if r == 0:

@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from voicechat.audio import iter_wav_frames
-from voicechat.end_of_turn import RATE
+from voicechat.audio import SPEECH_RATE, iter_wav_frames
 from voicechat.engine import Conversation
 from voicechat.events import Event, FinalTranscript, SpeechEnded, TurnMetrics
 from voicechat.turn_policy import END_OF_TURN_MODES
@@ -63,7 +62,7 @@ async def play_paused(
     events.clear()
     frames, rate = iter_wav_frames(path)
     silence = np.zeros_like(frames[0])
-    offset_s = conv.turns.position / RATE
+    offset_s = conv.turns.position / SPEECH_RATE
     t0 = time.perf_counter()
     i = 0
     n_speech = len(frames)

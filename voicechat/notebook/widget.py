@@ -34,12 +34,13 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 
+from voicechat.audio import SPEECH_RATE
 from voicechat.backends import end_of_turn_signals
 from voicechat.config import BACKEND_CHOICES, LANGUAGES, Settings
 from voicechat.events import ErrorEvent, State
 from voicechat.notebook import _view
 from voicechat.notebook._engine_link import EngineSession
-from voicechat.notebook.browser_widget import MIC_RATE, VoiceBridge
+from voicechat.notebook.browser_widget import VoiceBridge
 
 REFRESH_S = 0.05  # at most ~20 view updates a second while a reply streams in
 
@@ -171,7 +172,7 @@ class VoiceChatWidget(widgets.VBox):
         """Send ``text`` as if it had been heard (what browser speech recognition does)."""
         self._session.submit_text(text)
 
-    def feed(self, pcm: np.ndarray, sample_rate: int = MIC_RATE) -> None:
+    def feed(self, pcm: np.ndarray, sample_rate: int = SPEECH_RATE) -> None:
         """Push microphone-like audio (any rate; int16 or float mono) into the conversation."""
         self._session.push(np.asarray(pcm), sample_rate)
 
@@ -182,15 +183,15 @@ class VoiceChatWidget(widgets.VBox):
         """
         from voicechat.audio import float_to_int16, read_audio
 
-        pcm = float_to_int16(read_audio(path, MIC_RATE))
-        tail = np.zeros(int(MIC_RATE * (self._settings.end_of_turn_ms + 1500) / 1000), dtype=np.int16)
+        pcm = float_to_int16(read_audio(path, SPEECH_RATE))
+        tail = np.zeros(int(SPEECH_RATE * (self._settings.end_of_turn_ms + 1500) / 1000), dtype=np.int16)
         pcm = np.concatenate([pcm, tail])
-        step = MIC_RATE // 10
+        step = SPEECH_RATE // 10
         self._session.mark_awaiting()
 
         def run() -> None:  # voicechat-feed thread
             for i in range(0, len(pcm), step):
-                self.feed(pcm[i : i + step], MIC_RATE)
+                self.feed(pcm[i : i + step], SPEECH_RATE)
                 time.sleep(0.1 if realtime else 0.004)
 
         t = threading.Thread(target=run, name="voicechat-feed", daemon=True)
