@@ -30,7 +30,7 @@ LANGUAGES: dict[str, str] = {
     "zh-CN": "中文",
 }
 
-# The seed's Korean prompt, and the same instruction in the other languages it offered.
+# The system prompt for each conversation language: one short instruction, said in that language.
 SYSTEM_PROMPTS: dict[str, str] = {
     "ko-KR": "당신은 친근하고 도움이 되는 AI 어시스턴트입니다. 간결하고 자연스럽게 대답해주세요.",
     "en-US": "You are a friendly and helpful AI assistant. Answer briefly and naturally.",

@@ -12,9 +12,9 @@ score arrives. The bands were chosen on the paused-speech benchmark (docs/benchm
 - anything else that was scored — plainly unfinished words, and statements, whose end a text
   model cannot tell from a pause between clauses — is held up to ``ceiling_ms``;
 - a score still on its way holds too; when none can be had (no scorer, no words) the turn
-  ends after today's ``end_of_turn_ms``.
+  ends after ``end_of_turn_ms``.
 
-``silence`` mode ends every turn after ``end_of_turn_ms``, exactly as before this module.
+``silence`` mode ends every turn after ``end_of_turn_ms`` of silence, whatever the words.
 """
 
 from __future__ import annotations

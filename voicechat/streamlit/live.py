@@ -54,7 +54,7 @@ def escape_markdown(text: str) -> str:
 
 
 def status_lights(state: State, t: dict[str, str]) -> list[str]:
-    """The seed's three lights (듣고 있음 / AI 생각 중 / 말하는 중), each always named: the lit one with
+    """The three status lights (듣고 있음 / AI 생각 중 / 말하는 중), each always named: the lit one with
     its colour and in bold, the others in grey (an unlit light that said "Idle" could not be told apart)."""
     names = (
         (State.LISTENING, "🟢", t["listening"]),
