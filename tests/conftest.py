@@ -37,13 +37,13 @@ def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def piper_voice():  # type: ignore[no-untyped-def]
+def piper_voice():
     from voicechat.tts.local import PiperTTS
 
     return PiperTTS(deterministic=True)  # reproducible speech: a failure can be replayed
 
 
-def piper_pcm(voice, text: str) -> tuple[np.ndarray, int]:  # type: ignore[no-untyped-def]
+def piper_pcm(voice, text: str) -> tuple[np.ndarray, int]:
     import asyncio
 
     async def run() -> list[np.ndarray]:
@@ -60,7 +60,7 @@ def write_wav(path: Path, pcm: np.ndarray, rate: int) -> Path:
 
 
 @pytest.fixture(scope="session")
-def make_speech(speech_dir: Path, piper_voice) -> Callable[..., Path]:  # type: ignore[no-untyped-def]
+def make_speech(speech_dir: Path, piper_voice) -> Callable[..., Path]:
     """``make_speech(text, rate=16000, channels=1, engine="piper", lead_s=0.3, trail_s=1.0)`` → WAV path."""
     cache: dict[tuple[object, ...], Path] = {}
 

@@ -36,22 +36,22 @@ QUESTION = "What is the capital of Italy?"
 
 
 @pytest.fixture(scope="module")
-def offline():  # type: ignore[no-untyped-def]
+def offline():
     from voicechat.backends import make_llm, make_stt, make_tts
 
     s = Settings.load({"stt": "local", "llm": "local", "tts": "local"}, environ={}, dotenv_path=None)
     return s, make_stt(s), make_llm(s), make_tts(s)
 
 
-def _conv(offline, **kw) -> Conversation:  # type: ignore[no-untyped-def]
+def _conv(offline, **kw) -> Conversation:
     s, stt, llm, tts = offline
     return Conversation(stt, llm, tts, settings=s, **kw)
 
 
-def test_full_offline_turn_gives_transcript_reply_and_audible_speech(offline, make_speech) -> None:  # type: ignore[no-untyped-def]
+def test_full_offline_turn_gives_transcript_reply_and_audible_speech(offline, make_speech) -> None:
     wav = make_speech(QUESTION, rate=48000)
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run():
         conv = _conv(offline)
         try:
             return await run_turn_from_wav(conv, wav, realtime=False)
@@ -76,13 +76,13 @@ def test_full_offline_turn_gives_transcript_reply_and_audible_speech(offline, ma
     assert states[:2] == [State.THINKING, State.SPEAKING]
 
 
-def test_speech_during_the_reply_interrupts_it_quickly(offline, make_speech) -> None:  # type: ignore[no-untyped-def]
+def test_speech_during_the_reply_interrupts_it_quickly(offline, make_speech) -> None:
     question = wav_frames_as_av(make_speech(QUESTION, rate=48000, trail_s=0.8), "fltp")
     interruption = wav_frames_as_av(
         make_speech("Wait, stop, I have another question.", rate=48000, lead_s=0.0, trail_s=0.0), "fltp"
     )
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run():
         conv = _conv(offline)
         events: list[object] = []
         for f in question:
@@ -115,11 +115,11 @@ def test_speech_during_the_reply_interrupts_it_quickly(offline, make_speech) -> 
     assert history[-1].role == "assistant" and history[-1].interrupted
 
 
-def test_stop_button_cuts_reply_and_engine_listens_again(offline, make_speech) -> None:  # type: ignore[no-untyped-def]
+def test_stop_button_cuts_reply_and_engine_listens_again(offline, make_speech) -> None:
     first = wav_frames_as_av(make_speech("Tell me about the history of Rome.", rate=16000), "s16")
     wav = make_speech(QUESTION, rate=16000)
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run():
         conv = _conv(offline)
         events: list[object] = []
         for f in first:
@@ -144,10 +144,10 @@ def test_stop_button_cuts_reply_and_engine_listens_again(offline, make_speech) -
     assert any(isinstance(e, FinalTranscript) and "italy" in e.text.lower() for e in second.events)
 
 
-def test_silence_and_noise_never_reach_the_llm(offline) -> None:  # type: ignore[no-untyped-def]
+def test_silence_and_noise_never_reach_the_llm(offline) -> None:
     rng = np.random.default_rng(3)
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run():
         conv = _conv(offline)
         for _ in range(150):
             await conv.feed(np.zeros(960, np.int16), 48000)
@@ -164,8 +164,8 @@ def test_silence_and_noise_never_reach_the_llm(offline) -> None:  # type: ignore
     assert conv.history.entries == []
 
 
-def test_typed_text_from_the_browser_gets_a_spoken_reply_and_history_grows(offline) -> None:  # type: ignore[no-untyped-def]
-    async def run():  # type: ignore[no-untyped-def]
+def test_typed_text_from_the_browser_gets_a_spoken_reply_and_history_grows(offline) -> None:
+    async def run():
         conv = _conv(offline, output_rate=24000)
         conv.submit_text("What is two plus two?")
         await conv.wait_reply()
@@ -247,7 +247,7 @@ def test_cli_transcribe_and_doctor(make_speech) -> None:
     assert "no OPENAI_API_KEY" in proc.stdout
 
 
-def test_a_pause_mid_question_runs_ahead_but_leaves_no_trace_when_speech_resumes(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
+def test_a_pause_mid_question_runs_ahead_but_leaves_no_trace_when_speech_resumes(offline, piper_voice) -> None:
     from tests.conftest import piper_pcm
     from voicechat.audio import InputConverter
 
@@ -271,7 +271,7 @@ def test_a_pause_mid_question_runs_ahead_but_leaves_no_trace_when_speech_resumes
     s, stt, llm, tts = offline
     s = s.replace(end_of_turn_ms=700)
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run():
         conv = Conversation(stt, llm, tts, settings=s)
         for i in range(0, len(audio), 320):  # real time, so the speculative turn really runs
             conv.feed_16k(audio[i : i + 320])
@@ -294,7 +294,7 @@ def test_a_pause_mid_question_runs_ahead_but_leaves_no_trace_when_speech_resumes
     assert metrics.extra["speculative"] == 1.0  # the final turn was prepared before its end was confirmed
 
 
-def test_stop_at_the_first_reply_audio_lets_no_more_audio_out_and_listens_again(offline) -> None:  # type: ignore[no-untyped-def]
+def test_stop_at_the_first_reply_audio_lets_no_more_audio_out_and_listens_again(offline) -> None:
     """The stop arrives while the speaker has more audio queued (the notebook's stop button, mid-sentence).
 
     Whatever the reply had made but not handed out is dropped: no audio of that turn after the
@@ -302,7 +302,7 @@ def test_stop_at_the_first_reply_audio_lets_no_more_audio_out_and_listens_again(
     stay there. A late chunk used to relight "speaking" with nothing left to turn it off.
     """
 
-    async def run(request: str):  # type: ignore[no-untyped-def]
+    async def run(request: str):
         events: list[object] = []
         conv: Conversation | None = None
 
@@ -333,7 +333,7 @@ def test_stop_at_the_first_reply_audio_lets_no_more_audio_out_and_listens_again(
     assert stopped, "no reply had audio to stop"
 
 
-def test_speech_start_reads_the_history_into_the_model_so_the_turn_reads_only_its_words(offline, make_speech) -> None:  # type: ignore[no-untyped-def]
+def test_speech_start_reads_the_history_into_the_model_so_the_turn_reads_only_its_words(offline, make_speech) -> None:
     """While the user is still talking, the conversation so far is read into the local model's
     cache (another conversation had the model last), so at their pause only their own words are
     left to read: ~0.4 s less between their pause and the first word on 2 cores."""
@@ -344,7 +344,7 @@ def test_speech_start_reads_the_history_into_the_model_so_the_turn_reads_only_it
     s, _stt, llm, _tts = offline
     frames, rate = iter_wav_frames(make_speech(QUESTION, rate=16000))
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run():
         conv = _conv(offline)
         for i in range(4):
             conv.history.add(Entry("user", f"Name an animal that starts with letter number {i + 1}.", i + 1))
@@ -374,7 +374,7 @@ def test_speech_start_reads_the_history_into_the_model_so_the_turn_reads_only_it
     assert "rome" in reply.lower()
 
 
-def test_the_reply_model_waits_while_the_first_words_are_voiced(offline) -> None:  # type: ignore[no-untyped-def]
+def test_the_reply_model_waits_while_the_first_words_are_voiced(offline) -> None:
     """On two cores Piper took ~205 ms for the first four words while llama.cpp went on writing
     beside it, ~110 ms alone: the LLM waits between tokens until the first piece has audio (at
     most the token it was already computing gets out), then writes the rest of the reply."""
@@ -388,7 +388,7 @@ def test_the_reply_model_waits_while_the_first_words_are_voiced(offline) -> None
     writer = LocalChat(llm.model_path, temperature=0.0, max_tokens=40)  # the same loaded model, greedy
     marks: list[tuple[float, object]] = []
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run():
         pipeline = ReplyPipeline(1, writer, tts, 24000, lambda e: marks.append((time.perf_counter(), e)))
         return await pipeline.run(
             [
@@ -406,7 +406,7 @@ def test_the_reply_model_waits_while_the_first_words_are_voiced(offline) -> None
     assert len(while_voicing) <= 1, f"{len(while_voicing)} tokens were written while the first piece was voiced"
 
 
-def test_a_caption_of_the_words_so_far_is_read_into_the_model_before_the_pause(offline, make_speech) -> None:  # type: ignore[no-untyped-def]
+def test_a_caption_of_the_words_so_far_is_read_into_the_model_before_the_pause(offline, make_speech) -> None:
     """Each live caption's words are read into the local model while the user is still talking,
     so at their pause the end-of-turn score and the reply read only the last words, not the line."""
     from voicechat.llm.base import Message
@@ -430,7 +430,7 @@ def test_a_caption_of_the_words_so_far_is_read_into_the_model_before_the_pause(o
                 list(model.input_ids[: model.n_tokens]),
             )
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run():
         conv = _conv(offline)
         captions, read_in = [], []
         for f in frames:  # in real time, as a microphone sends it (a caption during a pause the
@@ -449,7 +449,7 @@ def test_a_caption_of_the_words_so_far_is_read_into_the_model_before_the_pause(o
     assert read_in and len(read_in[0].split()) >= 2, f"no caption was read into the model: {captions}"
 
 
-def test_a_caption_never_makes_the_model_reread_a_history_another_conversation_displaced(offline) -> None:  # type: ignore[no-untyped-def]
+def test_a_caption_never_makes_the_model_reread_a_history_another_conversation_displaced(offline) -> None:
     """With several people talking at once, priming each caption would re-read each conversation's
     history into the one shared model every 800 ms: a caption only adds its words to a cache that
     still holds its conversation."""

@@ -139,7 +139,7 @@ def connections_to(port: int) -> int:
     )
 
 
-def test_whole_voice_turn_with_the_llm_on_llama_cpp_server(llama_server: LlamaServer, make_speech) -> None:  # type: ignore[no-untyped-def]
+def test_whole_voice_turn_with_the_llm_on_llama_cpp_server(llama_server: LlamaServer, make_speech) -> None:
     settings = stage_settings(llama_server, VOICECHAT_MAX_TOKENS="40")
     assert [settings.backend(k) for k in ("stt", "llm", "tts")] == ["local", "openai", "local"]
     wav = make_speech("What is the capital of Italy?", rate=48000)
@@ -165,7 +165,7 @@ def test_whole_voice_turn_with_the_llm_on_llama_cpp_server(llama_server: LlamaSe
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in llama_server.access_log()
 
 
-def test_barge_in_closes_the_stream_and_the_next_turn_works(llama_server: LlamaServer, make_speech) -> None:  # type: ignore[no-untyped-def]
+def test_barge_in_closes_the_stream_and_the_next_turn_works(llama_server: LlamaServer, make_speech) -> None:
     settings = stage_settings(llama_server, VOICECHAT_MAX_TOKENS="400")
     question = wav_frames_as_av(make_speech("Tell me a long story about a dragon.", rate=48000, trail_s=0.8), "fltp")
     interruption = wav_frames_as_av(

@@ -37,7 +37,7 @@ def voiced(track: np.ndarray, rate: int, frame_s: float = 0.02) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def offline():  # type: ignore[no-untyped-def]
+def offline():
     from voicechat.backends import make_llm, make_stt, make_tts
 
     s = Settings.load({"stt": "local", "llm": "local", "tts": "local"}, environ={}, dotenv_path=None)
@@ -47,12 +47,12 @@ def offline():  # type: ignore[no-untyped-def]
 @pytest.mark.slow
 def test_a_real_turn_is_recorded_on_both_sides_time_aligned_and_never_touches_disk(
     offline, make_speech, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     s, stt, llm, tts = offline
     wav = make_speech(QUESTION, rate=48000, lead_s=0.5, trail_s=1.0)
     monkeypatch.chdir(tmp_path)
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run():
         conv = Conversation(stt, llm, tts, settings=s.replace(record_audio=True), output_rate=48000)
         try:
             result = await run_turn_from_wav(conv, wav, realtime=True)
@@ -98,7 +98,7 @@ def test_a_real_turn_is_recorded_on_both_sides_time_aligned_and_never_touches_di
 
 
 @pytest.mark.slow
-def test_recording_is_off_unless_asked(offline) -> None:  # type: ignore[no-untyped-def]
+def test_recording_is_off_unless_asked(offline) -> None:
     s, stt, llm, tts = offline
     assert Conversation(stt, llm, tts, settings=s).recording is None
     assert Settings.load(environ={"VOICECHAT_RECORD_AUDIO": "1"}, dotenv_path=None).record_audio is True

@@ -62,7 +62,7 @@ def test_eight_sessions_at_once_share_one_copy_of_each_model(make_speech) -> Non
     results: list[list[Event]] = [[] for _ in range(8)]
     locks = [threading.Lock() for _ in range(8)]
 
-    def listener(i: int):  # type: ignore[no-untyped-def]
+    def listener(i: int):
         def on(ev: Event) -> None:
             with locks[i]:
                 results[i].append(ev)
@@ -91,7 +91,7 @@ def test_eight_sessions_at_once_share_one_copy_of_each_model(make_speech) -> Non
     print(f"8 sessions: RSS {rss0:.0f} → {rss_mb():.0f} MB")
 
 
-def test_ten_minute_monologue_is_cut_and_transcribed_in_pieces(piper_voice) -> None:  # type: ignore[no-untyped-def]
+def test_ten_minute_monologue_is_cut_and_transcribed_in_pieces(piper_voice) -> None:
     lines = [
         "Yesterday the weather was sunny and warm.",
         "My neighbour planted tomatoes in the garden.",
@@ -115,14 +115,14 @@ def test_ten_minute_monologue_is_cut_and_transcribed_in_pieces(piper_voice) -> N
             self.inner, self.calls = make_llm(settings), 0
             self.name = self.inner.name
 
-        def stream(self, messages):  # type: ignore[no-untyped-def]
+        def stream(self, messages):
             self.calls += 1
             return self.inner.stream(messages)
 
     llm = CountingLLM()
 
     async def run() -> tuple[list[Event], int]:
-        conv = Conversation(make_stt(settings), llm, make_tts(settings), settings=settings)  # type: ignore[arg-type]
+        conv = Conversation(make_stt(settings), llm, make_tts(settings), settings=settings)
         longest = 0
         for _ in range(repeats):
             conv.feed_16k(piece)

@@ -49,7 +49,7 @@ def pull(source: PcmAudioSource, frames: int = 1) -> np.ndarray:
     """What aiortc would send next: ``frames`` 20 ms frames from the real source track."""
 
     async def run() -> list[np.ndarray]:
-        return [(await source.track.recv()).to_ndarray()[0] for _ in range(frames)]  # type: ignore[attr-defined]
+        return [(await source.track.recv()).to_ndarray()[0] for _ in range(frames)]
 
     return np.concatenate(asyncio.run(run()))
 
@@ -164,7 +164,7 @@ def test_reply_audio_at_the_wrong_rate_is_dropped_not_played_too_fast() -> None:
 
 
 @pytest.mark.slow
-def test_speaking_over_a_reply_clears_its_queued_audio(make_speech) -> None:  # type: ignore[no-untyped-def]
+def test_speaking_over_a_reply_clears_its_queued_audio(make_speech) -> None:
     """The real engine: a question, its reply queued in the real source, then the user talks over it."""
     frames = wav_frames_as_av(make_speech("What is the capital of Italy?", rate=48000), "s16")
     session = VoiceSession()

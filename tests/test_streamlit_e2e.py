@@ -24,18 +24,18 @@ HTML = '<img src="x" onerror="window.__voicechatXss=1"> **bold** [link](http://e
 
 
 @pytest.fixture(scope="module")
-def fake_mic(make_speech) -> Path:  # type: ignore[no-untyped-def]
+def fake_mic(make_speech) -> Path:
     """The question at 48 kHz mono 16-bit, with 4 s of silence after it so the turn ends (Chromium loops it)."""
     require("chromium")
     ARTIFACTS.mkdir(exist_ok=True)
     return Path(make_speech(QUESTION, rate=48000, channels=1, lead_s=0.5, trail_s=4.0))
 
 
-def _page_text(page) -> str:  # type: ignore[no-untyped-def]
+def _page_text(page) -> str:
     return str(page.inner_text("body")).lower()
 
 
-def _page_text_with(page, needle: str) -> str:  # type: ignore[no-untyped-def]
+def _page_text_with(page, needle: str) -> str:
     text = _page_text(page)
     return text if needle in text else ""
 
@@ -152,7 +152,7 @@ def test_openai_backends_and_the_key_never_reaches_the_browser(fake_mic: Path, t
 
     received: list[bytes] = []
 
-    def watch(ws) -> None:  # type: ignore[no-untyped-def]
+    def watch(ws) -> None:
         ws.on(
             "framereceived",
             lambda payload: received.append(payload if isinstance(payload, bytes) else payload.encode()),

@@ -23,13 +23,13 @@ EXAMPLE = "examples/embed_streamlit.py"
 
 
 @pytest.fixture(scope="module")
-def fake_mic(make_speech) -> Path:  # type: ignore[no-untyped-def]
+def fake_mic(make_speech) -> Path:
     require("chromium")
     ARTIFACTS.mkdir(exist_ok=True)
     return Path(make_speech(QUESTION, rate=48000, channels=1, lead_s=0.5, trail_s=4.0))
 
 
-def _text(locator) -> str:  # type: ignore[no-untyped-def]
+def _text(locator) -> str:
     return str(locator.inner_text()).lower() if locator.count() else ""
 
 

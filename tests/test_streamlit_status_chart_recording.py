@@ -36,7 +36,7 @@ READ_LIGHTS_JS = """() => Array.from(document.querySelectorAll('.st-key-vc_light
 
 
 @pytest.fixture(scope="module")
-def fake_mic(make_speech) -> Path:  # type: ignore[no-untyped-def]
+def fake_mic(make_speech) -> Path:
     """The question, then 15 s of silence (Chromium loops the file): time for a whole reply even on a busy CPU."""
     require("chromium")
     ARTIFACTS.mkdir(exist_ok=True)

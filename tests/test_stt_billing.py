@@ -28,7 +28,7 @@ def server() -> Iterator[FakeOpenAIServer]:
     yield from serve(api_key=KEY)
 
 
-def _speech(voice, text: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _speech(voice, text: str) -> np.ndarray:
     pcm, rate = piper_pcm(voice, text)
     x = InputConverter().convert(pcm, rate)
     loud = np.flatnonzero(np.abs(x) > 0.02)
@@ -56,7 +56,7 @@ def _talk(settings: Settings, audio: np.ndarray) -> list[object]:
     return asyncio.run(run())
 
 
-def test_a_paused_question_is_billed_once_and_still_shows_live_text(server: FakeOpenAIServer, piper_voice) -> None:  # type: ignore[no-untyped-def]
+def test_a_paused_question_is_billed_once_and_still_shows_live_text(server: FakeOpenAIServer, piper_voice) -> None:
     first, second = _speech(piper_voice, "What is the capital"), _speech(piper_voice, "of Italy?")
     gap = np.zeros(5600, np.float32)  # 350 ms: a speculative start, then the user goes on
     audio = np.concatenate([np.zeros(4800, np.float32), first, gap, second, np.zeros(16000, np.float32)])
@@ -76,7 +76,7 @@ def test_a_paused_question_is_billed_once_and_still_shows_live_text(server: Fake
     assert partials and partials[0].startswith("what")  # live text from the local model, free of charge
 
 
-def test_interim_stt_stt_pays_the_provider_for_the_live_text(server: FakeOpenAIServer, piper_voice) -> None:  # type: ignore[no-untyped-def]
+def test_interim_stt_stt_pays_the_provider_for_the_live_text(server: FakeOpenAIServer, piper_voice) -> None:
     question = _speech(piper_voice, "Could you tell me what the weather will be like tomorrow in Paris?")
     audio = np.concatenate([np.zeros(4800, np.float32), question, np.zeros(16000, np.float32)])
 

@@ -46,7 +46,7 @@ def test_whisper_loops_are_cut_back_to_what_was_said() -> None:
 
 
 @pytest.mark.slow
-def test_a_live_caption_in_progress_never_makes_the_final_transcript_wait(piper_voice) -> None:  # type: ignore[no-untyped-def]
+def test_a_live_caption_in_progress_never_makes_the_final_transcript_wait(piper_voice) -> None:
     """The user pauses while a caption of their speech is being decoded: the final one goes first.
 
     The model is held (as by a caption's encoder) while a caption and a final transcript both
@@ -63,7 +63,7 @@ def test_a_live_caption_in_progress_never_makes_the_final_transcript_wait(piper_
     heard_so_far = speech[: len(speech) * 6 // 10]  # the caption's audio: the question up to mid-way
     done: dict[str, str] = {}
 
-    def run(name: str, fn, audio) -> None:  # type: ignore[no-untyped-def]
+    def run(name: str, fn, audio) -> None:
         done[name] = fn(audio, None)
 
     for _ in range(5):

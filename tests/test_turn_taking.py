@@ -46,14 +46,14 @@ def test_policy_bands_on_recorded_scores() -> None:
 
 # --------------------------------------------------------------------------- real speech
 @pytest.fixture(scope="module")
-def offline():  # type: ignore[no-untyped-def]
+def offline():
     from voicechat.backends import make_llm, make_stt, make_tts
 
     s = Settings.load({"stt": "local", "llm": "local", "tts": "local"}, environ={}, dotenv_path=None)
     return s, make_stt(s), make_llm(s), make_tts(s)
 
 
-def _speech(voice, text: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _speech(voice, text: str) -> np.ndarray:
     pcm, rate = piper_pcm(voice, text)
     x = InputConverter().convert(pcm, rate)
     loud = np.flatnonzero(np.abs(x) > 0.02)  # trim Piper's own silence so the pauses are exact
@@ -74,7 +74,7 @@ async def _feed_paced_by_work(conv: Conversation, audio: np.ndarray) -> None:
             await asyncio.sleep(0.005)
 
 
-async def _run(offline, audio: np.ndarray, **changes: object) -> tuple[Conversation, list[object]]:  # type: ignore[no-untyped-def]
+async def _run(offline, audio: np.ndarray, **changes: object) -> tuple[Conversation, list[object]]:
     s, stt, llm, tts = offline
     conv = Conversation(stt, llm, tts, settings=s.replace(**changes) if changes else s)
     await conv.warm_up()
@@ -85,7 +85,7 @@ async def _run(offline, audio: np.ndarray, **changes: object) -> tuple[Conversat
     return conv, events
 
 
-def test_an_unfinished_sentence_with_a_one_second_pause_stays_one_turn(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
+def test_an_unfinished_sentence_with_a_one_second_pause_stays_one_turn(offline, piper_voice) -> None:
     audio = np.concatenate(
         [
             _silence(0.3),
@@ -105,7 +105,7 @@ def test_an_unfinished_sentence_with_a_one_second_pause_stays_one_turn(offline, 
     assert len([e for e in events if isinstance(e, FinalTranscript)]) == 2
 
 
-def test_a_finished_question_is_released_before_512_ms_of_silence(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
+def test_a_finished_question_is_released_before_512_ms_of_silence(offline, piper_voice) -> None:
     audio = np.concatenate([_silence(0.3), _speech(piper_voice, "What is the capital of Italy?"), _silence(1.5)])
     conv, events = asyncio.run(_run(offline, audio))
     ended = [e for e in events if isinstance(e, SpeechEnded)]
@@ -119,7 +119,7 @@ def test_a_finished_question_is_released_before_512_ms_of_silence(offline, piper
     assert metrics.eot_ms is not None and metrics.eot_ms >= 500
 
 
-def test_silence_mode_reproduces_the_detectors_turn_boundaries(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
+def test_silence_mode_reproduces_the_detectors_turn_boundaries(offline, piper_voice) -> None:
     audio = np.concatenate(
         [
             _silence(0.3),
@@ -144,7 +144,7 @@ def test_silence_mode_reproduces_the_detectors_turn_boundaries(offline, piper_vo
     assert len(expected) == 3 and got == expected
 
 
-def test_scoring_reuses_the_prompt_cache_without_changing_the_reply(offline) -> None:  # type: ignore[no-untyped-def]
+def test_scoring_reuses_the_prompt_cache_without_changing_the_reply(offline) -> None:
     from voicechat.llm.base import Message
     from voicechat.llm.line_end import LineEndScorer
     from voicechat.llm.local import LocalChat
@@ -182,7 +182,7 @@ def test_scoring_reuses_the_prompt_cache_without_changing_the_reply(offline) -> 
 
 
 # --------------------------------------------------------------------------- talking over the reply
-async def _until(conv: Conversation, events: list[object], done, timeout_s: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+async def _until(conv: Conversation, events: list[object], done, timeout_s: float = 60.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while not done(events):
@@ -195,12 +195,12 @@ def _reply_audio_s(events: list[object], turn: int) -> float:
     return sum(e.duration_s for e in events if isinstance(e, AudioOut) and e.turn == turn)
 
 
-def test_a_cough_like_burst_during_the_reply_leaves_it_playing(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
+def test_a_cough_like_burst_during_the_reply_leaves_it_playing(offline, piper_voice) -> None:
     burst = _speech(piper_voice, "Ah!")[: int(RATE * 0.12)]  # 120 ms of voice: a cough, a click, an "mm"
     burst = burst * np.hanning(len(burst)).astype(np.float32)
     s, stt, llm, tts = offline
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run():
         conv = Conversation(stt, llm, tts, settings=s)
         events: list[object] = []
         conv.submit_text("Tell me a story about a brave knight.")
@@ -223,10 +223,10 @@ def test_a_cough_like_burst_during_the_reply_leaves_it_playing(offline, piper_vo
     assert [e.role for e in conv.history.entries] == ["user", "assistant"]  # the burst made no turn
 
 
-def test_an_interrupted_replys_history_holds_only_what_was_played(offline) -> None:  # type: ignore[no-untyped-def]
+def test_an_interrupted_replys_history_holds_only_what_was_played(offline) -> None:
     s, stt, llm, tts = offline
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run():
         conv = Conversation(stt, llm, tts, settings=s)
         events: list[object] = []
         conv.submit_text("Tell me a story about a brave knight and a dragon.")
@@ -247,11 +247,11 @@ def test_an_interrupted_replys_history_holds_only_what_was_played(offline) -> No
     assert conv.history.messages("sys", 8)[-1].content == " ".join(heard) + " …"  # what the LLM sees next
 
 
-def test_words_added_before_the_reply_is_heard_are_answered_once_merged(offline, piper_voice) -> None:  # type: ignore[no-untyped-def]
+def test_words_added_before_the_reply_is_heard_are_answered_once_merged(offline, piper_voice) -> None:
     more = np.concatenate([_speech(piper_voice, "of Italy?"), _silence(2.0)])
     s, stt, llm, tts = offline
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run():
         conv = Conversation(stt, llm, tts, settings=s)
         conv.submit_text("What is the capital")  # committed; its reply has not sounded yet
         for i in range(0, len(more), FRAME):

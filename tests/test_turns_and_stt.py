@@ -16,7 +16,7 @@ from voicechat.vad import SileroVAD, WebRtcVAD
 pytestmark = pytest.mark.slow
 
 
-def _speech16k(voice, text: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _speech16k(voice, text: str) -> np.ndarray:
     from voicechat.audio import InputConverter
 
     pcm, rate = piper_pcm(voice, text)
@@ -28,7 +28,7 @@ def _silence(s: float) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def two_questions(piper_voice) -> tuple[np.ndarray, list[tuple[int, int]]]:  # type: ignore[no-untyped-def]
+def two_questions(piper_voice) -> tuple[np.ndarray, list[tuple[int, int]]]:
     a = _speech16k(piper_voice, "Hello there, how are you today?")
     b = _speech16k(piper_voice, "What time is it in Tokyo?")
     parts = [_silence(0.5), a, _silence(1.2), b, _silence(1.2)]
@@ -38,7 +38,7 @@ def two_questions(piper_voice) -> tuple[np.ndarray, list[tuple[int, int]]]:  # t
 
 
 @pytest.mark.parametrize("vad_kind", ["silero", "webrtc"])
-def test_recording_with_pauses_splits_into_the_right_turns(two_questions, vad_kind: str) -> None:  # type: ignore[no-untyped-def]
+def test_recording_with_pauses_splits_into_the_right_turns(two_questions, vad_kind: str) -> None:
     audio, spans = two_questions
     det = TurnDetector(SileroVAD() if vad_kind == "silero" else WebRtcVAD(), TurnConfig(end_of_turn_ms=500))
     events = []
@@ -55,7 +55,7 @@ def test_recording_with_pauses_splits_into_the_right_turns(two_questions, vad_ki
         assert not end_ev.forced
 
 
-def test_a_short_pause_inside_a_sentence_does_not_end_the_turn(piper_voice) -> None:  # type: ignore[no-untyped-def]
+def test_a_short_pause_inside_a_sentence_does_not_end_the_turn(piper_voice) -> None:
     a = _speech16k(piper_voice, "I would like to know")
     b = _speech16k(piper_voice, "the weather for tomorrow.")
     audio = np.concatenate([_silence(0.3), a, _silence(0.25), b, _silence(1.0)])
@@ -74,7 +74,7 @@ def test_silence_and_noise_make_no_turn() -> None:
     ] == []
 
 
-def test_endless_speech_is_cut_at_the_maximum_with_bounded_buffers(piper_voice) -> None:  # type: ignore[no-untyped-def]
+def test_endless_speech_is_cut_at_the_maximum_with_bounded_buffers(piper_voice) -> None:
     sentence = _speech16k(piper_voice, "and then we kept on talking about many different things")
     det = TurnDetector(SileroVAD(), TurnConfig(max_utterance_s=4.0, end_of_turn_ms=800))
     ends = []
