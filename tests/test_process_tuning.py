@@ -108,6 +108,25 @@ def test_a_conversation_of_ones_own_leaves_the_collector_and_threads_alone() -> 
     assert got["after"][0] == got["before"][0], f"building a conversation started threads: {got}"
 
 
+@pytest.mark.slow
+def test_the_notebook_widget_leaves_the_collector_alone() -> None:
+    # The widget owns its engine thread and the model pool's threads; what it must not do is
+    # change the kernel's collector, which holds the user's own objects.
+    got = _run(
+        """
+        import gc, json
+        import voicechat
+        from voicechat.notebook import VoiceChatWidget
+        settings = voicechat.Settings.load({"stt": "local", "llm": "local", "tts": "local"})
+        widget = VoiceChatWidget(settings=settings).wait_ready(240)
+        frozen = gc.get_freeze_count()
+        widget.close()
+        print(json.dumps({"frozen": frozen}))
+        """
+    )
+    assert got["frozen"] == 0, f"the widget froze the kernel's heap: {got}"
+
+
 @pytest.mark.skipif(not _glibc(), reason="the arena cap is glibc's")
 def test_the_malloc_arena_cap_comes_only_with_tune_process() -> None:
     # Untuned, 8 allocating threads get heaps of their own (glibc allows 8 per core); tuned, the
