@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,13 +60,19 @@ def arenas_with_busy_threads(n=8):
 """
 
 
-def _run(body: str) -> dict[str, Any]:
+def _run(body: str, script_dir: Path | None = None, *args: str) -> dict[str, Any]:
+    """Run ``body`` in a fresh interpreter; its last line of output is JSON. ``script_dir``: run it
+    from a file there (Streamlit's AppTest reads the page function's source)."""
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     script = textwrap.dedent(body)
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False
-    )
+    if script_dir is None:
+        command = [sys.executable, "-c", script]
+    else:
+        path = script_dir / "check.py"
+        path.write_text(script)
+        command = [sys.executable, str(path), *args]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -125,6 +132,54 @@ def test_the_notebook_widget_leaves_the_collector_alone() -> None:
         """
     )
     assert got["frozen"] == 0, f"the widget froze the kernel's heap: {got}"
+
+
+_VOICE_CHAT_PAGE = """
+import gc, json, sys, time
+from streamlit.testing.v1 import AppTest
+
+TUNE = sys.argv[1:] == ["tune"]
+
+
+def page(tune):
+    from types import SimpleNamespace
+
+    import voicechat
+    from voicechat.streamlit import voice_chat
+
+    if tune:
+        voicechat.tune_process()  # what streamlit_app.py does
+    # AppTest has no live server for streamlit-webrtc: stand-ins for the streamer and the observer.
+    idle = SimpleNamespace(state=SimpleNamespace(playing=False, signalling=False))
+    settings = voicechat.Settings.load({"stt": "local", "llm": "local", "tts": "local"})
+    voice_chat(settings, key="mine", rerun_on_reply=False, streamer=lambda *a, **k: idle,
+               shutdown_observer=lambda callback: None)
+
+
+at = AppTest.from_function(page, args=(TUNE,), default_timeout=240)
+at.run()
+session = at.session_state["mine_session"]
+deadline = time.monotonic() + 240
+while not (session.runner is not None and session.runner.ready) and time.monotonic() < deadline:
+    time.sleep(0.5)
+at.run()  # a run with the engine ready: where the page may freeze the loaded heap
+ready, frozen = session.runner is not None and session.runner.ready, gc.get_freeze_count()
+session.close()
+print(json.dumps({"ready": ready, "frozen": frozen}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tuned", [False, True], ids=["own page", "bundled app"])
+def test_voice_chat_in_ones_own_page_leaves_the_collector_alone(tuned: bool, tmp_path: Path) -> None:
+    # The same page twice: as an embedder writes it, and with tune_process() as the bundled app
+    # calls it, where freezing the loaded models is wanted (the control that shows the check bites).
+    got = _run(_VOICE_CHAT_PAGE, tmp_path, *(["tune"] if tuned else []))
+    assert got["ready"], got
+    if tuned:
+        assert got["frozen"] > 1000, f"the bundled app's page did not freeze its loaded heap: {got}"
+    else:
+        assert got["frozen"] == 0, f"voice_chat() froze the host app's heap: {got}"
 
 
 @pytest.mark.skipif(not _glibc(), reason="the arena cap is glibc's")
