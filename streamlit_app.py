@@ -5,6 +5,8 @@ is built from in :mod:`voicechat.streamlit.embed`. ``VOICECHAT_WEBRTC_DEBUG=1`` 
 streamlit-webrtc's debug log (signalling, context resets).
 """
 
+from voicechat import tune_process
 from voicechat.streamlit.page import main
 
+tune_process()  # this process serves the app alone: see voicechat.process_tuning
 main()

@@ -40,6 +40,7 @@ from voicechat.benchmark.paused_run import play_paused, run_paused
 from voicechat.config import Settings
 from voicechat.engine import Conversation
 from voicechat.events import TurnMetrics
+from voicechat.turn_policy import EndOfTurnMode
 
 
 def _whisper() -> Any:
@@ -67,7 +68,7 @@ def _realtime(server: FakeRealtimeServer, mode: str) -> Conversation:
     return Conversation(None, make_llm(s), None, settings=s, interim_stt=None)
 
 
-def _pipeline(server: FakeOpenAIServer, mode: str) -> Conversation:
+def _pipeline(server: FakeOpenAIServer, mode: EndOfTurnMode) -> Conversation:
     from voicechat.llm.openai import OpenAIChat
     from voicechat.stt.openai import OpenAISTT
     from voicechat.tts.openai import OpenAITTS

@@ -129,8 +129,12 @@ async def run(mode: str, rounds: int) -> None:
 
 
 def main() -> None:
+    from voicechat import tune_process
+    from voicechat.turn_policy import END_OF_TURN_MODES
+
+    tune_process()  # measured in a process tuned as the bundled app's is
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("mode", nargs="?", default="semantic", choices=("semantic", "silence"))
+    ap.add_argument("mode", nargs="?", default="semantic", choices=END_OF_TURN_MODES)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     asyncio.run(run(args.mode, args.rounds))

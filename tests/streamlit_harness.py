@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from voicechat.streamlit.testing import read_stats
+from voicechat.streamlit.stats_log import read_stats
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")

@@ -4,6 +4,7 @@ polite failures, and ``voicechat app`` working from a plain (non-editable) insta
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import shutil
@@ -45,6 +46,42 @@ def test_core_imports_neither_streamlit_nor_ipywidgets_nor_torch() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """The voicechat modules ``path`` imports anywhere in it, deferred imports inside functions too."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name in modules)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            subs = {f"{node.module}.{a.name}" for a in node.names}
+            found.update(subs & modules)
+            if subs - modules and node.module in modules:  # names from the module itself
+                found.add(node.module)
+    return found
+
+
+def test_no_module_imports_itself_round_a_circle() -> None:
+    # A circle only works while every side defers its import to a function: the benchmark's
+    # capacity and transport runs did. Found by walking the import graph from every module.
+    files = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in (ROOT / "voicechat").rglob("*.py")
+    }
+    graph = {name: _imports(path, set(files)) - {name} for name, path in files.items()}
+    circles = []
+    for start in graph:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            name = todo.pop()
+            if name == start:
+                circles.append(start)
+                break
+            if name not in seen:
+                seen.add(name)
+                todo.extend(graph[name])
+    assert not circles, f"these modules import themselves through others: {sorted(circles)}"
 
 
 def test_cli_bad_setting_is_one_line_without_traceback() -> None:

@@ -13,9 +13,9 @@ import pytest
 
 from tests.conftest import piper_pcm
 from voicechat.audio import InputConverter
-from voicechat.benchmark.capacity_run import rss_mb
+from voicechat.benchmark.process_usage import rss_mb
 from voicechat.config import Settings
-from voicechat.conversation_thread import ConversationThread, offline_or_configured
+from voicechat.conversation_thread import ConversationThread, conversation_factory
 from voicechat.engine import Conversation
 from voicechat.events import Event, FinalTranscript, ReplyDone, SpeechEnded, TurnMetrics
 from voicechat.models import SHARED_MODELS
@@ -31,7 +31,7 @@ def _fds() -> int:
 
 def test_100_start_stop_cycles_leave_nothing_behind() -> None:
     settings = Settings.load(OFFLINE, environ={}, dotenv_path=None)
-    factory = offline_or_configured(settings)
+    factory = conversation_factory(settings)
     ConversationThread(factory, lambda e: None).close()  # models loaded once, outside the measurement
     gc.collect()
     threads0, fds0, rss0 = threading.active_count(), _fds(), rss_mb()
@@ -69,7 +69,7 @@ def test_eight_sessions_at_once_share_one_copy_of_each_model(make_speech) -> Non
 
         return on
 
-    runners = [ConversationThread(offline_or_configured(settings), listener(i)) for i in range(8)]
+    runners = [ConversationThread(conversation_factory(settings), listener(i)) for i in range(8)]
     for r in runners:
         r.wait_ready(120)
     for f in frames:

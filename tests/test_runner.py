@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import wav_frames_as_av
 from voicechat.config import Settings
-from voicechat.conversation_thread import ConversationThread, offline_or_configured
+from voicechat.conversation_thread import ConversationThread, conversation_factory
 from voicechat.events import AudioOut, Event, FinalTranscript, ReplyDone
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ def test_frames_from_another_thread_make_a_turn_and_close_joins(make_speech) -> 
 
     settings = Settings.load({"stt": "local", "llm": "local", "tts": "local"}, environ={}, dotenv_path=None)
     before = {t.name for t in threading.enumerate()}
-    runner = ConversationThread(offline_or_configured(settings), listener)
+    runner = ConversationThread(conversation_factory(settings), listener)
     runner.wait_ready(120)
 
     def producer() -> None:  # plays the role of aiortc's track thread

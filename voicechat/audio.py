@@ -18,7 +18,7 @@ import numpy as np
 
 from voicechat.errors import AudioFormatError, AudioTooLarge
 
-STT_RATE = 16_000
+SPEECH_RATE = 16_000  # what the engine hears: VAD, end of turn, STT and the user's recording all take 16 kHz
 FRAME_MS = 20
 
 _NP_TO_AV = {
@@ -70,7 +70,7 @@ class InputConverter:
     is configured for one input format.
     """
 
-    def __init__(self, rate: int = STT_RATE) -> None:
+    def __init__(self, rate: int = SPEECH_RATE) -> None:
         self.rate = rate
         self._key: tuple[Any, ...] | None = None
         self._resampler: av.AudioResampler | None = None
@@ -233,7 +233,7 @@ def _decoded(path: str | Path) -> Iterator[av.AudioFrame]:
             raise AudioFormatError(f"cannot decode audio file {path}: {exc}", "check the file is not damaged") from exc
 
 
-def read_audio(path: str | Path, rate: int = STT_RATE) -> np.ndarray:
+def read_audio(path: str | Path, rate: int = SPEECH_RATE) -> np.ndarray:
     """Decode any audio file FFmpeg reads (WAV, FLAC, MP3, OGG…) to mono float32 at ``rate``."""
     conv = InputConverter(rate)
     parts = [conv.convert(frame) for frame in _decoded(path)]
@@ -250,7 +250,7 @@ def iter_wav_frames(path: str | Path, frame_ms: int = FRAME_MS) -> tuple[list[np
     frames = _decoded(path)
     first = next(frames, None)
     if first is None:
-        return [], STT_RATE
+        return [], SPEECH_RATE
     rate = int(first.sample_rate)
     channels = 1 if first.layout.nb_channels == 1 else 2
     resampler = av.AudioResampler(format="s16", layout="mono" if channels == 1 else "stereo", rate=rate)

@@ -14,6 +14,7 @@ from typing import Any
 
 from voicechat.config import LANGUAGES, LLM_CHOICES, Settings
 from voicechat.errors import VoicechatError
+from voicechat.process_tuning import tune_process
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tune_process()  # the command's process serves voicechat alone (the app runs in it too)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if argv[:1] == ["app"] and argv[1:2] not in (["-h"], ["--help"]):

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from dotenv import dotenv_values
 
 from voicechat.errors import ConfigError
+from voicechat.turn_policy import END_OF_TURN_MODES, EndOfTurnMode
 
 LANGUAGES: dict[str, str] = {
     "ko-KR": "한국어",
@@ -29,7 +30,7 @@ LANGUAGES: dict[str, str] = {
     "zh-CN": "中文",
 }
 
-# The seed's Korean prompt, and the same instruction in the other languages it offered.
+# The system prompt for each conversation language: one short instruction, said in that language.
 SYSTEM_PROMPTS: dict[str, str] = {
     "ko-KR": "당신은 친근하고 도움이 되는 AI 어시스턴트입니다. 간결하고 자연스럽게 대답해주세요.",
     "en-US": "You are a friendly and helpful AI assistant. Answer briefly and naturally.",
@@ -141,7 +142,7 @@ class Settings:
     # speculative start per four utterances that speech resumes after (docs/benchmarks.md).
     speculative_pause_ms: int = field(default=64, metadata=_env("VOICECHAT_SPECULATIVE_PAUSE_MS"))
     end_of_turn_ms: int = field(default=500, metadata=_env("VOICECHAT_END_OF_TURN_MS"))
-    end_of_turn: str = field(default="semantic", metadata=_env("VOICECHAT_END_OF_TURN"))
+    end_of_turn: EndOfTurnMode = field(default="semantic", metadata=_env("VOICECHAT_END_OF_TURN"))
     end_of_turn_early_ms: int = field(default=200, metadata=_env("VOICECHAT_END_OF_TURN_EARLY_MS"))
     end_of_turn_max_ms: int = field(default=1600, metadata=_env("VOICECHAT_END_OF_TURN_MAX_MS"))
     max_utterance_s: float = field(default=30.0, metadata=_env("VOICECHAT_MAX_UTTERANCE_S"))
@@ -224,7 +225,7 @@ class Settings:
             )
         if self.vad not in ("silero", "webrtc"):
             raise ConfigError(f"vad {self.vad!r} is not silero or webrtc", "set VOICECHAT_VAD")
-        if self.end_of_turn not in ("semantic", "silence"):
+        if self.end_of_turn not in END_OF_TURN_MODES:
             raise ConfigError(
                 f"end_of_turn {self.end_of_turn!r} is not semantic or silence",
                 "set VOICECHAT_END_OF_TURN to semantic (default) or silence",

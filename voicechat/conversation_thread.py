@@ -149,10 +149,11 @@ class ConversationThread:
         return self._thread.is_alive()
 
 
-def offline_or_configured(
+def conversation_factory(
     settings: Settings | None = None, output_rate: int = 48_000
 ) -> Callable[[Callable[[Event], None]], Conversation]:
-    """A factory for :class:`ConversationThread` on the backends ``settings`` choose."""
+    """What :class:`ConversationThread` takes: builds, on the engine thread, a conversation on the
+    backends ``settings`` choose (``auto``: OpenAI where a key is set, the local models otherwise)."""
 
     def factory(listener: Callable[[Event], None]) -> Conversation:
         from voicechat.backends import make_llm, make_stt, make_tts

@@ -21,6 +21,7 @@ import numpy as np
 
 from voicechat import workers
 from voicechat.audio import InputConverter
+from voicechat.backend_abilities import Closes
 from voicechat.config import Settings
 from voicechat.end_of_turn import RATE, SpeechPause, SpeechResume, SpeechStart, TurnConfig, TurnDetector, TurnEnd
 from voicechat.errors import VoicechatError
@@ -29,6 +30,7 @@ from voicechat.events import (
     ErrorEvent,
     Event,
     Interrupted,
+    InterruptReason,
     SpeechEnded,
     SpeechStarted,
     State,
@@ -432,7 +434,7 @@ class Conversation:
 
     def reply_finished(self) -> None:
         self._schedule_idle()
-        workers.POOL.submit(workers.trim_heap)  # off the loop: it can take a few milliseconds
+        workers.pool().submit(workers.trim_heap)  # off the loop: it can take a few milliseconds
 
     def _schedule_idle(self) -> None:
         """Back to listening when the surface has played the last reply audio."""
@@ -446,7 +448,7 @@ class Conversation:
         if not self.generating:
             self._set_state(State.LISTENING)
 
-    def _interrupt(self, reason: str) -> None:
+    def _interrupt(self, reason: InterruptReason) -> None:
         turn = self._current
         number = turn.number if turn is not None else self._turn
         if turn is not None and not turn.held:
@@ -519,10 +521,9 @@ class Conversation:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         for backend in (self.stt, self.llm, self.tts):
-            close = getattr(backend, "aclose", None)  # remote backends hold pooled connections
-            if close is not None:
+            if isinstance(backend, Closes):  # remote backends hold pooled connections
                 with contextlib.suppress(Exception):
-                    await close()
+                    await backend.aclose()
         self._set_state(State.IDLE)
 
 

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
+
+InterruptReason = Literal["barge-in", "stop", "resumed"]
+"""Why queued reply audio is dropped: the user talked over it, pressed stop, or was still talking
+(the reply is dropped before any of it was heard, and their words are answered together)."""
+
+ErrorStage = Literal["stt", "llm", "tts", "audio", "engine"]
+"""Where an :class:`ErrorEvent` came from."""
 
 
 class State(str, enum.Enum):
@@ -84,10 +92,10 @@ class AudioOut:
 
 @dataclass(frozen=True)
 class Interrupted:
-    """Queued reply audio must be dropped now (barge-in or stop)."""
+    """Queued reply audio must be dropped now (see :data:`InterruptReason`)."""
 
     turn: int
-    reason: str  # "barge-in" | "stop"
+    reason: InterruptReason
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,7 @@ class ErrorEvent:
     """Something failed; the session keeps going unless ``fatal``."""
 
     message: str
-    stage: str  # "stt" | "llm" | "tts" | "audio" | "engine"
+    stage: ErrorStage
     fatal: bool = False
 
 

@@ -13,7 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from voicechat.end_of_turn import RATE, TurnDetector
+from voicechat.audio import SPEECH_RATE
+from voicechat.backend_abilities import TranscribesInterim
+from voicechat.end_of_turn import TurnDetector
 from voicechat.errors import VoicechatError
 from voicechat.events import Event, PartialTranscript
 from voicechat.stt.base import SpeechToText
@@ -58,7 +60,7 @@ class LiveCaptions:
             or (self.task is not None and not self.task.done())
         ):
             return
-        if (turns.position - self._last_pos) * 1000 < self._interval_ms * RATE:
+        if (turns.position - self._last_pos) * 1000 < self._interval_ms * SPEECH_RATE:
             return
         self._last_pos = turns.position
         self.task = asyncio.create_task(self._caption(turns.current_audio(), self._utterance, earlier))
@@ -66,10 +68,9 @@ class LiveCaptions:
     async def _caption(self, audio: np.ndarray, utterance: int, earlier: Callable[[], str]) -> None:
         assert self.stt is not None
         stt = self.stt
-        interim = getattr(stt, "transcribe_interim", None)  # local Whisper: steps aside for the final one
         try:
-            if interim is not None:
-                text = await interim(audio, language=self._language)
+            if isinstance(stt, TranscribesInterim):  # local Whisper: steps aside for the final one
+                text = await stt.transcribe_interim(audio, language=self._language)
             else:
                 text = await stt.transcribe(audio, language=self._language)
         except VoicechatError:

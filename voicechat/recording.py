@@ -32,10 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from voicechat.audio import OutputConverter, float_to_int16
+from voicechat.audio import SPEECH_RATE, OutputConverter, float_to_int16
 from voicechat.events import AudioOut, Event, Interrupted
 
-USER_RATE = 16_000
 EXPORT_RATE = 24_000
 INPUT_GAP_S = 0.5  # input that resumes later than this after the last chunk ended starts a gap of silence
 
@@ -68,7 +67,7 @@ class Recording:
         """(user, assistant) as two int16 arrays of equal length at ``rate``, aligned sample for sample."""
         length = round(self.duration_s * rate)
         out = []
-        for segments, src in ((self.user, USER_RATE), (self.assistant, self.assistant_rate)):
+        for segments, src in ((self.user, SPEECH_RATE), (self.assistant, self.assistant_rate)):
             # Laid out at the side's own rate, then resampled once (not once per 20 ms segment).
             size = round(self.duration_s * src)
             track = np.zeros(size, dtype=np.int16)
@@ -177,16 +176,16 @@ class ConversationRecorder:
         """16 kHz mono float32 microphone audio, as the engine receives it."""
         if self.full or samples.size == 0:
             return
-        duration = len(samples) / USER_RATE
+        duration = len(samples) / SPEECH_RATE
         start = self._user_end
         arrived_at = self.now() - duration
         if arrived_at > start + INPUT_GAP_S:
             start = arrived_at  # input had stopped: leave the gap silent
-        pcm = self._fit(start, float_to_int16(samples), USER_RATE)
+        pcm = self._fit(start, float_to_int16(samples), SPEECH_RATE)
         with self._lock:
             if pcm.size:
                 self._user.append(Segment(start, pcm))
-            self._user_end = start + len(pcm) / USER_RATE
+            self._user_end = start + len(pcm) / SPEECH_RATE
             self._anchor = (self._clock(), self._user_end)
 
     def on_event(self, event: Event) -> None:

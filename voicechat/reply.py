@@ -22,6 +22,7 @@ from typing import cast
 import numpy as np
 
 from voicechat.audio import FrameChunker, OutputConverter
+from voicechat.backend_abilities import RunsOnThisCPU
 from voicechat.errors import StreamInterrupted, VoicechatError
 from voicechat.events import AudioOut, ErrorEvent, Event, ReplyDelta
 from voicechat.llm.base import ChatModel, Message, PausableChat
@@ -83,7 +84,7 @@ class ReplyPipeline:
         self._rate = output_rate
         # Cleared from the first piece until its first audio: the LLM's worker waits (loop sets/clears it).
         self._first_voice: threading.Event | None = None
-        if getattr(llm, "on_this_cpu", False) and getattr(tts, "on_this_cpu", False):
+        if _on_this_cpu(llm) and _on_this_cpu(tts):
             self._first_voice = threading.Event()
             self._first_voice.set()
 
@@ -185,3 +186,7 @@ class ReplyPipeline:
             self.times.first_audio = time.perf_counter()
         self.times.audio_s += len(frames) / self._rate
         self.emit(AudioOut(self.turn, frames, self._rate))
+
+
+def _on_this_cpu(backend: object) -> bool:
+    return isinstance(backend, RunsOnThisCPU) and backend.on_this_cpu

@@ -1,10 +1,9 @@
 """The three status lights both surfaces show: which one is lit, and what each is called.
 
 Every light keeps its name whether it is on or off — an unlit light that read "Idle" left nobody
-able to tell the three apart — and on/off is shown by colour and weight. The names are the seed
-UI's Korean labels and their English counterparts; ja-JP and zh-CN conversations get English
-(see ``voicechat/streamlit/i18n.py`` for why). Pure functions, no UI toolkit, so the Streamlit page
-and the notebook widget share them.
+able to tell the three apart — and on/off is shown by colour and weight. The names are in Korean
+or English; ja-JP and zh-CN conversations get English (see ``voicechat/streamlit/i18n.py`` for why).
+Pure functions, no UI toolkit, so the Streamlit page and the notebook widget share them.
 """
 
 from __future__ import annotations

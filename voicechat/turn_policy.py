@@ -21,7 +21,7 @@ costs a moment. The curve and habit were chosen on a tuning set that is not the 
 (``bench/turn_curve.py``; docs/benchmarks.md, "Turn-taking"). A score still on its way holds; when
 none can be had (no scorer, no words) the turn ends after ``end_of_turn_ms``.
 
-``silence`` mode ends every turn after ``end_of_turn_ms``, exactly as before this module.
+``silence`` mode ends every turn after ``end_of_turn_ms`` of silence, whatever the words.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from voicechat.llm.base import Message
 
-MODES = ("semantic", "silence")
+EndOfTurnMode = Literal["semantic", "silence"]
+END_OF_TURN_MODES: tuple[EndOfTurnMode, ...] = ("semantic", "silence")
 
 
 # Not "when" or "where": they open statements too ("When I was young, I lived by the sea." was cut).
@@ -109,7 +110,7 @@ class TurnPolicy:
     dynamic endpointing, drawn as a line instead of a step.
     """
 
-    mode: str = "semantic"
+    mode: EndOfTurnMode = "semantic"
     early_ms: float = 200.0  # the floor: the least silence any turn needs
     end_of_turn_ms: float = 500.0  # no score to be had (no scorer, no words): the silence rule
     ceiling_ms: float = 1600.0

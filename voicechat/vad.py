@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from voicechat.audio import SPEECH_RATE
 from voicechat.errors import BackendUnavailable
 from voicechat.models import LOCAL_INSTALL_HINT, SHARED_MODELS, silero_vad_path
 
@@ -46,11 +47,6 @@ class SileroVAD:
     def __init__(self, path: str | None = None) -> None:
         model_path = path or silero_vad_path()
         self._session = SHARED_MODELS.get(("silero", model_path), lambda: _load_silero_session(model_path))
-        # The pybind session's run skips the Python wrapper's per-call checks (input names, WebGPU
-        # graph capture): about a fifth of the cost of a 32 ms window on this tiny model, paid ~31
-        # times a second per conversation. Same arguments; the public run if a release drops it.
-        inner = getattr(self._session, "_sess", None)
-        self._run = inner.run if inner is not None and hasattr(inner, "run") else self._session.run
         self._outputs = [o.name for o in self._session.get_outputs()]
         self._buf = np.zeros((1, self._context + self.window), dtype=np.float32)
         self.reset()
@@ -63,7 +59,7 @@ class SileroVAD:
     def __call__(self, window: np.ndarray) -> float:
         buf = self._buf
         buf[0, self._context :] = window
-        prob, self._h, self._c = self._run(self._outputs, {"input": buf, "h": self._h, "c": self._c}, None)
+        prob, self._h, self._c = self._session.run(self._outputs, {"input": buf, "h": self._h, "c": self._c}, None)
         buf[0, : self._context] = buf[0, -self._context :]
         return float(np.ravel(prob)[0])
 
@@ -85,7 +81,7 @@ class WebRtcVAD:
 
     def __call__(self, window: np.ndarray) -> float:
         pcm = (np.clip(window, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
-        return 1.0 if self._vad.is_speech(pcm, 16000) else 0.0
+        return 1.0 if self._vad.is_speech(pcm, SPEECH_RATE) else 0.0
 
 
 def make_vad(kind: str = "silero") -> VoiceActivityDetector:

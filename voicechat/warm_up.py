@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from voicechat import workers
-from voicechat.end_of_turn import RATE
+from voicechat.audio import SPEECH_RATE
+from voicechat.backend_abilities import PrimesNextTurn, WarmsUp, WarmsUpChat
 from voicechat.llm.base import ChatModel, Message
 from voicechat.models import SHARED_MODELS
 from voicechat.stt.base import SpeechToText
@@ -31,15 +32,13 @@ async def warm_up_once(
     *,
     language: str,
 ) -> None:
-    warm = getattr(llm, "warm_up", None)
-    if warm is not None and SHARED_MODELS.first_time(("warm", llm.name, prompt)):
-        await workers.run(warm, messages)
-    warm_scorer = getattr(scorer, "warm_up", None)
-    if warm_scorer is not None:
-        await workers.run(warm_scorer)
+    if isinstance(llm, WarmsUpChat) and SHARED_MODELS.first_time(("warm", llm.name, prompt)):
+        await workers.run(llm.warm_up, messages)
+    if isinstance(scorer, WarmsUp):
+        await workers.run(scorer.warm_up)
     for stt in {id(s): s for s in stts if s is not None}.values():
         if not stt.name.startswith("openai") and SHARED_MODELS.first_time(("warm", stt.name)):
-            await stt.transcribe(np.zeros(RATE, dtype=np.float32), language=language)
+            await stt.transcribe(np.zeros(SPEECH_RATE, dtype=np.float32), language=language)
     if tts is not None and not tts.name.startswith("openai") and SHARED_MODELS.first_time(("warm", tts.name)):
         async for _chunk in tts.synthesize("Hello."):
             pass
@@ -64,9 +63,9 @@ def prime_next_turn(llm: ChatModel, messages: Sequence[Message], heard: str = ""
     Not for a local scorer beside a cloud reply model: there the score is the only local work,
     and with many sessions on one server priming for each would keep its one cache busy for nothing.
     """
-    prime = getattr(llm, "prime", None)
-    if prime is None:
+    if not isinstance(llm, PrimesNextTurn):
         return None
+    prime = llm.prime
     if heard:
         from voicechat.llm.line_end import words_only
 

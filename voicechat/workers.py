@@ -10,23 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import ctypes
 import functools
-import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
+from voicechat.process_tuning import glibc
+
 T = TypeVar("T")
 
-POOL = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="voicechat-model")
+POOL_THREADS = 8
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The shared pool, made on first use: importing voicechat starts and reserves nothing."""
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = concurrent.futures.ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="voicechat-model")
+    return _pool
 
 
 def submit(fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
     """Run ``fn`` on the pool; await the returned future from the calling event loop."""
     loop = asyncio.get_running_loop()
-    return loop.run_in_executor(POOL, functools.partial(fn, *args, **kwargs))
+    return loop.run_in_executor(pool(), functools.partial(fn, *args, **kwargs))
 
 
 async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -93,28 +104,6 @@ def _wait_open(gate: threading.Event, cancelled: threading.Event) -> None:
         waited += 0.02
 
 
-M_ARENA_MAX = -8  # glibc's mallopt parameter number
-MALLOC_ARENAS = 2
-
-
-def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> None:
-    """Let glibc keep at most ``arenas`` heaps, however many threads allocate.
-
-    By default every thread that calls malloc may get its own arena (up to 8 per core), and
-    model calls move between the pool's threads, so each arena ends up holding its own cached
-    free pages: measured over one local conversation, RSS kept stepping up by ~15 MB between
-    turn 10 and turn 100 (42 MB in all) with nothing leaked; with two arenas it stays flat.
-    ``MALLOC_ARENA_MAX`` in the environment wins. Called once, when this module is imported,
-    before the pool's threads start; a no-op where libc is not glibc.
-    """
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return
-    libc = _glibc()
-    if libc is not None:
-        with contextlib.suppress(AttributeError):
-            libc.mallopt(M_ARENA_MAX, arenas)
-
-
 def trim_heap() -> None:
     """Hand freed heap back to the OS (glibc otherwise keeps it cached in per-thread arenas).
 
@@ -122,23 +111,11 @@ def trim_heap() -> None:
     climbs by tens of MB over a conversation, and about 100 MB over many sessions, before the
     arenas stop growing, though nothing is leaked. A no-op where libc is not glibc.
     """
-    libc = _glibc()
+    libc = glibc()
     if libc is not None:
         libc.malloc_trim(0)
-
-
-@functools.cache
-def _glibc() -> Any | None:
-    """glibc, opened once (trim_heap runs after every reply); None where libc is something else."""
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
 
 
 class _Failure:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
-
-
-cap_malloc_arenas()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from voicechat.config import Settings
+from voicechat.turn_policy import END_OF_TURN_MODES
 
 
 def add_bench_parser(sub: Any) -> None:
@@ -38,7 +39,7 @@ def add_bench_parser(sub: Any) -> None:
     sp.add_argument("--level-seconds", type=float, default=25.0, help="with --sessions: seconds of talk per level")
     sp.add_argument(
         "--end-of-turn",
-        choices=("semantic", "silence"),
+        choices=END_OF_TURN_MODES,
         default="semantic",
         help="with --sessions: how turns end (semantic scores each turn on the local LLM's model)",
     )
@@ -187,7 +188,7 @@ def table(r: dict[str, Any]) -> str:
                 f"end of turn {m}: v2v p50 / eot p50",
                 f"{eot[m]['voice_to_voice_ms'].get('p50')} / {eot[m]['eot_ms_p50']} ms",
             )
-            for m in ("semantic", "silence")
+            for m in END_OF_TURN_MODES
         ]
         rows.append(
             ("semantic / silence v2v (p50 ratio, paired)", f"{eot.get('p50_ratio')}, {eot.get('paired_ratio')}")

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import os
 import random
-import resource
 import threading
 import time
 from collections.abc import Callable
@@ -35,10 +34,12 @@ from voicechat.benchmark.loopback_provider import (
     loopback_settings,
     provider_process,
 )
+from voicechat.benchmark.process_usage import cpu_s, rss_mb
 from voicechat.benchmark.stats import percentile, true_end_of_speech
 from voicechat.conversation_thread import ConversationThread
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, PartialTranscript, TurnMetrics
+from voicechat.turn_policy import EndOfTurnMode
 
 FRAME_S = 0.02
 LEVELS = (1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300)
@@ -153,19 +154,6 @@ class _GilProbe:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_s() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 async def _transport(
@@ -341,7 +329,7 @@ def run_capacity(
     level_seconds: float = 25.0,
     cost_turns: int = 9,
     progress: Callable[[str], None] | None = None,
-    end_of_turn: str = "semantic",
+    end_of_turn: EndOfTurnMode = "semantic",
 ) -> dict[str, Any]:
     """The whole capacity benchmark; one JSON-ready dict (see docs/scaling.md)."""
     from voicechat.benchmark.capacity_report import frame_path_costs, summarise

@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from voicechat.audio import InputConverter, iter_wav_frames
+from voicechat.audio import SPEECH_RATE, InputConverter, iter_wav_frames
 from voicechat.benchmark.stats import median, paired_ratio, summary, true_end_of_speech
 from voicechat.config import Settings
 from voicechat.end_of_turn import TurnDetector
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, FinalTranscript, Interrupted, ReplyDone, TurnMetrics
 from voicechat.llm.base import Message
+from voicechat.turn_policy import END_OF_TURN_MODES as MODES
 from voicechat.vad import make_vad
 
 FRAME_S = 0.02
@@ -164,7 +165,6 @@ async def _restore_prompt_cache(conv: Conversation, settings: Settings) -> None:
         await primed
 
 
-MODES = ("semantic", "silence")
 STAGES = (
     "eot_ms",
     "stt_ms",
@@ -215,7 +215,7 @@ async def run_benchmark(
                             progress(f"{path.name} [{mode}]: no reply (heard nothing?)")
                         continue
                     if mode == "semantic":
-                        audio16k = InputConverter().convert(pcm, rate)[: int(16000 * (eos_s + 0.15))]
+                        audio16k = InputConverter().convert(pcm, rate)[: int(SPEECH_RATE * (eos_s + 0.15))]
                         seq_ms, _ = await _sequential(conv, audio16k, history)
                         sample.sequential_ms = round(sample.eot_ms + seq_ms, 1)
                     if r == 0:

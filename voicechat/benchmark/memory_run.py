@@ -21,7 +21,7 @@ import numpy as np
 
 from voicechat import workers
 from voicechat.audio import iter_wav_frames
-from voicechat.benchmark.capacity_run import rss_mb
+from voicechat.benchmark.process_usage import rss_mb
 from voicechat.config import Settings
 from voicechat.engine import Conversation
 from voicechat.events import Event, TurnMetrics

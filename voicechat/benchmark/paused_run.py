@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from voicechat.audio import iter_wav_frames
-from voicechat.end_of_turn import RATE
+from voicechat.audio import SPEECH_RATE, iter_wav_frames
 from voicechat.engine import Conversation
 from voicechat.events import Event, FinalTranscript, Interrupted, SpeechEnded, TurnMetrics
+from voicechat.turn_policy import END_OF_TURN_MODES
 
 PAUSED_DIR = Path(__file__).parent / "paused"
 FRAME_S = 0.02
@@ -63,7 +63,7 @@ async def play_paused(
     events.clear()
     frames, rate = iter_wav_frames(path)
     silence = np.zeros_like(frames[0])
-    offset_s = conv.turns.position / RATE
+    offset_s = conv.turns.position / SPEECH_RATE
     t0 = time.perf_counter()
     i = 0
     n_speech = len(frames)
@@ -167,7 +167,7 @@ async def replay_paused(
     from voicechat.backends import make_llm, make_stt, make_tts
 
     stt, llm, tts = make_stt(settings), make_llm(settings), make_tts(settings)
-    convs = {m: Conversation(stt, llm, tts, settings=settings.replace(end_of_turn=m)) for m in ("semantic", "silence")}
+    convs = {m: Conversation(stt, llm, tts, settings=settings.replace(end_of_turn=m)) for m in END_OF_TURN_MODES}
     for conv in convs.values():
         await conv.warm_up()
     try:

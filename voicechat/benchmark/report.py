@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from voicechat.benchmark.machine import describe
+from voicechat.turn_policy import END_OF_TURN_MODES
 
 START = "<!-- bench:results -->"
 END = "<!-- /bench:results -->"
@@ -78,7 +79,7 @@ def turn_taking(r: dict[str, Any]) -> list[str]:
         "| end of turn | v2v p50 / p95 (complete questions) | eot_ms p50 | false_cutoffs / pauses_total |",
         "|---|---|---|---|",
     ]
-    for mode in ("semantic", "silence"):
+    for mode in END_OF_TURN_MODES:
         v, p = eot[mode]["voice_to_voice_ms"], paused.get(mode, {})
         cut = f"{p['false_cutoffs']} / {p['pauses_total']} ({p['false_cutoff_rate']:.1%})" if p else "—"
         lines.append(f"| {mode} | {v.get('p50')} / {v.get('p95')} | {eot[mode]['eot_ms_p50']} | {cut} |")

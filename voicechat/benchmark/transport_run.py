@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from voicechat.audio import iter_wav_frames
+from voicechat.benchmark.process_usage import cpu_s
 
 FRAME_SAMPLES = 960  # 20 ms at 48 kHz
 
@@ -134,8 +135,6 @@ class CarriedMedia:
 
 
 async def _measure(pairs: int, seconds: float, pcm: np.ndarray) -> dict[str, Any]:
-    from voicechat.benchmark.capacity_run import cpu_s
-
     async with CarriedMedia(2 * pairs, pcm) as media:
         frames0, cpu0, wall0 = media.received, cpu_s(), time.perf_counter()
         await asyncio.sleep(seconds)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from voicechat.config import Settings
-from voicechat.conversation_thread import ConversationThread, offline_or_configured
+from voicechat.conversation_thread import ConversationThread, conversation_factory
 from voicechat.engine import Conversation
 from voicechat.events import (
     AudioOut,
@@ -79,7 +79,7 @@ class EngineSession:
             self.ui = UiBridge()
             self.error = None
             self._cleared_upto = 0
-        inner = offline_or_configured(settings, output_rate=self._output_rate)
+        inner = conversation_factory(settings, output_rate=self._output_rate)
 
         def factory(listener: Callable[[Event], None]) -> Conversation:  # engine thread
             conv = inner(listener)

@@ -47,10 +47,11 @@ import anywidget
 import numpy as np
 import traitlets
 
+from voicechat.audio import SPEECH_RATE
+
 log = logging.getLogger(__name__)
 
-MIC_RATE = 16_000
-REALTIME_BYTES_PER_S = 2 * MIC_RATE  # what a live microphone sends: 16 kHz mono Int16
+REALTIME_BYTES_PER_S = 2 * SPEECH_RATE  # what a live microphone sends: the JS resamples to 16 kHz mono Int16
 MAX_CHUNK_S = 1.0  # ten times the page's chunk; also the upper bound of ``chunk_ms``
 MAX_CHUNK_BYTES = int(REALTIME_BYTES_PER_S * MAX_CHUNK_S)
 _HERE = Path(__file__).parent
@@ -120,7 +121,7 @@ class VoiceBridge(anywidget.AnyWidget):
                     return
                 # Copy out of the zmq frame: the array crosses to the engine thread.
                 pcm = np.frombuffer(bytes(buffers[0]), dtype="<i2").astype(np.int16)
-                rate = int(content.get("rate", MIC_RATE))
+                rate = int(content.get("rate", SPEECH_RATE))
                 with self._stats_lock:
                     self.chunks_in += 1
                 if self.on_audio is not None and pcm.size:

@@ -34,15 +34,15 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 
+from voicechat.audio import SPEECH_RATE
 from voicechat.backends import end_of_turn_signals
-from voicechat.config import LANGUAGES, Settings
+from voicechat.config import LANGUAGES, LLM_CHOICES, Settings
 from voicechat.events import ErrorEvent, State
 from voicechat.notebook import _view
 from voicechat.notebook._engine_link import EngineSession
-from voicechat.notebook.browser_widget import MIC_RATE, VoiceBridge
+from voicechat.notebook.browser_widget import VoiceBridge
 
 REFRESH_S = 0.05  # at most ~20 view updates a second while a reply streams in
-BACKENDS = ("auto", "local", "openai", "realtime")  # realtime: one speech-to-speech model
 
 
 class VoiceChatWidget(widgets.VBox):
@@ -106,7 +106,7 @@ class VoiceChatWidget(widgets.VBox):
             options=[(name, code) for code, name in LANGUAGES.items()], value=s.language, description="Language"
         )
         self._backend = widgets.Dropdown(
-            options=list(BACKENDS), value=s.llm if s.llm in BACKENDS else "auto", description="Backend"
+            options=list(LLM_CHOICES), value=s.llm if s.llm in LLM_CHOICES else "auto", description="Backend"
         )
         self._stt = widgets.Dropdown(options=["server", "browser"], value=stt_mode, description="STT")
         self._echo = widgets.Checkbox(value=echo_cancellation, description="echo cancellation", indent=False)
@@ -172,7 +172,7 @@ class VoiceChatWidget(widgets.VBox):
         """Send ``text`` as if it had been heard (what browser speech recognition does)."""
         self._session.submit_text(text)
 
-    def feed(self, pcm: np.ndarray, sample_rate: int = MIC_RATE) -> None:
+    def feed(self, pcm: np.ndarray, sample_rate: int = SPEECH_RATE) -> None:
         """Push microphone-like audio (any rate; int16 or float mono) into the conversation."""
         self._session.push(np.asarray(pcm), sample_rate)
 
@@ -183,15 +183,15 @@ class VoiceChatWidget(widgets.VBox):
         """
         from voicechat.audio import float_to_int16, read_audio
 
-        pcm = float_to_int16(read_audio(path, MIC_RATE))
-        tail = np.zeros(int(MIC_RATE * (self._settings.end_of_turn_ms + 1500) / 1000), dtype=np.int16)
+        pcm = float_to_int16(read_audio(path, SPEECH_RATE))
+        tail = np.zeros(int(SPEECH_RATE * (self._settings.end_of_turn_ms + 1500) / 1000), dtype=np.int16)
         pcm = np.concatenate([pcm, tail])
-        step = MIC_RATE // 10
+        step = SPEECH_RATE // 10
         self._session.mark_awaiting()
 
         def run() -> None:  # voicechat-feed thread
             for i in range(0, len(pcm), step):
-                self.feed(pcm[i : i + step], MIC_RATE)
+                self.feed(pcm[i : i + step], SPEECH_RATE)
                 time.sleep(0.1 if realtime else 0.004)
 
         t = threading.Thread(target=run, name="voicechat-feed", daemon=True)
@@ -410,8 +410,8 @@ def stages_summary(s: Settings) -> str:
 
 
 def _backend_changes(backend: str) -> dict[str, str]:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend not in LLM_CHOICES:
+        raise ValueError(f"backend must be one of {', '.join(LLM_CHOICES)}, not {backend!r}")
     if backend == "realtime":  # the model hears and speaks; the STT left as it is writes the captions
         return {"llm": "realtime"}
     return {"stt": backend, "llm": backend, "tts": backend}

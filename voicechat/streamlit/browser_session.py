@@ -47,7 +47,7 @@ from voicechat.events import AudioOut, Event, FinalTranscript, Interrupted, Repl
 from voicechat.history import Entry, History
 from voicechat.recording import Recording, joined
 from voicechat.streamlit.session_limit import SLOTS
-from voicechat.streamlit.testing import write_stats
+from voicechat.streamlit.stats_log import write_stats
 from voicechat.ui_state import UiBridge
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ from voicechat.streamlit.keys import StreamerKeys
 from voicechat.streamlit.live import LiveView, escape_markdown, finished_lines, light_state, live_panel
 from voicechat.streamlit.session_limit import frontend_wants_connection
 from voicechat.streamlit.sidebar import SidebarChoice, render_backend_status, render_sidebar
-from voicechat.streamlit.testing import write_stats
+from voicechat.streamlit.stats_log import write_stats
 from voicechat.streamlit.webrtc import RunCountBarrier, render_streamer, settle_heap
 from voicechat.ui_state import Snapshot
 

@@ -1,4 +1,4 @@
-"""UI labels in Korean and English (the seed UI was Korean), chosen by the conversation language.
+"""UI labels in Korean and English, chosen by the conversation language.
 
 ja-JP and zh-CN conversations get English labels: the labels are few, but a wrong translation
 is worse than a clear English one. Every label is our own text, never user text, so the page

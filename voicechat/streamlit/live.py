@@ -26,7 +26,7 @@ from voicechat.streamlit.browser_session import VoiceSession
 from voicechat.streamlit.browser_stt import browser_stt
 from voicechat.streamlit.keys import DEFAULT_KEYS, StreamerKeys
 from voicechat.streamlit.recording_downloads import render_recording_downloads
-from voicechat.streamlit.testing import write_stats
+from voicechat.streamlit.stats_log import write_stats
 from voicechat.ui_state import Snapshot
 
 LATENCY_COLUMNS = ("stt_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_ms")
@@ -54,7 +54,7 @@ def escape_markdown(text: str) -> str:
 
 
 def status_lights(state: State, t: dict[str, str]) -> list[str]:
-    """The seed's three lights (듣고 있음 / AI 생각 중 / 말하는 중), each always named: the lit one with
+    """The three status lights (듣고 있음 / AI 생각 중 / 말하는 중), each always named: the lit one with
     its colour and in bold, the others in grey (an unlit light that said "Idle" could not be told apart)."""
     names = (
         (State.LISTENING, "🟢", t["listening"]),

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import gc
 import os
 import time
 from typing import Any, cast
@@ -50,7 +49,7 @@ from streamlit_webrtc import (
 from streamlit_webrtc.eventloop import get_global_event_loop
 from streamlit_webrtc.session_info import get_script_run_count, get_session_id, get_this_session_info
 
-from voicechat.models import SHARED_MODELS
+from voicechat.process_tuning import freeze_heap_once
 from voicechat.streamlit.browser_session import OUTPUT_RATE, VoiceSession
 from voicechat.streamlit.keys import DEFAULT_KEYS, StreamerKeys
 from voicechat.streamlit.speech_transport import install as install_speech_transport
@@ -182,20 +181,12 @@ class DisconnectWatch:
 
 
 def settle_heap(session: VoiceSession) -> None:
-    """Script thread: once per process, when the first engine is ready, freeze the heap out of
-    the garbage collector's full passes (``gc.freeze``).
-
-    Streamlit runs a full collection after every script run (``runner.postScriptGC``). Over the
-    heap the loaded models, their libraries and Streamlit leave behind, that held the GIL for tens
-    of milliseconds each time, several times a second with a few sessions, and the event loop that
-    carries every call's audio lagged: a closed tab was noticed 0.9-1.9 s late instead of 0.2-0.8 s.
-    What is frozen lives as long as the process anyway; objects made later are collected as usual.
-    (Turning ``postScriptGC`` off instead left aiortc's per-call threads waiting for a collection:
-    13 threads more after 20 calls.)
-    """
+    """Script thread: when the first engine is ready, freeze the loaded models out of the garbage
+    collector's full passes, if the process asked for that (:func:`voicechat.tune_process`, which
+    the bundled app calls; see :func:`voicechat.process_tuning.freeze_heap_once` for why)."""
     runner = session.runner
-    if runner is not None and runner.ready and SHARED_MODELS.first_time(("gc-freeze",)):
-        gc.freeze()
+    if runner is not None and runner.ready:
+        freeze_heap_once()
 
 
 def media_constraints(echo_cancellation: bool) -> dict[str, Any]:

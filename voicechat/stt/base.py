@@ -6,8 +6,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-STT_SAMPLE_RATE = 16_000
-
 
 @runtime_checkable
 class SpeechToText(Protocol):

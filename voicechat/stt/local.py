@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from voicechat import workers
+from voicechat.audio import SPEECH_RATE
 from voicechat.errors import BackendUnavailable, ModelFileError
 from voicechat.models import LOCAL_INSTALL_HINT, SHARED_MODELS, whisper_model_path
 from voicechat.stt.base import language_code
@@ -149,7 +150,7 @@ class LocalSTT:
             return ""
         audio = squeeze_pauses(audio)
         lang = language_code(language) if self.multilingual else None
-        if audio.size > SHORT_CLIP_S * 16000:
+        if audio.size > SHORT_CLIP_S * SPEECH_RATE:
             with self._gate.final():
                 return self._long(audio, lang)
         feats = self._features(audio)  # numpy only: needs no lock, so it overlaps a caption still running
@@ -164,7 +165,7 @@ class LocalSTT:
         audio = squeeze_pauses(audio)
         finals = self._finals
         lang = language_code(language) if self.multilingual else None
-        feats = self._features(audio) if audio.size <= SHORT_CLIP_S * 16000 else None
+        feats = self._features(audio) if audio.size <= SHORT_CLIP_S * SPEECH_RATE else None
         # A final transcript pending, or done since this caption was asked for (its audio is stale):
         # the final one goes first, and the caption shows its text.
         if not self._gate.final_pending and self._finals == finals:
@@ -223,7 +224,7 @@ class LocalSTT:
         """
         from faster_whisper.transcribe import get_ctranslate2_storage
 
-        padded = np.concatenate([audio.astype(np.float32, copy=False), np.zeros(int(16000 * PAD_S), np.float32)])
+        padded = np.concatenate([audio.astype(np.float32, copy=False), np.zeros(int(SPEECH_RATE * PAD_S), np.float32)])
         feats = self._model.feature_extractor(padded)
         frames = min(3000, max(MIN_WINDOW_FRAMES, feats.shape[-1] + (-feats.shape[-1]) % 100))
         feats = np.pad(feats, ((0, 0), (0, frames - feats.shape[-1])), constant_values=float(feats.min()))
@@ -247,7 +248,7 @@ class LocalSTT:
             [prompt],
             beam_size=1,
             # ~5 tokens/s is fast speech, and a timestamp pair per phrase
-            max_length=min(448, len(prompt) + 10 + int(samples / 16000 * 9)),
+            max_length=min(448, len(prompt) + 10 + int(samples / SPEECH_RATE * 9)),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
@@ -276,7 +277,7 @@ def squeeze_pauses(audio: np.ndarray, keep_s: float = PAUSE_KEPT_S, below_db: fl
         return audio
     rms = np.sqrt(np.mean(np.square(audio[: n * step].reshape(n, step), dtype=np.float64), axis=1))
     quiet = rms < rms.max() * 10 ** (below_db / 20)
-    keep = max(1, round(keep_s * 16000 / step))
+    keep = max(1, round(keep_s * SPEECH_RATE / step))
     run = np.zeros(n, dtype=np.int64)  # length of the quiet run so far, at each frame
     for i in np.flatnonzero(quiet):
         run[i] = run[i - 1] + 1 if i > 0 else 1

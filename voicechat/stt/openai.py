@@ -12,18 +12,19 @@ from typing import Any
 
 import numpy as np
 
+from voicechat.audio import SPEECH_RATE
 from voicechat.errors import AudioFormatError, AudioTooLarge, VoicechatError
 from voicechat.openai_client import OpenAIBackend
-from voicechat.stt.base import STT_SAMPLE_RATE, language_code
+from voicechat.stt.base import language_code
 
 # OpenAI refuses uploads over 25 MB; refusing locally saves uploading them first.
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 WAV_HEADER_BYTES = 44
 # Whisper's API rejects clips shorter than 0.1 s ("audio_too_short"); there is nothing to hear.
-MIN_SAMPLES = STT_SAMPLE_RATE // 10
+MIN_SAMPLES = SPEECH_RATE // 10
 
 
-def wav_bytes(audio: np.ndarray, sample_rate: int = STT_SAMPLE_RATE) -> bytes:
+def wav_bytes(audio: np.ndarray, sample_rate: int = SPEECH_RATE) -> bytes:
     """Float audio in [-1, 1] → mono 16-bit PCM WAV; out-of-range samples are clipped."""
     pcm = np.clip(np.nan_to_num(audio.astype(np.float32, copy=False)), -1.0, 1.0)
     samples = (pcm * 32767.0).round().astype("<i2")
@@ -66,11 +67,11 @@ class OpenAISTT(OpenAIBackend):
             return ""
         size = samples.size * 2 + WAV_HEADER_BYTES
         if size > MAX_UPLOAD_BYTES:
-            seconds = samples.size / STT_SAMPLE_RATE
+            seconds = samples.size / SPEECH_RATE
             raise AudioTooLarge(
                 f"{seconds:.0f} s of audio makes a {size / 1e6:.1f} MB WAV, over the "
                 f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB transcription upload limit",
-                f"send utterances shorter than {MAX_UPLOAD_BYTES // (2 * STT_SAMPLE_RATE * 60)} minutes",
+                f"send utterances shorter than {MAX_UPLOAD_BYTES // (2 * SPEECH_RATE * 60)} minutes",
             )
         payload = wav_bytes(samples)
         options: dict[str, Any] = {}

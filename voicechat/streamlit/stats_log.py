@@ -1,4 +1,4 @@
-"""Test hook: what the server received, appended as JSON lines to ``VOICECHAT_TEST_STATS``.
+"""The server's per-session figures, appended as JSON lines to ``VOICECHAT_TEST_STATS`` when it is set.
 
 A browser test that only looks at the page ("connected") cannot tell whether the server got any
 audio; this file can. Unset in normal use, and then nothing is written. Called from the script
