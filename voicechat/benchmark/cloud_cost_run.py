@@ -12,9 +12,9 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from voicechat.benchmark.capacity_run import Question, _transport, _User
 from voicechat.benchmark.loopback_provider import provider_stats
 from voicechat.benchmark.openai_loopback_server import TRANSCRIPTIONS
+from voicechat.benchmark.simulated_callers import Question, _transport, _User
 from voicechat.benchmark.stats import percentile
 from voicechat.conversation_thread import ConversationThread
 from voicechat.engine import Conversation

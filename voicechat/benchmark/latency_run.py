@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from voicechat.audio import SPEECH_RATE, InputConverter, iter_wav_frames
+from voicechat.benchmark.paused_run import first_words
 from voicechat.benchmark.stats import median, paired_ratio, summary, true_end_of_speech
 from voicechat.config import Settings
 from voicechat.end_of_turn import TurnDetector
@@ -127,19 +128,6 @@ async def _play(
         if i >= len(frames) and (done or nothing_heard) and not conv.replying:
             break
     return t0
-
-
-def first_words(conv: Conversation) -> None:
-    """Each file is measured as the first thing said in its conversation: the history is emptied.
-
-    A user does not say the same line twice; a bench that replays its files did, and with the line
-    (or the small model's echo of it in a reply) in the history, ``line_end`` read the repeat as
-    certain: three statements scored 0.46–0.76 on their first play and 0.92–0.99 on the third, and
-    were released after 224–352 ms, where a user's conversation waited the 1.6 s ceiling for the same
-    files. Dropping only the same file's earlier turns was not enough (0.45 → 0.93 for one statement
-    after the other two and their echoing replies).
-    """
-    conv.history.clear()
 
 
 async def _sequential(conv: Conversation, audio16k: np.ndarray, history: list[Message]) -> tuple[float, str]:
