@@ -143,8 +143,10 @@ def test_barge_in_truncates_the_models_memory_to_what_was_heard(
             await conv.feed(frame, 16000)
         while not any(isinstance(e, AudioOut) for _, e in events):
             await asyncio.sleep(0.01)
-        await asyncio.sleep(1.2)  # the user listens to a second or so of the answer, then talks over it
-        for at, frame in _paced(cut_in + [np.zeros_like(cut_in[0])] * 40):
+        # The user listens to a second or so of the answer, then talks over it; the microphone sends
+        # its silence meanwhile, as a real one does (the engine times the resume window in mic audio).
+        quiet = [np.zeros_like(cut_in[0])]
+        for at, frame in _paced(quiet * 60 + cut_in + quiet * 40):
             await asyncio.sleep(max(0.0, at - time.perf_counter()))
             await conv.feed(frame, 16000)
         await conv.wait_reply()
