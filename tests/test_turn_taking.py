@@ -378,6 +378,9 @@ def _went_on_after(offline, piper_voice, gap_s: float):
 def test_speech_resumed_within_a_second_of_the_release_is_answered_merged(offline, piper_voice) -> None:
     conv, events = _went_on_after(offline, piper_voice, 0.3)
     assert [(e.turn, e.reason) for e in events if isinstance(e, Interrupted)] == [(1, "resumed")]
+    # What the wrong release cost is reported: no more of the reply than was sent had been heard.
+    cut = next(e for e in events if isinstance(e, Interrupted))
+    assert 0.0 <= cut.heard_s <= _reply_audio_s(events, 1) + 0.001, (cut.heard_s, _reply_audio_s(events, 1))
     user = [e.content.lower() for e in conv.history.entries if e.role == "user"]
     assert len(user) == 1 and "spain" in user[0] and "food" in user[0], user  # one turn: both parts
     assert [e.role for e in conv.history.entries] == ["user", "assistant"]  # turn 1's reply is gone

@@ -267,6 +267,7 @@ class Conversation:
             return
         if went_on and released is not None:
             self.habit.observe((self.turns.utterance_start - released[1]) * 1000 / RATE)  # the pause we cut
+        heard_s = self._heard_s(turn)
         turn.retract()
         self._playback_end = 0.0  # the surface drops what it queued on Interrupted
         if self._idle_timer is not None:
@@ -284,7 +285,7 @@ class Conversation:
                 )
         self._pieces[:0] = carried
         self._current = None
-        self._emit(Interrupted(turn.number, "resumed"))
+        self._emit(Interrupted(turn.number, "resumed", round(heard_s, 3)))
         self._set_state(State.LISTENING)
 
     def _on_speech_start(self, ev: SpeechStart) -> None:
@@ -451,10 +452,9 @@ class Conversation:
     def _interrupt(self, reason: InterruptReason) -> None:
         turn = self._current
         number = turn.number if turn is not None else self._turn
+        heard_s = self._heard_s(turn)
         if turn is not None and not turn.held:
-            # The surface plays delivered audio in real time, so what is still queued was never heard.
-            unplayed = max(0.0, self._playback_end - time.perf_counter())
-            turn.interrupted_at(max(0.0, turn.delivered_s - unplayed))
+            turn.interrupted_at(heard_s)
         if turn is not None and self.generating:
             turn.cancel()  # its handler records the partial reply as interrupted
         else:
@@ -463,8 +463,16 @@ class Conversation:
         self._playback_end = 0.0
         if self._idle_timer is not None:
             self._idle_timer.cancel()
-        self._emit(Interrupted(number, reason))
+        self._emit(Interrupted(number, reason, round(heard_s, 3)))
         self._set_state(State.LISTENING)
+
+    def _heard_s(self, turn: Turn | None) -> float:
+        """Seconds of ``turn``'s reply played so far: the surface plays delivered audio in real time,
+        so what is still queued was never heard."""
+        if turn is None or turn.held:
+            return 0.0
+        unplayed = max(0.0, self._playback_end - time.perf_counter())
+        return max(0.0, turn.delivered_s - unplayed)
 
     def playback_done(self) -> None:
         """The surface has played every reply sample already (a file or a benchmark, not a speaker)."""

@@ -96,6 +96,9 @@ class Interrupted:
 
     turn: int
     reason: InterruptReason
+    # Seconds of the reply the user had heard when it stopped (the surface plays delivered audio in real
+    # time): what a "resumed" release cost them, and where a speech-to-speech model's memory is cut.
+    heard_s: float = 0.0
 
 
 @dataclass(frozen=True)

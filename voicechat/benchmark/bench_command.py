@@ -205,7 +205,8 @@ def table(r: dict[str, Any]) -> str:
                 (
                     f"paused speech {mode}: false_cutoffs / pauses_total",
                     f"{p['false_cutoffs']} / {p['pauses_total']} ({p['false_cutoff_rate']}), "
-                    f"resumed {p.get('resumed', 0)}",
+                    f"resumed {p.get('resumed', 0)} (reply heard first: at most {p.get('resumed_heard_ms_max')} ms), "
+                    f"{p.get('speaker', 'new')} speaker",
                 )
             )
     width = max(len(a) for a, _ in rows)

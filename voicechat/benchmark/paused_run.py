@@ -14,7 +14,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 from voicechat.audio import SPEECH_RATE, iter_wav_frames
 from voicechat.engine import Conversation
 from voicechat.events import Event, FinalTranscript, Interrupted, SpeechEnded, TurnMetrics
-from voicechat.turn_policy import END_OF_TURN_MODES
+from voicechat.turn_policy import END_OF_TURN_MODES, PauseHabit
 
 PAUSED_DIR = Path(__file__).parent / "paused"
 FRAME_S = 0.02
@@ -40,10 +40,12 @@ class PausedSample:
     heard: list[str]
     line_end: list[float]  # the text signal of every turn the engine ended
     resumed: int = 0  # released turns the speaker went on with: merged with what followed, answered again
+    resumed_heard_ms: list[float] = field(default_factory=list)  # of each such reply, what was heard first
 
 
-def first_words(conv: Conversation) -> None:
-    """Each file is measured as the first thing said in its conversation: the history is emptied.
+def first_words(conv: Conversation, *, new_speaker: bool = True) -> None:
+    """Each file is measured as the first thing said in its conversation: the history is emptied,
+    and (``new_speaker``) so is what the engine learnt of the speaker's pauses.
 
     A user does not say the same line twice; a bench that replays its files did, and with the line
     (or the small model's echo of it in a reply) in the history, ``line_end`` read the repeat as
@@ -51,8 +53,15 @@ def first_words(conv: Conversation) -> None:
     were released after 224–352 ms, where a user's conversation waited the 1.6 s ceiling for the same
     files. Dropping only the same file's earlier turns was not enough (0.45 → 0.93 for one statement
     after the other two and their echoing replies).
+
+    The pause habit hid the same way: kept across the paused set, the first files' pauses after
+    "for" and "of" taught the engine a one-second habit, and every later statement waited past it;
+    a user's first turn has no habit yet. ``new_speaker=False`` keeps it, to measure a speaker the
+    engine has heard pause before.
     """
     conv.history.clear()
+    if new_speaker:
+        conv.habit = PauseHabit()
 
 
 def load_manifest(folder: Path = PAUSED_DIR) -> list[dict[str, Any]]:
@@ -127,6 +136,9 @@ def count(path: Path, mode: str, entry: dict[str, Any], events: list[Event]) -> 
         heard=[e.text for e in events if isinstance(e, FinalTranscript)],
         line_end=[float(e.extra["line_end"]) for e in events if isinstance(e, TurnMetrics) and "line_end" in e.extra],
         resumed=sum(isinstance(e, Interrupted) and e.reason == "resumed" for e in events),
+        resumed_heard_ms=[
+            round(e.heard_s * 1000.0) for e in events if isinstance(e, Interrupted) and e.reason == "resumed"
+        ],
     )
 
 
@@ -135,14 +147,19 @@ async def run_paused(
     folder: Path = PAUSED_DIR,
     progress: Any = None,
     paced_by_work: bool = False,
+    known_speaker: bool = False,
 ) -> dict[str, Any]:
-    """Every paused file through every conversation (one per end-of-turn mode, with its ``take``), interleaved."""
+    """Every paused file through every conversation (one per end-of-turn mode, with its ``take``), interleaved.
+
+    Each file is a new speaker's first turn, unless ``known_speaker``: then one speaker says every
+    file in order and the engine keeps what it learnt of their pauses (history is emptied either way).
+    """
     samples: list[PausedSample] = []
 
     for entry in load_manifest(folder):
         path = folder / entry["file"]
         for mode, (conv, take) in convs.items():
-            first_words(conv)
+            first_words(conv, new_speaker=not known_speaker)
             events = await play_paused(conv, path, take, paced_by_work=paced_by_work)
             sample = count(path, mode, entry, events)
             samples.append(sample)
@@ -162,7 +179,10 @@ async def run_paused(
             "false_cutoff_rate": round(cut / pauses, 3) if pauses else None,
             "replies": sum(s.turns for s in mine),
             "resumed": sum(s.resumed for s in mine),
+            # what a wrong release cost: the reply heard before the speaker's next words stopped it
+            "resumed_heard_ms_max": max((h for s in mine for h in s.resumed_heard_ms), default=None),
             "files": len(mine),
+            "speaker": "known" if known_speaker else "new",
         }
     out["per_file"] = [asdict(s) for s in samples]
     return out
@@ -194,9 +214,12 @@ async def replay_paused(
                     if progress:
                         progress(f"{path.name} [{mode}]: end of turn after {waits} ms of silence")
         if paused:
-            out.update(
-                await run_paused({m: (c, c.drain) for m, c in convs.items()}, progress=progress, paced_by_work=True)
-            )
+            both: dict[str, tuple[Conversation, Callable[[], list[Event]]]] = {
+                m: (c, c.drain) for m, c in convs.items()
+            }
+            out.update(await run_paused(both, progress=progress, paced_by_work=True))
+            known = await run_paused(both, progress=progress, paced_by_work=True, known_speaker=True)
+            out["known_speaker"] = {m: v for m, v in known.items() if m != "per_file"}
         return out
     finally:
         for conv in convs.values():
