@@ -38,6 +38,7 @@ from voicechat.benchmark.machine import describe, machine_report
 from voicechat.benchmark.openai_loopback_server import CHAT, SPEECH, TRANSCRIPTIONS, FakeOpenAIServer
 from voicechat.benchmark.paused_run import play_paused, run_paused
 from voicechat.config import Settings
+from voicechat.conversation_factory import create_conversation
 from voicechat.engine import Conversation
 from voicechat.events import TurnMetrics
 from voicechat.turn_policy import EndOfTurnMode
@@ -59,13 +60,11 @@ def _whisper() -> Any:
 
 def _realtime(server: FakeRealtimeServer, mode: str) -> Conversation:
     """``mode``: the engine's end of turn (semantic, silence), or server_vad (the server's detector)."""
-    from voicechat.backends import make_llm
-
     turns: dict[str, Any] = (
         {"realtime_turns": "server_vad", "end_of_turn": "silence"} if mode == "server_vad" else {"end_of_turn": mode}
     )
     s = Settings(openai_api_key="sk-bench", openai_base_url=server.base_url, llm="realtime", **turns)
-    return Conversation(None, make_llm(s), None, settings=s, interim_stt=None)
+    return create_conversation(s, stt=None, tts=None, interim_stt=None)
 
 
 def _pipeline(server: FakeOpenAIServer, mode: EndOfTurnMode) -> Conversation:
@@ -74,7 +73,7 @@ def _pipeline(server: FakeOpenAIServer, mode: EndOfTurnMode) -> Conversation:
     from voicechat.tts.openai import OpenAITTS
 
     s = Settings(openai_base_url=server.base_url, stt="openai", llm="openai", tts="openai", end_of_turn=mode)
-    return Conversation(OpenAISTT(s), OpenAIChat(s), OpenAITTS(s), settings=s, interim_stt=None)
+    return create_conversation(s, stt=OpenAISTT(s), llm=OpenAIChat(s), tts=OpenAITTS(s), interim_stt=None)
 
 
 async def _v2v(convs: dict[str, Conversation], questions: list[Path], rounds: int, log: Any) -> dict[str, Any]:

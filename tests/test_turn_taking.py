@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import piper_pcm
 from voicechat.audio import InputConverter
 from voicechat.config import Settings
+from voicechat.conversation_factory import create_conversation
 from voicechat.end_of_turn import RATE, TurnConfig, TurnDetector, TurnEnd
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, SpeechEnded, TurnMetrics
@@ -142,7 +143,7 @@ async def _feed_paced_by_work(conv: Conversation, audio: np.ndarray) -> None:
 
 async def _run(offline, audio: np.ndarray, **changes: object) -> tuple[Conversation, list[object]]:
     s, stt, llm, tts = offline
-    conv = Conversation(stt, llm, tts, settings=s.replace(**changes) if changes else s)
+    conv = create_conversation(s.replace(**changes) if changes else s, stt=stt, llm=llm, tts=tts)
     await conv.warm_up()
     await _feed_paced_by_work(conv, audio)
     await conv.wait_reply()
@@ -267,7 +268,7 @@ def test_a_cough_like_burst_during_the_reply_leaves_it_playing(offline, piper_vo
     s, stt, llm, tts = offline
 
     async def run():
-        conv = Conversation(stt, llm, tts, settings=s)
+        conv = create_conversation(s, stt=stt, llm=llm, tts=tts)
         events: list[object] = []
         conv.submit_text("Tell me a story about a brave knight.")
         await _until(conv, events, lambda ev: _reply_audio_s(ev, 1) > 0)
@@ -293,7 +294,7 @@ def test_an_interrupted_replys_history_holds_only_what_was_played(offline) -> No
     s, stt, llm, tts = offline
 
     async def run():
-        conv = Conversation(stt, llm, tts, settings=s)
+        conv = create_conversation(s, stt=stt, llm=llm, tts=tts)
         events: list[object] = []
         conv.submit_text("Tell me a story about a brave knight and a dragon.")
         await _until(conv, events, lambda ev: _reply_audio_s(ev, 1) >= 1.5)  # 1.5 s of speech handed over
@@ -318,7 +319,7 @@ def test_words_added_before_the_reply_is_heard_are_answered_once_merged(offline,
     s, stt, llm, tts = offline
 
     async def run():
-        conv = Conversation(stt, llm, tts, settings=s)
+        conv = create_conversation(s, stt=stt, llm=llm, tts=tts)
         conv.submit_text("What is the capital")  # committed; its reply has not sounded yet
         for i in range(0, len(more), FRAME):
             conv.feed_16k(more[i : i + FRAME])
@@ -357,7 +358,7 @@ def _went_on_after(offline, piper_voice, gap_s: float):
     s, stt, llm, tts = offline
 
     async def run():
-        conv = Conversation(stt, llm, tts, settings=s)
+        conv = create_conversation(s, stt=stt, llm=llm, tts=tts)
         await conv.warm_up()
         await _feed_paced_by_work(conv, first)
         events: list[object] = []

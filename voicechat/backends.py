@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from voicechat.config import STAGES, Settings
 from voicechat.llm.base import ChatModel
-from voicechat.stt.base import SpeechToText
+from voicechat.stt.base import SpeechToText, is_billed
 from voicechat.tts.base import TextToSpeech
 
 if TYPE_CHECKING:
@@ -70,11 +70,6 @@ def make_tts(settings: Settings) -> TextToSpeech:
     if settings.piper_voice or settings.language == "en-US":
         return PiperTTS(settings.piper_voice, speed=settings.tts_speed)
     return EspeakTTS(settings.language, speed=settings.tts_speed)
-
-
-def is_billed(stt: SpeechToText | None) -> bool:
-    """A provider that charges per second of uploaded audio (every OpenAI-format STT counts as one)."""
-    return stt is not None and stt.name.startswith("openai")
 
 
 def make_interim_stt(settings: Settings, stt: SpeechToText | None) -> SpeechToText | None:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from typing import Any
 
 import av
 import numpy as np
@@ -43,7 +43,7 @@ from voicechat.llm.base import ChatModel, Message
 from voicechat.realtime.base import speech_to_speech
 from voicechat.recording import ConversationRecorder
 from voicechat.speculative_turn import Turn, TurnInput
-from voicechat.stt.base import SpeechToText
+from voicechat.stt.base import SpeechToText, is_billed
 from voicechat.transcribed_prefix import TranscribedPrefix
 from voicechat.tts.base import TextToSpeech
 from voicechat.turn_policy import LineEndScoring, PauseHabit, TurnPolicy
@@ -54,9 +54,12 @@ from voicechat.warm_up import prime_next_turn, warm_up_once
 class Conversation:
     """Listens, transcribes, replies and speaks; barge-in and ``stop_speaking()`` cut a reply.
 
-    Events go to ``listener`` if given, else to a queue read with :meth:`events`. ``scorer``
-    is the text end-of-turn signal; by default it is built from the settings (the local LLM's
-    model when ``end_of_turn`` is ``semantic``), ``None`` ends turns on silence alone.
+    Build one with :func:`voicechat.create_conversation`, which turns the settings into the parts
+    this takes. Events go to ``listener`` if given, else to a queue read with :meth:`events`.
+    ``interim_stt`` writes the live transcript (``None``: none). ``scorer`` is the text end-of-turn
+    signal, used when ``end_of_turn`` is ``semantic``; ``None`` ends turns on silence alone.
+    ``half_duplex`` ignores the microphone while a reply plays (speakers without echo
+    cancellation); the surfaces may change the attribute while the conversation runs.
     """
 
     def __init__(
@@ -69,11 +72,10 @@ class Conversation:
         vad: VoiceActivityDetector | None = None,
         output_rate: int = 48_000,
         listener: Callable[[Event], None] | None = None,
-        interim_stt: SpeechToText | Literal["auto"] | None = "auto",
-        scorer: LineEndScoring | str | None = "auto",
+        interim_stt: SpeechToText | None = None,
+        scorer: LineEndScoring | None = None,
+        half_duplex: bool = False,
     ) -> None:
-        from voicechat.backends import is_billed, make_interim_stt
-
         self.settings = settings or Settings()
         s = self.settings
         self.stt, self.llm, self.tts = stt, llm, tts
@@ -89,11 +91,7 @@ class Conversation:
         self.history = History()
         self.metrics: list[TurnMetrics] = []
         self.state = State.LISTENING
-        self.half_duplex = False
-        if isinstance(scorer, str):
-            from voicechat.backends import make_line_end_scorer
-
-            scorer = make_line_end_scorer(s, llm)
+        self.half_duplex = half_duplex
         self.scorer: LineEndScoring | None = scorer if s.end_of_turn == "semantic" else None
         self.policy = TurnPolicy(
             mode="semantic" if self.scorer is not None else "silence",
@@ -117,9 +115,9 @@ class Conversation:
         self._playback_end = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._priming: asyncio.Future[None] | None = None  # the LLM reading the history in (prime_next_turn)
-        # The live transcript's STT; see make_interim_stt for why it may differ from ``stt``.
+        # The live transcript's STT; see backends.make_interim_stt for why it may differ from ``stt``.
         self.captions = LiveCaptions(
-            make_interim_stt(s, stt) if interim_stt == "auto" else interim_stt,
+            interim_stt,
             self.turns,
             self._emit,
             language=s.language,

@@ -23,6 +23,7 @@ from voicechat.audio import SPEECH_RATE, InputConverter, iter_wav_frames
 from voicechat.benchmark.paused_run import first_words
 from voicechat.benchmark.stats import median, paired_ratio, summary, true_end_of_speech
 from voicechat.config import Settings
+from voicechat.conversation_factory import create_conversation
 from voicechat.end_of_turn import TurnDetector
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, FinalTranscript, Interrupted, ReplyDone, TurnMetrics
@@ -176,7 +177,10 @@ async def run_benchmark(
 
     stt, llm, tts = make_stt(settings), make_llm(settings), make_tts(settings)
     recs = {m: _Recorder() for m in MODES}
-    convs = {m: Conversation(stt, llm, tts, settings=settings.replace(end_of_turn=m), listener=recs[m]) for m in MODES}
+    convs = {
+        m: create_conversation(settings.replace(end_of_turn=m), stt=stt, llm=llm, tts=tts, listener=recs[m])
+        for m in MODES
+    }
     for conv in convs.values():
         await conv.warm_up()
     loaded = [(q, *iter_wav_frames(q)) for q in questions]

@@ -17,6 +17,7 @@ from typing import Any
 
 from voicechat.benchmark.openai_loopback_server import CHAT, SPEECH, STATS, TRANSCRIPTIONS
 from voicechat.config import Settings
+from voicechat.conversation_factory import conversation_factory
 from voicechat.engine import Conversation
 from voicechat.events import Event
 
@@ -58,12 +59,4 @@ def loopback_settings(base_url: str, **overrides: Any) -> Settings:
 
 def loopback_factory(settings: Settings) -> Callable[[Callable[[Event], None]], Conversation]:
     """Engines as the sweep's sessions have them (no Streamlit): each call runs on its engine thread."""
-
-    def make(listener: Callable[[Event], None]) -> Conversation:
-        from voicechat.backends import make_llm, make_stt, make_tts
-
-        return Conversation(
-            make_stt(settings), make_llm(settings), make_tts(settings), settings=settings, listener=listener
-        )
-
-    return make
+    return conversation_factory(settings)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from voicechat.audio import SPEECH_RATE, iter_wav_frames
+from voicechat.conversation_factory import create_conversation
 from voicechat.engine import Conversation
 from voicechat.events import Event, FinalTranscript, Interrupted, SpeechEnded, TurnMetrics
 from voicechat.turn_policy import END_OF_TURN_MODES
@@ -179,7 +180,9 @@ async def replay_paused(
     from voicechat.backends import make_llm, make_stt, make_tts
 
     stt, llm, tts = make_stt(settings), make_llm(settings), make_tts(settings)
-    convs = {m: Conversation(stt, llm, tts, settings=settings.replace(end_of_turn=m)) for m in END_OF_TURN_MODES}
+    convs = {
+        m: create_conversation(settings.replace(end_of_turn=m), stt=stt, llm=llm, tts=tts) for m in END_OF_TURN_MODES
+    }
     for conv in convs.values():
         await conv.warm_up()
     try:
