@@ -13,7 +13,7 @@ Voice-to-voice is the engine's ``first_audio_ms``: from the end of speech to the
 handed to the surface. With ``semantic`` turns the realtime server's transcription is a local
 Whisper (tiny.en), so the end-of-turn score reads the words actually said; ``server_vad`` lets the
 server's detector (here an energy gate with the API's default 500 ms of silence) end the turns. The
-paused-speech set (``voicechat/benchmark/paused``) then counts false cut-offs on the realtime path.
+paused-speech set (``voicechat_bench_kit/paused``) then counts false cut-offs on the realtime path.
 
 Uses tests/realtime_loopback.py (a test double, kept out of the package); run from the repository root.
 """
@@ -35,13 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.realtime_loopback import FakeRealtimeServer
 from voicechat.benchmark.latency_run import default_questions
 from voicechat.benchmark.machine import describe, machine_report
-from voicechat.benchmark.openai_loopback_server import CHAT, SPEECH, TRANSCRIPTIONS, FakeOpenAIServer
 from voicechat.benchmark.paused_run import play_paused, run_paused
 from voicechat.config import Settings
 from voicechat.conversation_factory import create_conversation
 from voicechat.engine import Conversation
 from voicechat.events import TurnMetrics
 from voicechat.turn_policy import EndOfTurnMode
+from voicechat_bench_kit.openai_loopback_server import CHAT, SPEECH, TRANSCRIPTIONS, FakeOpenAIServer
 
 
 def _whisper() -> Any:

@@ -18,7 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from voicechat.benchmark.openai_loopback_server import (
+from voicechat.config import Settings
+from voicechat.conversation_factory import create_conversation
+from voicechat.engine import Conversation
+from voicechat.events import AudioOut, ErrorEvent, ReplyDone, State
+from voicechat_bench_kit.openai_loopback_server import (
     CHAT,
     SPEECH,
     TRANSCRIPTIONS,
@@ -28,10 +32,6 @@ from voicechat.benchmark.openai_loopback_server import (
     serve,
     sse_chat,
 )
-from voicechat.config import Settings
-from voicechat.conversation_factory import create_conversation
-from voicechat.engine import Conversation
-from voicechat.events import AudioOut, ErrorEvent, ReplyDone, State
 
 KEY = "sk-test-SECRET-turn-0123456789"
 

@@ -14,10 +14,10 @@ import pytest
 
 from tests.conftest import piper_pcm
 from voicechat.audio import InputConverter
-from voicechat.benchmark.openai_loopback_server import TRANSCRIPTIONS, FakeOpenAIServer, Reply, serve, wav_seconds
 from voicechat.config import Settings
 from voicechat.conversation_factory import create_conversation
 from voicechat.events import FinalTranscript, PartialTranscript, ReplyDone
+from voicechat_bench_kit.openai_loopback_server import TRANSCRIPTIONS, FakeOpenAIServer, Reply, serve, wav_seconds
 
 pytestmark = pytest.mark.slow
 KEY = "sk-test-billing"

@@ -30,9 +30,9 @@ from voicechat.events import AudioOut, Event, FinalTranscript, Interrupted, Repl
 from voicechat.llm.base import Message
 from voicechat.turn_policy import END_OF_TURN_MODES as MODES
 from voicechat.vad import make_vad
+from voicechat_bench_kit import QUESTIONS_DIR
 
 FRAME_S = 0.02
-QUESTIONS_DIR = Path(__file__).parent / "questions"
 
 
 KINDS = {"q": "question", "s": "statement", "c": "command"}

@@ -1,7 +1,7 @@
 """Paused speech through the real engine: how often a turn is cut while the speaker is only pausing.
 
-Each file of ``paused/`` is one speaker turn with pauses of 0.6–1.5 s inside it (made by
-``bench/make_questions.py``; ``manifest.json`` gives its pauses and true end of speech). It is
+Each file of voicechat-bench-kit's ``paused/`` is one speaker turn with pauses of 0.6–1.5 s inside it
+(made by ``bench/make_questions.py``; ``manifest.json`` gives its pauses and true end of speech). It is
 fed in real time, like a microphone, then silence until every reply has played. A *false
 cut-off* is a turn the engine ended (``SpeechEnded``, not a forced cut) whose last voiced
 audio lies before the true end of the speaker's turn. Both end-of-turn modes run in the same
@@ -25,8 +25,8 @@ from voicechat.conversation_factory import create_conversation
 from voicechat.engine import Conversation
 from voicechat.events import Event, FinalTranscript, Interrupted, SpeechEnded, TurnMetrics
 from voicechat.turn_policy import END_OF_TURN_MODES
+from voicechat_bench_kit import PAUSED_DIR
 
-PAUSED_DIR = Path(__file__).parent / "paused"
 FRAME_S = 0.02
 TAIL_S = 2.5  # silence after the speech: longer than any end-of-turn wait
 
