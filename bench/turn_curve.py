@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from voicechat.audio import read_audio
-from voicechat.end_of_turn import RATE, SpeechPause, SpeechResume, TurnConfig, TurnDetector, TurnEnd
+from voicechat.end_of_turn import RATE, SilenceSegmenter, SpeechPause, SpeechResume, TurnConfig, TurnEnd
 from voicechat.turn_policy import PauseHabit, TurnPolicy, heard_question
 
 HERE = Path(__file__).resolve().parent
@@ -118,7 +118,7 @@ async def score_pauses(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
     records = []
     for f in files:
         audio = np.concatenate([read_audio(f["file"], RATE), np.zeros(RATE * 3, np.float32)])
-        det = TurnDetector(SileroVAD(), TurnConfig(end_of_turn_ms=2500, pause_ms=s.speculative_pause_ms))
+        det = SilenceSegmenter(SileroVAD(), TurnConfig(end_of_turn_ms=2500, pause_ms=s.speculative_pause_ms))
         events = [e for i in range(0, len(audio), 320) for e in det.feed(audio[i : i + 320])]
         pauses = []
         for k, ev in enumerate(events):

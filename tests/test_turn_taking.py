@@ -19,7 +19,7 @@ from tests.conftest import piper_pcm
 from voicechat.audio import InputConverter
 from voicechat.config import Settings
 from voicechat.conversation_factory import create_conversation
-from voicechat.end_of_turn import RATE, TurnConfig, TurnDetector, TurnEnd
+from voicechat.end_of_turn import RATE, SilenceSegmenter, TurnConfig, TurnEnd
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, SpeechEnded, TurnMetrics
 from voicechat.turn_policy import PauseHabit, TurnPolicy, Verdict
@@ -198,7 +198,7 @@ def test_silence_mode_reproduces_the_detectors_turn_boundaries(offline, piper_vo
             _silence(1.5),
         ]
     )
-    det = TurnDetector(SileroVAD(), TurnConfig())  # today's rule: 500 ms of silence
+    det = SilenceSegmenter(SileroVAD(), TurnConfig())  # today's rule: 500 ms of silence
     expected = [
         round(e.last_voiced / RATE, 3)
         for i in range(0, len(audio), FRAME)

@@ -66,8 +66,8 @@ class TurnEnd:
 TurnEvent = SpeechStart | SpeechPause | SpeechResume | TurnEnd
 
 
-class TurnDetector:
-    """Feeds 16 kHz mono float32 audio of any length through a VAD and reports turn events.
+class SilenceSegmenter:
+    """Cuts 16 kHz mono float32 audio of any length into utterances by the VAD's silences, reporting turn events.
 
     Not thread-safe: one per input stream, called from one thread (the engine's loop).
     """

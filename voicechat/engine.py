@@ -23,7 +23,7 @@ from voicechat import workers
 from voicechat.audio import InputConverter
 from voicechat.backend_abilities import Closes
 from voicechat.config import Settings
-from voicechat.end_of_turn import RATE, SpeechPause, SpeechResume, SpeechStart, TurnConfig, TurnDetector, TurnEnd
+from voicechat.end_of_turn import RATE, SilenceSegmenter, SpeechPause, SpeechResume, SpeechStart, TurnConfig, TurnEnd
 from voicechat.errors import VoicechatError
 from voicechat.events import (
     AudioOut,
@@ -106,7 +106,7 @@ class Conversation:
             max_utterance_s=s.max_utterance_s,
             pause_ms=s.speculative_pause_ms,
         )
-        self.turns = TurnDetector(vad or make_vad(s.vad), cfg)
+        self.turns = SilenceSegmenter(vad or make_vad(s.vad), cfg)
         self._input = InputConverter(RATE)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._listener = listener or self._queue.put_nowait

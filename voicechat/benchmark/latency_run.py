@@ -24,7 +24,7 @@ from voicechat.benchmark.paused_run import first_words
 from voicechat.benchmark.stats import median, paired_ratio, summary, true_end_of_speech
 from voicechat.config import Settings
 from voicechat.conversation_factory import create_conversation
-from voicechat.end_of_turn import TurnDetector
+from voicechat.end_of_turn import SilenceSegmenter
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, FinalTranscript, Interrupted, ReplyDone, TurnMetrics
 from voicechat.llm.base import Message
@@ -318,7 +318,7 @@ def frame_path_realtime_factor(questions: list[Path], vad_kind: str = "silero", 
     audio_s = sum(len(np.concatenate(f)) / r for f, r in loaded)
     factors = []
     for _ in range(passes):
-        conv, det = InputConverter(), TurnDetector(make_vad(vad_kind))
+        conv, det = InputConverter(), SilenceSegmenter(make_vad(vad_kind))
         conv.convert(loaded[0][0][0], loaded[0][1])  # first call builds the resampler
         t0 = time.thread_time()
         for frames, rate in loaded:
