@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import piper_pcm
-from voicechat.audio import InputConverter
+from voicechat.audio import SPEECH_RATE, InputConverter
 from voicechat.config import Settings
 from voicechat.conversation_factory import create_conversation
-from voicechat.end_of_turn import RATE, SilenceSegmenter, TurnConfig, TurnEnd
+from voicechat.end_of_turn import SilenceSegmenter, TurnConfig, TurnEnd
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, SpeechEnded, TurnMetrics
 from voicechat.turn_policy import PauseHabit, TurnPolicy, Verdict
@@ -128,7 +128,7 @@ def _speech(voice, text: str) -> np.ndarray:
 
 
 def _silence(s: float) -> np.ndarray:
-    return np.zeros(int(RATE * s), dtype=np.float32)
+    return np.zeros(int(SPEECH_RATE * s), dtype=np.float32)
 
 
 async def _feed_paced_by_work(conv: Conversation, audio: np.ndarray) -> None:
@@ -200,7 +200,7 @@ def test_silence_mode_reproduces_the_detectors_turn_boundaries(offline, piper_vo
     )
     det = SilenceSegmenter(SileroVAD(), TurnConfig())  # today's rule: 500 ms of silence
     expected = [
-        round(e.last_voiced / RATE, 3)
+        round(e.last_voiced / SPEECH_RATE, 3)
         for i in range(0, len(audio), FRAME)
         for e in det.feed(audio[i : i + FRAME])
         if isinstance(e, TurnEnd)
@@ -263,7 +263,7 @@ def _reply_audio_s(events: list[object], turn: int) -> float:
 
 
 def test_a_cough_like_burst_during_the_reply_leaves_it_playing(offline, piper_voice) -> None:
-    burst = _speech(piper_voice, "Ah!")[: int(RATE * 0.12)]  # 120 ms of voice: a cough, a click, an "mm"
+    burst = _speech(piper_voice, "Ah!")[: int(SPEECH_RATE * 0.12)]  # 120 ms of voice: a cough, a click, an "mm"
     burst = burst * np.hanning(len(burst)).astype(np.float32)
     s, stt, llm, tts = offline
 

@@ -20,10 +20,10 @@ import av
 import numpy as np
 
 from voicechat import workers
-from voicechat.audio import InputConverter
+from voicechat.audio import SPEECH_RATE, InputConverter
 from voicechat.backend_abilities import Closes
 from voicechat.config import Settings
-from voicechat.end_of_turn import RATE, SilenceSegmenter, SpeechPause, SpeechResume, SpeechStart, TurnConfig, TurnEnd
+from voicechat.end_of_turn import SilenceSegmenter, SpeechPause, SpeechResume, SpeechStart, TurnConfig, TurnEnd
 from voicechat.errors import VoicechatError
 from voicechat.events import (
     AudioOut,
@@ -107,7 +107,7 @@ class Conversation:
             pause_ms=s.speculative_pause_ms,
         )
         self.turns = SilenceSegmenter(vad or make_vad(s.vad), cfg)
-        self._input = InputConverter(RATE)
+        self._input = InputConverter(SPEECH_RATE)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._listener = listener or self._queue.put_nowait
         self._turn = 0
@@ -250,7 +250,7 @@ class Conversation:
         An early release thus costs a moment of reply, not a turn answered in two halves."""
         self._overlap = False
         turn = self._current
-        released, window = self._released, self.policy.resume_ms * RATE / 1000
+        released, window = self._released, self.policy.resume_ms * SPEECH_RATE / 1000
         went_on = (
             turn is not None
             and released is not None
@@ -264,7 +264,7 @@ class Conversation:
             self._interrupt("barge-in")
             return
         if went_on and released is not None:
-            self.habit.observe((self.turns.utterance_start - released[1]) * 1000 / RATE)  # the pause we cut
+            self.habit.observe((self.turns.utterance_start - released[1]) * 1000 / SPEECH_RATE)  # the pause we cut
         turn.retract()
         self._playback_end = 0.0  # the surface drops what it queued on Interrupted
         if self._idle_timer is not None:
@@ -291,7 +291,7 @@ class Conversation:
         self.captions.new_utterance()
         self._prime()
         self._set_state(State.LISTENING)
-        self._emit(SpeechStarted(ev.at / RATE))
+        self._emit(SpeechStarted(ev.at / SPEECH_RATE))
 
     def _prime(self, heard: str = "") -> None:
         """The local reply model reads the conversation, and the user's words so far (a caption), ahead
@@ -326,10 +326,10 @@ class Conversation:
                 sent, audio = self._billed_prefix.take(audio)
                 self._pieces += sent
             self._pieces.append(asyncio.create_task(self.stt.transcribe(audio, language=self.settings.language)))
-            self._emit(SpeechEnded(ev.at / RATE, (ev.at - ev.start) / RATE, forced=True))
+            self._emit(SpeechEnded(ev.at / SPEECH_RATE, (ev.at - ev.start) / SPEECH_RATE, forced=True))
             return
-        eot_ms = round((ev.at - ev.last_voiced) / RATE * 1000, 1)
-        self._emit(SpeechEnded(ev.last_voiced / RATE, (ev.last_voiced - ev.start) / RATE))
+        eot_ms = round((ev.at - ev.last_voiced) / SPEECH_RATE * 1000, 1)
+        self._emit(SpeechEnded(ev.last_voiced / SPEECH_RATE, (ev.last_voiced - ev.start) / SPEECH_RATE))
         turn = self._current
         if turn is not None and turn.held and turn.source.last_voiced == ev.last_voiced:
             if self._billed_prefix is not None:
@@ -350,7 +350,7 @@ class Conversation:
         """Where the wait for this turn ran out: a score that came late moved the decision, not the due point."""
         if self._decided_wait_ms is None:
             return ev.at
-        return min(ev.at, ev.last_voiced + round(self._decided_wait_ms * RATE / 1000))
+        return min(ev.at, ev.last_voiced + round(self._decided_wait_ms * SPEECH_RATE / 1000))
 
     def _start_speculative(self, ev: SpeechPause) -> None:
         """At the first pause, run the whole turn ahead while end of turn is still being confirmed."""
@@ -363,7 +363,7 @@ class Conversation:
         ):
             return
         self._turn += 1
-        lead = round((ev.at - ev.last_voiced) / RATE * 1000, 1)
+        lead = round((ev.at - ev.last_voiced) / SPEECH_RATE * 1000, 1)
         if self._billed_prefix is not None and self.stt is not None:  # only what the provider has not heard
             pieces = self._billed_prefix.extend(self.stt, ev.audio, self.settings.language)
             source = TurnInput(pieces=pieces, last_voiced=ev.last_voiced, started_after_eos_ms=lead)
@@ -390,7 +390,7 @@ class Conversation:
     async def end_of_input(self) -> None:
         """The input ended (end of a file): treat trailing speech as a finished turn."""
         if self.turns.speaking:
-            silence = np.zeros(int(RATE * (self.turns.config.end_of_turn_ms + 100) / 1000), dtype=np.float32)
+            silence = np.zeros(int(SPEECH_RATE * (self.turns.config.end_of_turn_ms + 100) / 1000), dtype=np.float32)
             self.feed_16k(silence)
 
     # ------------------------------------------------------------------ turns
@@ -404,8 +404,8 @@ class Conversation:
     def server_turn(self, response_id: str) -> None:
         ended = self.turns.end_turn()  # the local utterance is over too: its voice must not barge in
         last = ended.last_voiced if ended is not None else self._heard_until
-        eot_ms = round(max(0, self.turns.position - last) / RATE * 1000, 1)
-        self._emit(SpeechEnded(last / RATE, 0.0))
+        eot_ms = round(max(0, self.turns.position - last) / SPEECH_RATE * 1000, 1)
+        self._emit(SpeechEnded(last / SPEECH_RATE, 0.0))
         if self.replying:
             self._interrupt("barge-in")
         self._start_turn(TurnInput(response_id=response_id, last_voiced=last), eot_ms=eot_ms)
