@@ -42,7 +42,7 @@ from voicechat.live_captions import LiveCaptions
 from voicechat.llm.base import ChatModel, Message
 from voicechat.realtime.base import speech_to_speech
 from voicechat.recording import ConversationRecorder
-from voicechat.speculative_turn import Turn, TurnInput
+from voicechat.speculative_turn import RunningTurn, TurnInput
 from voicechat.stt.base import SpeechToText, is_billed
 from voicechat.transcribed_prefix import TranscribedPrefix
 from voicechat.tts.base import TextToSpeech
@@ -111,7 +111,7 @@ class Conversation:
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._listener = listener or self._queue.put_nowait
         self._turn = 0
-        self._current: Turn | None = None
+        self._current: RunningTurn | None = None
         self._playback_end = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._priming: asyncio.Future[None] | None = None  # the LLM reading the history in (prime_next_turn)
@@ -167,7 +167,7 @@ class Conversation:
         return ["silence"] + ([self.scorer.name] if self.scorer is not None else [])
 
     @property
-    def held_turn(self) -> Turn | None:
+    def held_turn(self) -> RunningTurn | None:
         """The turn being prepared ahead while the end of the user's turn is not yet decided."""
         cur = self._current
         return cur if cur is not None and cur.held and not cur.done else None
@@ -273,7 +273,7 @@ class Conversation:
         carried: list[asyncio.Task[str]] = []
         text = turn.transcript if turn.transcript is not None else turn.source.text
         if text is not None:
-            carried.append(asyncio.create_task(_known(text)))
+            carried.append(asyncio.create_task(_already_transcribed(text)))
         else:
             carried += turn.source.pieces
             if turn.source.audio is not None and self.stt is not None:
@@ -369,7 +369,7 @@ class Conversation:
             source = TurnInput(pieces=pieces, last_voiced=ev.last_voiced, started_after_eos_ms=lead)
         else:
             source = TurnInput(audio=ev.audio, last_voiced=ev.last_voiced, started_after_eos_ms=lead)
-        self._current = Turn(self._turn, self, source, held=True)
+        self._current = RunningTurn(self._turn, self, source, held=True)
 
     def _drop_speculative(self) -> None:
         turn = self._current
@@ -396,7 +396,7 @@ class Conversation:
     # ------------------------------------------------------------------ turns
     def _start_turn(self, source: TurnInput, *, eot_ms: float) -> None:
         self._turn += 1
-        turn = Turn(self._turn, self, source, held=False)
+        turn = RunningTurn(self._turn, self, source, held=False)
         turn.eot_ms = eot_ms
         self._current = turn
 
@@ -416,7 +416,7 @@ class Conversation:
     def history_for_server(self) -> list[Message]:
         return self.history.messages(self.settings.prompt(), self.settings.history_messages)
 
-    # TurnHost: called by the running Turn on this loop
+    # TurnHost: called by the RunningTurn on this loop
     def deliver(self, event: Event) -> None:
         if isinstance(event, AudioOut):
             now = time.perf_counter()
@@ -525,6 +525,6 @@ class Conversation:
         self._set_state(State.IDLE)
 
 
-async def _known(text: str) -> str:
+async def _already_transcribed(text: str) -> str:
     """A transcript already in hand, in the shape of a pending one (a carried piece)."""
     return text
