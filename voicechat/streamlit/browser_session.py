@@ -129,7 +129,7 @@ def engine_factory(
 _TURN_EVENTS = (AudioOut, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, TurnMetrics)
 
 
-def shifted(listener: Callable[[Event], None], offset: int) -> Callable[[Event], None]:
+def continuing_turn_numbers(listener: Callable[[Event], None], offset: int) -> Callable[[Event], None]:
     """Engine thread: pass events on with turn numbers moved up by ``offset``.
 
     Each engine counts turns from 1; a session restarts its engine on every WebRTC start and
@@ -248,7 +248,7 @@ class VoiceSession:
         self._turn_offset = max([0, *(line.turn for line in snap.lines), *(m.turn for m in snap.metrics)])
         runner = ConversationThread(
             self._factory(settings, half_duplex=half_duplex, history=list(self._archive)),
-            shifted(self.bridge.handle, self._turn_offset),
+            continuing_turn_numbers(self.bridge.handle, self._turn_offset),
             name=ENGINE_THREAD,
         )
         with self._lock:
