@@ -322,7 +322,7 @@ def test_a_pause_mid_question_runs_ahead_but_leaves_no_trace_when_speech_resumes
     partials = [e.text.lower() for e in events if isinstance(e, PartialTranscript)]
     assert partials and all(p.startswith("what") for p in partials)  # a live transcript while the user spoke
     metrics = next(e for e in events if isinstance(e, TurnMetrics))
-    assert metrics.extra["speculative"] == 1.0  # the final turn was prepared before its end was confirmed
+    assert metrics.speculative is True  # the final turn was prepared before its end was confirmed
 
 
 def test_stop_at_the_first_reply_audio_lets_no_more_audio_out_and_listens_again(offline) -> None:

@@ -179,7 +179,8 @@ def test_a_finished_question_is_released_before_512_ms_of_silence(offline, piper
     metrics = next(e for e in events if isinstance(e, TurnMetrics))
     assert len(ended) == 1
     assert metrics.eot_ms is not None and metrics.eot_ms < 512, metrics
-    assert metrics.extra["question"] == 1.0 and TurnPolicy().likely_finished(metrics.extra["line_end"], question=True)
+    assert metrics.question is True and metrics.line_end is not None
+    assert TurnPolicy().likely_finished(metrics.line_end, question=True)
     assert conv.end_of_turn_signals == ["silence", "text (local LLM)"]
     _, events = asyncio.run(_run(offline, audio, end_of_turn="silence"))
     metrics = next(e for e in events if isinstance(e, TurnMetrics))

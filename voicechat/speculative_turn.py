@@ -295,19 +295,14 @@ class RunningTurn:
             first_audio_ms=None
             if self.first_audio_out is None
             else round(self.eot_ms + (self.first_audio_out - committed) * 1000.0, 1),
-            extra={
-                "reply_audio_s": round(t.audio_s, 3),
-                "speculative": float(self.speculative),
-                **(
-                    {"line_end": round(self.line_end, 4), "question": float(self.question)}
-                    if self.line_end is not None
-                    else {}
-                ),
-                **({"line_end_ms": round(stats["line_end"], 1)} if "line_end" in stats else {}),
-                "started_after_eos_ms": self.source.started_after_eos_ms if self.speculative else self.eot_ms,
-                "started_perf_s": self.created_at,  # time.perf_counter() when work began (benchmarks)
-                "speculative_lead_ms": round(max(0.0, (committed - t.llm_start) * 1000.0), 1),
-            },
+            reply_audio_s=round(t.audio_s, 3),
+            speculative=self.speculative,
+            line_end=None if self.line_end is None else round(self.line_end, 4),
+            question=None if self.line_end is None else self.question,
+            line_end_ms=round(stats["line_end"], 1) if "line_end" in stats else None,
+            started_after_eos_ms=self.source.started_after_eos_ms if self.speculative else self.eot_ms,
+            started_perf_s=self.created_at,
+            speculative_lead_ms=round(max(0.0, (committed - t.llm_start) * 1000.0), 1),
         )
         host.metrics.append(metrics)
         host.deliver(metrics)

@@ -279,10 +279,10 @@ def _sample(path: Path, evs: list[tuple[float, Event]], turn: int, eos_wall: flo
     v = lambda x: float(x) if x is not None else 0.0  # noqa: E731
     # From the true end of speech to the moment the turn's work began, by the wall clock: this
     # includes the VAD's 32 ms windows and the 20 ms frames, which belong to listening, not overhead.
-    started_perf = metrics.extra.get("started_perf_s")
-    started = (started_perf - eos_wall) * 1000.0 if started_perf else v(metrics.extra.get("started_after_eos_ms"))
+    started_perf = metrics.started_perf_s
+    started = (started_perf - eos_wall) * 1000.0 if started_perf else v(metrics.started_after_eos_ms)
     # The end-of-turn score sits between the transcript and the reply (it holds the model): on the path.
-    score = v(metrics.extra.get("line_end_ms"))
+    score = v(metrics.line_end_ms)
     chain = started + v(metrics.stt_ms) + score + v(metrics.first_sentence_ms) + v(metrics.tts_first_audio_ms)
     critical = max(v(metrics.eot_ms), chain)
     v2v = (first_audio - eos_wall) * 1000.0
@@ -301,9 +301,9 @@ def _sample(path: Path, evs: list[tuple[float, Event]], turn: int, eos_wall: flo
         started_after_eos_ms=started,
         critical_path_ms=round(critical, 1),
         overhead_ms=round(v2v - critical, 1),
-        speculative=bool(metrics.extra.get("speculative")),
+        speculative=metrics.speculative,
         kind=kind_of(path.name),
-        line_end=metrics.extra.get("line_end"),
+        line_end=metrics.line_end,
         resumed=sum(isinstance(e, Interrupted) and e.reason == "resumed" for _, e in evs),
     )
 

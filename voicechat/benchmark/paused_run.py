@@ -126,7 +126,7 @@ def count(path: Path, mode: str, entry: dict[str, Any], events: list[Event]) -> 
         turns=len(ended),
         false_cutoffs=len(early),
         heard=[e.text for e in events if isinstance(e, FinalTranscript)],
-        line_end=[float(e.extra["line_end"]) for e in events if isinstance(e, TurnMetrics) and "line_end" in e.extra],
+        line_end=[e.line_end for e in events if isinstance(e, TurnMetrics) and e.line_end is not None],
         resumed=sum(isinstance(e, Interrupted) and e.reason == "resumed" for e in events),
     )
 

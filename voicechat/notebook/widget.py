@@ -216,7 +216,7 @@ class VoiceChatWidget(widgets.VBox):
         return self._session.read(lambda c: [asdict(e) for e in c.history.entries], [])
 
     @property
-    def metrics(self) -> list[dict[str, float | int | None]]:
+    def metrics(self) -> list[dict[str, float | int | bool | None]]:
         """Per-turn latency in ms (``first_audio_ms`` = end of speech → first reply sound)."""
         return self._session.read(lambda c: [m.as_dict() for m in c.metrics], [])
 
