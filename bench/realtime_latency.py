@@ -63,7 +63,7 @@ def _realtime(server: FakeRealtimeServer, mode: str) -> Conversation:
     turns: dict[str, Any] = (
         {"realtime_turns": "server_vad", "end_of_turn": "silence"} if mode == "server_vad" else {"end_of_turn": mode}
     )
-    s = Settings(openai_api_key="sk-bench", openai_base_url=server.base_url, llm="realtime", **turns)
+    s = Settings(openai_api_key="sk-bench", openai_base_url=server.base_url, llm="realtime").replace(**turns)
     return create_conversation(s, stt=None, tts=None, interim_stt=None)
 
 
@@ -72,7 +72,7 @@ def _pipeline(server: FakeOpenAIServer, mode: EndOfTurnMode) -> Conversation:
     from voicechat.stt.openai import OpenAISTT
     from voicechat.tts.openai import OpenAITTS
 
-    s = Settings(openai_base_url=server.base_url, stt="openai", llm="openai", tts="openai", end_of_turn=mode)
+    s = Settings(openai_base_url=server.base_url, stt="openai", llm="openai", tts="openai").replace(end_of_turn=mode)
     return create_conversation(s, stt=OpenAISTT(s), llm=OpenAIChat(s), tts=OpenAITTS(s), interim_stt=None)
 
 

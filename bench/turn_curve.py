@@ -118,7 +118,7 @@ async def score_pauses(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
     records = []
     for f in files:
         audio = np.concatenate([read_audio(f["file"], SPEECH_RATE), np.zeros(SPEECH_RATE * 3, np.float32)])
-        det = SilenceSegmenter(SileroVAD(), TurnConfig(end_of_turn_ms=2500, pause_ms=s.speculative_pause_ms))
+        det = SilenceSegmenter(SileroVAD(), TurnConfig(end_of_turn_ms=2500, pause_ms=s.turn.speculative_pause_ms))
         events = [e for i in range(0, len(audio), 320) for e in det.feed(audio[i : i + 320])]
         pauses = []
         for k, ev in enumerate(events):

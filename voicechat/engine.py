@@ -92,21 +92,21 @@ class Conversation:
         self.metrics: list[TurnMetrics] = []
         self.state = State.LISTENING
         self.half_duplex = half_duplex
-        self.scorer: LineEndScoring | None = scorer if s.end_of_turn == "semantic" else None
+        self.scorer: LineEndScoring | None = scorer if s.turn.end_of_turn == "semantic" else None
         self.policy = TurnPolicy(
             mode="semantic" if self.scorer is not None else "silence",
-            early_ms=s.end_of_turn_early_ms,
-            end_of_turn_ms=s.end_of_turn_ms,
-            ceiling_ms=s.end_of_turn_max_ms,
+            early_ms=s.turn.end_of_turn_early_ms,
+            end_of_turn_ms=s.turn.end_of_turn_ms,
+            ceiling_ms=s.turn.end_of_turn_max_ms,
         )
         cfg = TurnConfig(
-            threshold=s.vad_threshold,
-            min_speech_ms=s.min_speech_ms,
+            threshold=s.turn.vad_threshold,
+            min_speech_ms=s.turn.min_speech_ms,
             end_of_turn_ms=round(self.policy.longest_wait_ms),
-            max_utterance_s=s.max_utterance_s,
-            pause_ms=s.speculative_pause_ms,
+            max_utterance_s=s.turn.max_utterance_s,
+            pause_ms=s.turn.speculative_pause_ms,
         )
-        self.turns = SilenceSegmenter(vad or make_vad(s.vad), cfg)
+        self.turns = SilenceSegmenter(vad or make_vad(s.turn.vad), cfg)
         self._input = InputConverter(SPEECH_RATE)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._listener = listener or self._queue.put_nowait
@@ -207,7 +207,7 @@ class Conversation:
         if self.voice is not None and self._server_turns:
             self.voice.hear(samples)  # the server's detector decides when the turn ends
         events = self.turns.feed(samples)
-        if self.turns.utterance_voiced_ms >= self.settings.barge_in_ms:
+        if self.turns.utterance_voiced_ms >= self.settings.turn.barge_in_ms:
             if self.replying:
                 self._barge_in()  # enough voice to be more than a cough or a click
             else:

@@ -184,7 +184,7 @@ class VoiceChatWidget(widgets.VBox):
         from voicechat.audio import float_to_int16, read_audio
 
         pcm = float_to_int16(read_audio(path, SPEECH_RATE))
-        tail = np.zeros(int(SPEECH_RATE * (self._settings.end_of_turn_ms + 1500) / 1000), dtype=np.int16)
+        tail = np.zeros(int(SPEECH_RATE * (self._settings.turn.end_of_turn_ms + 1500) / 1000), dtype=np.int16)
         pcm = np.concatenate([pcm, tail])
         step = SPEECH_RATE // 10
         self._session.mark_awaiting()
