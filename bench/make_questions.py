@@ -1,4 +1,4 @@
-"""Make the bundled benchmark audio: Piper and espeak-ng speech at several sample rates.
+"""Make the benchmark kit's recordings (bench_kit/): Piper and espeak-ng speech at several sample rates.
 
 Run from the project root: ``python bench/make_questions.py``. Writes 16-bit WAVs with
 0.3 s of silence before the speech (and none after: the benchmark adds the silence):
@@ -24,7 +24,7 @@ import numpy as np
 from voicechat.audio import float_to_int16, read_audio, write_wav
 from voicechat.tts.local import PiperTTS
 
-BENCH = Path(__file__).resolve().parent.parent / "voicechat" / "benchmark"
+BENCH = Path(__file__).resolve().parent.parent / "bench_kit" / "voicechat_bench_kit"  # the kit's checkout
 OUT = BENCH / "questions"
 PAUSED = BENCH / "paused"
 LEAD_S = 0.3

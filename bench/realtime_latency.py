@@ -13,7 +13,7 @@ Voice-to-voice is the engine's ``first_audio_ms``: from the end of speech to the
 handed to the surface. With ``semantic`` turns the realtime server's transcription is a local
 Whisper (tiny.en), so the end-of-turn score reads the words actually said; ``server_vad`` lets the
 server's detector (here an energy gate with the API's default 500 ms of silence) end the turns. The
-paused-speech set (``voicechat/benchmark/paused``) then counts false cut-offs on the realtime path.
+paused-speech set (``voicechat_bench_kit/paused``) then counts false cut-offs on the realtime path.
 
 Uses tests/realtime_loopback.py (a test double, kept out of the package); run from the repository root.
 """
@@ -35,12 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.realtime_loopback import FakeRealtimeServer
 from voicechat.benchmark.latency_run import default_questions
 from voicechat.benchmark.machine import describe, machine_report
-from voicechat.benchmark.openai_loopback_server import CHAT, SPEECH, TRANSCRIPTIONS, FakeOpenAIServer
 from voicechat.benchmark.paused_run import play_paused, run_paused
 from voicechat.config import Settings
+from voicechat.conversation_factory import create_conversation
 from voicechat.engine import Conversation
 from voicechat.events import TurnMetrics
 from voicechat.turn_policy import EndOfTurnMode
+from voicechat_bench_kit.openai_loopback_server import CHAT, SPEECH, TRANSCRIPTIONS, FakeOpenAIServer
 
 
 def _whisper() -> Any:
@@ -59,13 +60,11 @@ def _whisper() -> Any:
 
 def _realtime(server: FakeRealtimeServer, mode: str) -> Conversation:
     """``mode``: the engine's end of turn (semantic, silence), or server_vad (the server's detector)."""
-    from voicechat.backends import make_llm
-
     turns: dict[str, Any] = (
         {"realtime_turns": "server_vad", "end_of_turn": "silence"} if mode == "server_vad" else {"end_of_turn": mode}
     )
-    s = Settings(openai_api_key="sk-bench", openai_base_url=server.base_url, llm="realtime", **turns)
-    return Conversation(None, make_llm(s), None, settings=s, interim_stt=None)
+    s = Settings(openai_api_key="sk-bench", openai_base_url=server.base_url, llm="realtime").replace(**turns)
+    return create_conversation(s, stt=None, tts=None, interim_stt=None)
 
 
 def _pipeline(server: FakeOpenAIServer, mode: EndOfTurnMode) -> Conversation:
@@ -73,8 +72,8 @@ def _pipeline(server: FakeOpenAIServer, mode: EndOfTurnMode) -> Conversation:
     from voicechat.stt.openai import OpenAISTT
     from voicechat.tts.openai import OpenAITTS
 
-    s = Settings(openai_base_url=server.base_url, stt="openai", llm="openai", tts="openai", end_of_turn=mode)
-    return Conversation(OpenAISTT(s), OpenAIChat(s), OpenAITTS(s), settings=s, interim_stt=None)
+    s = Settings(openai_base_url=server.base_url, stt="openai", llm="openai", tts="openai").replace(end_of_turn=mode)
+    return create_conversation(s, stt=OpenAISTT(s), llm=OpenAIChat(s), tts=OpenAITTS(s), interim_stt=None)
 
 
 async def _v2v(convs: dict[str, Conversation], questions: list[Path], rounds: int, log: Any) -> dict[str, Any]:

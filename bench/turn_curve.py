@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from voicechat.audio import read_audio
-from voicechat.end_of_turn import RATE, SpeechPause, SpeechResume, TurnConfig, TurnDetector, TurnEnd
+from voicechat.audio import SPEECH_RATE, read_audio
+from voicechat.end_of_turn import SilenceSegmenter, SpeechPause, SpeechResume, TurnConfig, TurnEnd
 from voicechat.turn_policy import PauseHabit, TurnPolicy, heard_question
 
 HERE = Path(__file__).resolve().parent
@@ -117,8 +117,8 @@ async def score_pauses(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
     history = [Message("system", s.prompt())]
     records = []
     for f in files:
-        audio = np.concatenate([read_audio(f["file"], RATE), np.zeros(RATE * 3, np.float32)])
-        det = TurnDetector(SileroVAD(), TurnConfig(end_of_turn_ms=2500, pause_ms=s.speculative_pause_ms))
+        audio = np.concatenate([read_audio(f["file"], SPEECH_RATE), np.zeros(SPEECH_RATE * 3, np.float32)])
+        det = SilenceSegmenter(SileroVAD(), TurnConfig(end_of_turn_ms=2500, pause_ms=s.turn.speculative_pause_ms))
         events = [e for i in range(0, len(audio), 320) for e in det.feed(audio[i : i + 320])]
         pauses = []
         for k, ev in enumerate(events):
@@ -128,7 +128,7 @@ async def score_pauses(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
             final = not isinstance(nxt, SpeechResume)
             text = await stt.transcribe(ev.audio, language=s.language)
             score = await scorer.ascore(history, text)
-            gap_ms = None if final else round((nxt.at - ev.last_voiced) / RATE * 1000.0, 1)  # type: ignore[union-attr]
+            gap_ms = None if final else round((nxt.at - ev.last_voiced) / SPEECH_RATE * 1000.0, 1)  # type: ignore[union-attr]
             pauses.append(
                 {"text": text, "line_end": score, "question": heard_question(text), "gap_ms": gap_ms, "final": final}
             )

@@ -21,10 +21,11 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from voicechat_bench_kit import QUESTIONS_DIR
 
 MARKS: list[tuple[float, str]] = []
 
@@ -86,15 +87,15 @@ async def run(mode: str, rounds: int) -> None:
     from voicechat.audio import iter_wav_frames
     from voicechat.backends import make_llm, make_stt, make_tts
     from voicechat.config import Settings
-    from voicechat.engine import Conversation
+    from voicechat.conversation_factory import create_conversation
     from voicechat.events import AudioOut
 
     s = Settings.load({"stt": "local", "llm": "local", "tts": "local", "end_of_turn": mode}, dotenv_path=None)
     stt, llm, tts = make_stt(s), make_llm(s), make_tts(s)
     instrument(stt, tts)
-    conv = Conversation(stt, llm, tts, settings=s, output_rate=48000)
+    conv = create_conversation(s, stt=stt, llm=llm, tts=tts, output_rate=48000)
     await conv.warm_up()
-    questions = sorted((Path(__file__).parent.parent / "voicechat" / "benchmark" / "questions").glob("*.wav"))
+    questions = sorted(QUESTIONS_DIR.glob("*.wav"))
     for turn, q in enumerate(questions * rounds, 1):
         frames, rate = iter_wav_frames(q)
         levels = [float(np.sqrt(np.mean((f.astype(np.float64) / 32768) ** 2))) for f in frames]

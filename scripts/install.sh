@@ -33,7 +33,8 @@ if [ "$(uname -m)" = "x86_64" ] && [ -z "${CMAKE_ARGS:-}" ]; then
 fi
 
 if [ "$DEV" = 1 ]; then
-  python -m pip install -e ".[all,dev]"
+  # the benchmark kit (recordings, loopback server) from this checkout, which the dev extra asks for
+  python -m pip install -e ./bench_kit -e ".[all,dev]"
 else
   python -m pip install -e ".[all]"
 fi

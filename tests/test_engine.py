@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import wav_frames_as_av
 from voicechat.audio import iter_wav_frames, read_audio, rms_dbfs
 from voicechat.config import Settings
+from voicechat.conversation_factory import create_conversation
 from voicechat.engine import Conversation
 from voicechat.events import (
     AudioOut,
@@ -45,7 +46,7 @@ def offline():
 
 def _conv(offline, **kw) -> Conversation:
     s, stt, llm, tts = offline
-    return Conversation(stt, llm, tts, settings=s, **kw)
+    return create_conversation(s, stt=stt, llm=llm, tts=tts, **kw)
 
 
 def test_full_offline_turn_gives_transcript_reply_and_audible_speech(offline, make_speech) -> None:
@@ -115,6 +116,34 @@ def test_speech_during_the_reply_interrupts_it_quickly(offline, make_speech) -> 
     assert fed_ms is not None and fed_ms <= 650
     assert not any(isinstance(e, AudioOut) and e.turn == 1 for e in events[cut:])
     assert history[-1].role == "assistant" and history[-1].interrupted
+
+
+def test_half_duplex_ignores_speech_while_the_reply_plays(offline, make_speech) -> None:
+    # For speakers without echo cancellation: the reply's own sound in the microphone must not cut it.
+    question = wav_frames_as_av(make_speech(QUESTION, rate=48000, trail_s=3.0), "fltp")
+    over = wav_frames_as_av(make_speech("Wait, stop, I have another question.", rate=48000, trail_s=0.0), "fltp")
+
+    async def run():
+        conv = _conv(offline, half_duplex=True)
+        events: list[object] = []
+        for f in question:
+            await conv.feed(f)
+        while not any(isinstance(e, AudioOut) for e in events):
+            await asyncio.sleep(0.005)
+            events += conv.drain()
+        assert conv.replying
+        for f in over:  # fed within the reply's playback, which outlasts it
+            await conv.feed(f)
+        assert conv.replying
+        await conv.wait_reply()
+        events += conv.drain()
+        history = list(conv.history.entries)
+        await conv.aclose()
+        return events, history
+
+    events, history = asyncio.run(run())
+    assert not any(isinstance(e, Interrupted) for e in events)
+    assert history[-1].role == "assistant" and not history[-1].interrupted
 
 
 def test_stop_button_cuts_reply_and_engine_listens_again(offline, make_speech) -> None:
@@ -274,7 +303,7 @@ def test_a_pause_mid_question_runs_ahead_but_leaves_no_trace_when_speech_resumes
     s = s.replace(end_of_turn_ms=700)
 
     async def run():
-        conv = Conversation(stt, llm, tts, settings=s)
+        conv = create_conversation(s, stt=stt, llm=llm, tts=tts)
         for i in range(0, len(audio), 320):  # real time, so the speculative turn really runs
             conv.feed_16k(audio[i : i + 320])
             await asyncio.sleep(0.02)
@@ -293,7 +322,7 @@ def test_a_pause_mid_question_runs_ahead_but_leaves_no_trace_when_speech_resumes
     partials = [e.text.lower() for e in events if isinstance(e, PartialTranscript)]
     assert partials and all(p.startswith("what") for p in partials)  # a live transcript while the user spoke
     metrics = next(e for e in events if isinstance(e, TurnMetrics))
-    assert metrics.extra["speculative"] == 1.0  # the final turn was prepared before its end was confirmed
+    assert metrics.speculative is True  # the final turn was prepared before its end was confirmed
 
 
 def test_stop_at_the_first_reply_audio_lets_no_more_audio_out_and_listens_again(offline) -> None:

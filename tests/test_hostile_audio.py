@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from voicechat.audio import InputConverter
 from voicechat.config import Settings
+from voicechat.conversation_factory import create_conversation
 from voicechat.engine import Conversation
 from voicechat.events import ErrorEvent
 
@@ -96,7 +97,7 @@ def engine_vad_only() -> Conversation:
             if False:
                 yield ""
 
-    return Conversation(None, NoReply(), None, settings=s, vad=SileroVAD())
+    return create_conversation(s, stt=None, llm=NoReply(), tts=None, vad=SileroVAD())
 
 
 @settings(

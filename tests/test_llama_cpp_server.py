@@ -28,8 +28,8 @@ import psutil
 import pytest
 
 from tests.conftest import wav_frames_as_av
-from voicechat.backends import make_llm, make_stt, make_tts
 from voicechat.config import Settings
+from voicechat.conversation_factory import create_conversation
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, ErrorEvent, Interrupted, ReplyDelta, ReplyDone
 from voicechat.file_turns import run_turn_from_wav
@@ -127,7 +127,7 @@ def stage_settings(server: LlamaServer, **env: str) -> Settings:
 
 
 def conversation(settings: Settings) -> Conversation:
-    return Conversation(make_stt(settings), make_llm(settings), make_tts(settings), settings=settings)
+    return create_conversation(settings)
 
 
 def connections_to(port: int) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.test_notebook_browser import KERNEL_IDLE_JS, Lab, launch_chromium, poll, write_notebook
-from voicechat.benchmark.openai_loopback_server import CHAT, FakeOpenAIServer, Reply, error_reply, serve
+from voicechat_bench_kit.openai_loopback_server import CHAT, FakeOpenAIServer, Reply, error_reply, serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

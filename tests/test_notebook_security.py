@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from tests.test_notebook_kernel import Kernel, chat_html, engine_idle, reply_audio
-from voicechat.benchmark.openai_loopback_server import CHAT, SPEECH, TRANSCRIPTIONS, FakeOpenAIServer, serve
+from voicechat_bench_kit.openai_loopback_server import CHAT, SPEECH, TRANSCRIPTIONS, FakeOpenAIServer, serve
 
 CANARY = "sk-canary-" + uuid.uuid4().hex
 QUESTION = "What is the capital of Italy?"

@@ -18,20 +18,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from voicechat.benchmark.openai_loopback_server import (
-    CHAT,
-    SPEECH,
-    TRANSCRIPTIONS,
-    FakeOpenAIServer,
-    Reply,
-    chat_chunk,
-    error_reply,
-    serve,
-    sine_pcm,
-    split_every,
-    sse,
-    sse_chat,
-)
 from voicechat.config import Settings
 from voicechat.errors import (
     AudioTooLarge,
@@ -49,6 +35,20 @@ from voicechat.llm.openai import OpenAIChat
 from voicechat.openai_client import PLACEHOLDER_API_KEY, translate_error
 from voicechat.stt.openai import OpenAISTT
 from voicechat.tts.openai import OpenAITTS
+from voicechat_bench_kit.openai_loopback_server import (
+    CHAT,
+    SPEECH,
+    TRANSCRIPTIONS,
+    FakeOpenAIServer,
+    Reply,
+    chat_chunk,
+    error_reply,
+    serve,
+    sine_pcm,
+    split_every,
+    sse,
+    sse_chat,
+)
 
 KEY = "sk-test-SECRET-0123456789abcdef"
 FAST_RETRY = {"Retry-After": "0.01"}  # the SDK honours Retry-After, so retries take ~10 ms

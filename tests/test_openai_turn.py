@@ -18,7 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from voicechat.benchmark.openai_loopback_server import (
+from voicechat.config import Settings
+from voicechat.conversation_factory import create_conversation
+from voicechat.engine import Conversation
+from voicechat.events import AudioOut, ErrorEvent, ReplyDone, State
+from voicechat_bench_kit.openai_loopback_server import (
     CHAT,
     SPEECH,
     TRANSCRIPTIONS,
@@ -28,9 +32,6 @@ from voicechat.benchmark.openai_loopback_server import (
     serve,
     sse_chat,
 )
-from voicechat.config import Settings
-from voicechat.engine import Conversation
-from voicechat.events import AudioOut, ErrorEvent, ReplyDone, State
 
 KEY = "sk-test-SECRET-turn-0123456789"
 
@@ -123,7 +124,7 @@ def _text_conversation(server: FakeOpenAIServer, key: str = KEY) -> Conversation
         llm="openai",
         tts="openai",
     )
-    return Conversation(None, OpenAIChat(s), OpenAITTS(s), settings=s, vad=_NoVad())
+    return create_conversation(s, stt=None, llm=OpenAIChat(s), tts=OpenAITTS(s), vad=_NoVad())
 
 
 class _NoVad:
@@ -218,7 +219,7 @@ def test_rejected_key_stops_the_calls_until_the_settings_change(server: FakeOpen
             tts="openai",
             partial_interval_ms=300,
         )
-        return Conversation(OpenAISTT(s), OpenAIChat(s), OpenAITTS(s), settings=s)
+        return create_conversation(s, stt=OpenAISTT(s), llm=OpenAIChat(s), tts=OpenAITTS(s))
 
     async def run() -> tuple[list[list[str]], str]:
         conv = conversation("sk-wrong-key-123")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -165,6 +167,78 @@ def test_wheel_installs_only_the_voicechat_package(wheel: Path) -> None:
         "voicechat/notebook/voicechat.js",
         "voicechat/py.typed",
     } <= set(names)
+
+
+RECORDINGS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".webm", ".m4a")
+
+
+@pytest.mark.slow
+def test_wheel_holds_the_product_and_no_test_rig(wheel: Path) -> None:
+    # The test doubles and the benchmark's recordings live in voicechat-bench-kit (bench_kit/), which
+    # only the bench extra installs: an app built on voicechat downloads none of them.
+    with zipfile.ZipFile(wheel) as whl:
+        names = whl.namelist()
+        sources = {n: whl.read(n).decode("utf-8") for n in names if n.endswith(".py")}
+    recordings = [n for n in names if n.lower().endswith(RECORDINGS) or n.endswith("manifest.json")]
+    assert not recordings, f"recordings in the product's wheel: {recordings}"
+    doubles = [
+        n
+        for n, text in sources.items()
+        if "loopback_server" in n or re.search(r"^class Fake\w*|^def serve\(", text, re.MULTILINE)
+    ]
+    assert not doubles, f"test doubles in the product's wheel: {doubles}"
+    assert "voicechat/benchmark/bench_command.py" in names  # `voicechat bench` itself stays, and says what it needs
+
+
+@pytest.mark.slow
+def test_the_bench_kit_wheel_carries_the_recordings_and_the_loopback_server(tmp_path: Path) -> None:
+    offline = ["--no-build-isolation", "--no-index"] if importlib.util.find_spec("setuptools") else []
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "bench_kit", src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path / "dist"), str(src), *offline]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (built,) = (tmp_path / "dist").glob("voicechat_bench_kit-*.whl")
+    names = set(zipfile.ZipFile(built).namelist())
+    assert {n.split("/")[0] for n in names} == {"voicechat_bench_kit", f"{built.name.split('-py')[0]}.dist-info"}
+    assert "voicechat_bench_kit/openai_loopback_server.py" in names
+    kit = ROOT / "bench_kit" / "voicechat_bench_kit"
+    questions = {f"voicechat_bench_kit/questions/{p.name}" for p in (kit / "questions").glob("*.wav")}
+    manifest = json.loads((kit / "paused" / "manifest.json").read_text())
+    paused = {f"voicechat_bench_kit/paused/{e['file']}" for e in manifest} | {
+        "voicechat_bench_kit/paused/manifest.json"
+    }
+    assert len(questions) >= 6 and len(paused) >= 6  # the sets docs/benchmarks.md describes
+    assert questions | paused <= names
+
+
+def test_the_bench_kit_imports_nothing_from_voicechat() -> None:
+    # voicechat's benchmark imports the kit; the kit importing voicechat back would make a circle
+    # across the two distributions (and the kit's wheel would need voicechat to import at all).
+    files = list((ROOT / "bench_kit").rglob("*.py"))
+    assert files
+    back = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            back += [f"{path.name}: {n}" for n in names if n == "voicechat" or n.startswith("voicechat.")]
+    assert not back, back
+
+
+def test_voicechat_bench_without_the_kit_says_in_one_line_how_to_install_it() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['voicechat_bench_kit'] = None  # as where the bench extra is not installed\n"
+        "from voicechat.cli import main\n"
+        "sys.exit(main(['bench', '--rounds', '1']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "voicechat-bench-kit" in lines[0] and "install.sh --dev" in lines[0]
 
 
 def _dependencies_without_voicechat(into: Path) -> Path:

@@ -21,8 +21,8 @@ import pytest
 
 from tests.realtime_loopback import RATE_LIMITED, FakeRealtimeServer, Plan, serve_realtime
 from voicechat.audio import iter_wav_frames
-from voicechat.backends import make_llm
-from voicechat.config import Settings
+from voicechat.config import Settings, TurnSettings
+from voicechat.conversation_factory import create_conversation
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, ErrorEvent, Event, Interrupted, ReplyDone, TurnMetrics
 from voicechat.file_turns import run_turn_from_wav
@@ -45,7 +45,7 @@ def _settings(server: FakeRealtimeServer, key: str = KEY, **kw: Any) -> Settings
         openai_api_key=key,
         openai_base_url=server.base_url,
         llm="realtime",
-        end_of_turn="silence",
+        turn=TurnSettings(end_of_turn="silence"),
         request_timeout_s=5.0,
         **kw,
     )
@@ -53,7 +53,7 @@ def _settings(server: FakeRealtimeServer, key: str = KEY, **kw: Any) -> Settings
 
 def _conversation(settings: Settings, **kw: Any) -> Conversation:
     """The realtime model hears and speaks; no local STT/TTS and no live captions are needed here."""
-    return Conversation(None, make_llm(settings), None, settings=settings, interim_stt=None, **kw)
+    return create_conversation(settings, stt=None, tts=None, interim_stt=None, **kw)
 
 
 def _paced(frames: list[np.ndarray]) -> Iterator[tuple[float, np.ndarray]]:
@@ -290,7 +290,11 @@ def test_widget_configured_for_the_realtime_model_answers_a_spoken_turn(
     from voicechat.notebook import VoiceChatWidget
 
     settings = Settings(
-        openai_api_key=KEY, openai_base_url=server.base_url, end_of_turn="silence", interim_stt="off", tts="local"
+        openai_api_key=KEY,
+        openai_base_url=server.base_url,
+        turn=TurnSettings(end_of_turn="silence"),
+        interim_stt="off",
+        tts="local",
     )
     w = VoiceChatWidget(settings)
     try:

@@ -13,7 +13,7 @@ import pytest
 
 from voicechat.audio import int16_to_float
 from voicechat.config import Settings
-from voicechat.engine import Conversation
+from voicechat.conversation_factory import create_conversation
 from voicechat.errors import ConfigError
 from voicechat.events import AudioOut, Interrupted
 from voicechat.file_turns import run_turn_from_wav
@@ -53,7 +53,7 @@ def test_a_real_turn_is_recorded_on_both_sides_time_aligned_and_never_touches_di
     monkeypatch.chdir(tmp_path)
 
     async def run():
-        conv = Conversation(stt, llm, tts, settings=s.replace(record_audio=True), output_rate=48000)
+        conv = create_conversation(s.replace(record_audio=True), stt=stt, llm=llm, tts=tts, output_rate=48000)
         try:
             result = await run_turn_from_wav(conv, wav, realtime=True)
             # The microphone stays open while the reply plays: 20 ms of room silence at a time.
@@ -100,7 +100,7 @@ def test_a_real_turn_is_recorded_on_both_sides_time_aligned_and_never_touches_di
 @pytest.mark.slow
 def test_recording_is_off_unless_asked(offline) -> None:
     s, stt, llm, tts = offline
-    assert Conversation(stt, llm, tts, settings=s).recording is None
+    assert create_conversation(s, stt=stt, llm=llm, tts=tts).recording is None
     assert Settings.load(environ={"VOICECHAT_RECORD_AUDIO": "1"}, dotenv_path=None).record_audio is True
     assert Settings.load(environ={"VOICECHAT_RECORD_AUDIO": "off"}, dotenv_path=None).record_audio is False
     with pytest.raises(ConfigError, match="VOICECHAT_RECORD_AUDIO"):

@@ -15,8 +15,8 @@ from tests.conftest import piper_pcm
 from voicechat.audio import InputConverter
 from voicechat.benchmark.process_usage import rss_mb
 from voicechat.config import Settings
-from voicechat.conversation_thread import ConversationThread, conversation_factory
-from voicechat.engine import Conversation
+from voicechat.conversation_factory import conversation_factory, create_conversation
+from voicechat.conversation_thread import ConversationThread
 from voicechat.events import Event, FinalTranscript, ReplyDone, SpeechEnded, TurnMetrics
 from voicechat.models import SHARED_MODELS
 
@@ -106,7 +106,7 @@ def test_ten_minute_monologue_is_cut_and_transcribed_in_pieces(piper_voice) -> N
     settings = Settings.load(
         {**OFFLINE, "max_utterance_s": 30.0, "partial_interval_ms": 0}, environ={}, dotenv_path=None
     )
-    from voicechat.backends import make_llm, make_stt, make_tts
+    from voicechat.backends import make_llm
 
     class CountingLLM:
         """The real local model, counting how often the engine asks it."""
@@ -122,7 +122,7 @@ def test_ten_minute_monologue_is_cut_and_transcribed_in_pieces(piper_voice) -> N
     llm = CountingLLM()
 
     async def run() -> tuple[list[Event], int]:
-        conv = Conversation(make_stt(settings), llm, make_tts(settings), settings=settings)
+        conv = create_conversation(settings, llm=llm)
         longest = 0
         for _ in range(repeats):
             conv.feed_16k(piece)

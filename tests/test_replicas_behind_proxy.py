@@ -30,8 +30,8 @@ import pytest
 
 from tests.conftest import require
 from tests.streamlit_harness import ROOT, AppServer, chromium, free_port, inbound_audio, press, wait_for
-from voicechat.benchmark.openai_loopback_server import FakeOpenAIServer
 from voicechat.streamlit.i18n import labels
+from voicechat_bench_kit.openai_loopback_server import FakeOpenAIServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

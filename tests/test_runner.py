@@ -9,7 +9,8 @@ import pytest
 
 from tests.conftest import wav_frames_as_av
 from voicechat.config import Settings
-from voicechat.conversation_thread import ConversationThread, conversation_factory
+from voicechat.conversation_factory import conversation_factory
+from voicechat.conversation_thread import ConversationThread
 from voicechat.events import AudioOut, Event, FinalTranscript, ReplyDone
 
 pytestmark = pytest.mark.slow

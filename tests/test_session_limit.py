@@ -14,11 +14,11 @@ import pytest
 
 from tests.conftest import require, write_wav
 from tests.streamlit_harness import ROOT, AppServer, chromium, press, wait_for
-from voicechat.benchmark.openai_loopback_server import FakeOpenAIServer
 from voicechat.config import Settings
 from voicechat.errors import ConfigError
 from voicechat.streamlit.i18n import labels
 from voicechat.streamlit.session_limit import SessionSlots, admit
+from voicechat_bench_kit.openai_loopback_server import FakeOpenAIServer
 
 START, STOP = "Start conversation", "Stop listening"
 

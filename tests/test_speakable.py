@@ -103,7 +103,6 @@ def test_markdown_reply_is_spoken_clean_and_kept_as_written() -> None:
     """A cloud-style reply through the real pipeline: OpenAI streaming over HTTP, Piper speaking,
     Whisper listening to what was said."""
     from voicechat.audio import int16_to_float
-    from voicechat.benchmark.openai_loopback_server import FakeOpenAIServer
     from voicechat.config import Settings
     from voicechat.events import AudioOut, ReplyDelta
     from voicechat.llm.base import Message
@@ -111,6 +110,7 @@ def test_markdown_reply_is_spoken_clean_and_kept_as_written() -> None:
     from voicechat.reply import ReplyPipeline
     from voicechat.stt.local import LocalSTT
     from voicechat.tts.local import PiperTTS
+    from voicechat_bench_kit.openai_loopback_server import FakeOpenAIServer
 
     reply = (
         "## Quick answer\n\n**Rome** is the capital of Italy! 🇮🇹😊\n\n"

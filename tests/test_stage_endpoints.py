@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from voicechat.benchmark.openai_loopback_server import CHAT, SPEECH, TRANSCRIPTIONS, FakeOpenAIServer, serve
 from voicechat.config import Settings
 from voicechat.errors import AuthenticationFailed
 from voicechat.llm.base import Message
 from voicechat.llm.openai import OpenAIChat
 from voicechat.openai_client import PLACEHOLDER_API_KEY
+from voicechat_bench_kit.openai_loopback_server import CHAT, SPEECH, TRANSCRIPTIONS, FakeOpenAIServer, serve
 
 AUDIO_KEY = "sk-audio-SECRET-0123456789"
 LLM_KEY = "sk-llm-SECRET-9876543210"

@@ -148,7 +148,7 @@ def test_openai_backends_and_the_key_never_reaches_the_browser(fake_mic: Path, t
     """With a key, a voice turn runs on the OpenAI wire format (a real local server) and the key stays server-side."""
     from playwright.sync_api import sync_playwright
 
-    from voicechat.benchmark.openai_loopback_server import FakeOpenAIServer
+    from voicechat_bench_kit.openai_loopback_server import FakeOpenAIServer
 
     received: list[bytes] = []
 

@@ -14,10 +14,10 @@ import pytest
 
 from tests.conftest import piper_pcm
 from voicechat.audio import InputConverter
-from voicechat.benchmark.openai_loopback_server import TRANSCRIPTIONS, FakeOpenAIServer, Reply, serve, wav_seconds
 from voicechat.config import Settings
-from voicechat.engine import Conversation
+from voicechat.conversation_factory import create_conversation
 from voicechat.events import FinalTranscript, PartialTranscript, ReplyDone
+from voicechat_bench_kit.openai_loopback_server import TRANSCRIPTIONS, FakeOpenAIServer, Reply, serve, wav_seconds
 
 pytestmark = pytest.mark.slow
 KEY = "sk-test-billing"
@@ -41,10 +41,9 @@ def _settings(server: FakeOpenAIServer, **kw: str) -> Settings:
 
 
 def _talk(settings: Settings, audio: np.ndarray) -> list[object]:
-    from voicechat.backends import make_llm, make_stt, make_tts
 
     async def run() -> list[object]:
-        conv = Conversation(make_stt(settings), make_llm(settings), make_tts(settings), settings=settings)
+        conv = create_conversation(settings)
         for i in range(0, len(audio), 320):  # real time: the speculative turn and the live text really run
             conv.feed_16k(audio[i : i + 320])
             await asyncio.sleep(0.02)

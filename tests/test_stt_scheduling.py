@@ -95,7 +95,7 @@ def test_words_after_a_pause_mid_sentence_are_transcribed() -> None:
 
     from voicechat.audio import InputConverter, iter_wav_frames
     from voicechat.benchmark.paused_run import PAUSED_DIR
-    from voicechat.end_of_turn import TurnConfig, TurnDetector, TurnEnd
+    from voicechat.end_of_turn import SilenceSegmenter, TurnConfig, TurnEnd
     from voicechat.stt.local import LocalSTT
     from voicechat.vad import SileroVAD
 
@@ -103,7 +103,7 @@ def test_words_after_a_pause_mid_sentence_are_transcribed() -> None:
     heard = {}
     for name in ("p03_piper_22050.wav", "p10_espeak_22050.wav"):
         frames, rate = iter_wav_frames(PAUSED_DIR / name)
-        conv, det = InputConverter(), TurnDetector(SileroVAD(), TurnConfig(end_of_turn_ms=1600))
+        conv, det = InputConverter(), SilenceSegmenter(SileroVAD(), TurnConfig(end_of_turn_ms=1600))
         turns = [
             e.audio
             for f in [*frames, *[np.zeros_like(frames[0])] * 120]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from pathlib import Path
 
 import pytest
 
-from voicechat.config import Settings
+from voicechat.config import Settings, TurnSettings
 from voicechat.errors import ConfigError
 from voicechat.history import Entry, History
 from voicechat.text import SentenceSplitter
@@ -77,6 +78,23 @@ def test_bad_settings_say_what_to_set() -> None:
         Settings.load({}, environ={"VOICECHAT_MAX_TOKENS": "lots"}, dotenv_path=None)
     with pytest.raises(ConfigError, match="ko-KR"):
         Settings.load({"language": "fr-FR"}, environ={}, dotenv_path=None)
+
+
+def test_turn_settings_are_one_frozen_group_read_from_the_same_variables(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("VOICECHAT_END_OF_TURN_MS=700\nVOICECHAT_VAD=webrtc\n")
+    s = Settings.load({"barge_in_ms": 300}, environ={"VOICECHAT_END_OF_TURN": "silence"}, dotenv_path=dotenv)
+    assert s.turn == TurnSettings(vad="webrtc", barge_in_ms=300, end_of_turn_ms=700, end_of_turn="silence")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.turn.end_of_turn_ms = 100  # type: ignore[misc]
+    semantic = s.replace(end_of_turn="semantic", language="ko-KR")
+    assert semantic.turn == dataclasses.replace(s.turn, end_of_turn="semantic") and semantic.language == "ko-KR"
+    assert s.turn.end_of_turn == "silence"  # the original is untouched
+    assert s.public_dict()["end_of_turn_ms"] == 700  # shown flat, as the environment names it
+    with pytest.raises(ConfigError, match="VOICECHAT_END_OF_TURN_MS"):
+        Settings.load({}, environ={"VOICECHAT_END_OF_TURN_MS": "soon"}, dotenv_path=None)
+    with pytest.raises(ConfigError, match="VOICECHAT_VAD_THRESHOLD"):
+        s.replace(vad_threshold=1.5)
 
 
 def test_history_window_and_cut_off_marking() -> None:

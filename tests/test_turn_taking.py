@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import piper_pcm
-from voicechat.audio import InputConverter
+from voicechat.audio import SPEECH_RATE, InputConverter
 from voicechat.config import Settings
-from voicechat.end_of_turn import RATE, TurnConfig, TurnDetector, TurnEnd
+from voicechat.conversation_factory import create_conversation
+from voicechat.end_of_turn import SilenceSegmenter, TurnConfig, TurnEnd
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, SpeechEnded, TurnMetrics
 from voicechat.turn_policy import PauseHabit, TurnPolicy, Verdict
@@ -127,7 +128,7 @@ def _speech(voice, text: str) -> np.ndarray:
 
 
 def _silence(s: float) -> np.ndarray:
-    return np.zeros(int(RATE * s), dtype=np.float32)
+    return np.zeros(int(SPEECH_RATE * s), dtype=np.float32)
 
 
 async def _feed_paced_by_work(conv: Conversation, audio: np.ndarray) -> None:
@@ -142,7 +143,7 @@ async def _feed_paced_by_work(conv: Conversation, audio: np.ndarray) -> None:
 
 async def _run(offline, audio: np.ndarray, **changes: object) -> tuple[Conversation, list[object]]:
     s, stt, llm, tts = offline
-    conv = Conversation(stt, llm, tts, settings=s.replace(**changes) if changes else s)
+    conv = create_conversation(s.replace(**changes) if changes else s, stt=stt, llm=llm, tts=tts)
     await conv.warm_up()
     await _feed_paced_by_work(conv, audio)
     await conv.wait_reply()
@@ -178,7 +179,8 @@ def test_a_finished_question_is_released_before_512_ms_of_silence(offline, piper
     metrics = next(e for e in events if isinstance(e, TurnMetrics))
     assert len(ended) == 1
     assert metrics.eot_ms is not None and metrics.eot_ms < 512, metrics
-    assert metrics.extra["question"] == 1.0 and TurnPolicy().likely_finished(metrics.extra["line_end"], question=True)
+    assert metrics.question is True and metrics.line_end is not None
+    assert TurnPolicy().likely_finished(metrics.line_end, question=True)
     assert conv.end_of_turn_signals == ["silence", "text (local LLM)"]
     _, events = asyncio.run(_run(offline, audio, end_of_turn="silence"))
     metrics = next(e for e in events if isinstance(e, TurnMetrics))
@@ -197,9 +199,9 @@ def test_silence_mode_reproduces_the_detectors_turn_boundaries(offline, piper_vo
             _silence(1.5),
         ]
     )
-    det = TurnDetector(SileroVAD(), TurnConfig())  # today's rule: 500 ms of silence
+    det = SilenceSegmenter(SileroVAD(), TurnConfig())  # today's rule: 500 ms of silence
     expected = [
-        round(e.last_voiced / RATE, 3)
+        round(e.last_voiced / SPEECH_RATE, 3)
         for i in range(0, len(audio), FRAME)
         for e in det.feed(audio[i : i + FRAME])
         if isinstance(e, TurnEnd)
@@ -262,12 +264,12 @@ def _reply_audio_s(events: list[object], turn: int) -> float:
 
 
 def test_a_cough_like_burst_during_the_reply_leaves_it_playing(offline, piper_voice) -> None:
-    burst = _speech(piper_voice, "Ah!")[: int(RATE * 0.12)]  # 120 ms of voice: a cough, a click, an "mm"
+    burst = _speech(piper_voice, "Ah!")[: int(SPEECH_RATE * 0.12)]  # 120 ms of voice: a cough, a click, an "mm"
     burst = burst * np.hanning(len(burst)).astype(np.float32)
     s, stt, llm, tts = offline
 
     async def run():
-        conv = Conversation(stt, llm, tts, settings=s)
+        conv = create_conversation(s, stt=stt, llm=llm, tts=tts)
         events: list[object] = []
         conv.submit_text("Tell me a story about a brave knight.")
         await _until(conv, events, lambda ev: _reply_audio_s(ev, 1) > 0)
@@ -293,7 +295,7 @@ def test_an_interrupted_replys_history_holds_only_what_was_played(offline) -> No
     s, stt, llm, tts = offline
 
     async def run():
-        conv = Conversation(stt, llm, tts, settings=s)
+        conv = create_conversation(s, stt=stt, llm=llm, tts=tts)
         events: list[object] = []
         conv.submit_text("Tell me a story about a brave knight and a dragon.")
         await _until(conv, events, lambda ev: _reply_audio_s(ev, 1) >= 1.5)  # 1.5 s of speech handed over
@@ -318,7 +320,7 @@ def test_words_added_before_the_reply_is_heard_are_answered_once_merged(offline,
     s, stt, llm, tts = offline
 
     async def run():
-        conv = Conversation(stt, llm, tts, settings=s)
+        conv = create_conversation(s, stt=stt, llm=llm, tts=tts)
         conv.submit_text("What is the capital")  # committed; its reply has not sounded yet
         for i in range(0, len(more), FRAME):
             conv.feed_16k(more[i : i + FRAME])
@@ -357,7 +359,7 @@ def _went_on_after(offline, piper_voice, gap_s: float):
     s, stt, llm, tts = offline
 
     async def run():
-        conv = Conversation(stt, llm, tts, settings=s)
+        conv = create_conversation(s, stt=stt, llm=llm, tts=tts)
         await conv.warm_up()
         await _feed_paced_by_work(conv, first)
         events: list[object] = []

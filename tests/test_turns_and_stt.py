@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import piper_pcm
 from voicechat.audio import int16_to_float, read_audio
-from voicechat.end_of_turn import SpeechStart, TurnConfig, TurnDetector, TurnEnd
+from voicechat.end_of_turn import SilenceSegmenter, SpeechStart, TurnConfig, TurnEnd
 from voicechat.vad import SileroVAD, WebRtcVAD
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,7 @@ def two_questions(piper_voice) -> tuple[np.ndarray, list[tuple[int, int]]]:
 @pytest.mark.parametrize("vad_kind", ["silero", "webrtc"])
 def test_recording_with_pauses_splits_into_the_right_turns(two_questions, vad_kind: str) -> None:
     audio, spans = two_questions
-    det = TurnDetector(SileroVAD() if vad_kind == "silero" else WebRtcVAD(), TurnConfig(end_of_turn_ms=500))
+    det = SilenceSegmenter(SileroVAD() if vad_kind == "silero" else WebRtcVAD(), TurnConfig(end_of_turn_ms=500))
     events = []
     for i in range(0, len(audio), 320):  # 20 ms chunks, as a microphone sends
         events += det.feed(audio[i : i + 320])
@@ -59,7 +59,7 @@ def test_a_short_pause_inside_a_sentence_does_not_end_the_turn(piper_voice) -> N
     a = _speech16k(piper_voice, "I would like to know")
     b = _speech16k(piper_voice, "the weather for tomorrow.")
     audio = np.concatenate([_silence(0.3), a, _silence(0.25), b, _silence(1.0)])
-    det = TurnDetector(SileroVAD(), TurnConfig(end_of_turn_ms=600))
+    det = SilenceSegmenter(SileroVAD(), TurnConfig(end_of_turn_ms=600))
     ends = [e for e in det.feed(audio) if isinstance(e, TurnEnd)]
     assert len(ends) == 1
     assert len(ends[0].audio) > len(a) + len(b) - 0.3 * 16000
@@ -67,7 +67,7 @@ def test_a_short_pause_inside_a_sentence_does_not_end_the_turn(piper_voice) -> N
 
 def test_silence_and_noise_make_no_turn() -> None:
     rng = np.random.default_rng(1)
-    det = TurnDetector(SileroVAD())
+    det = SilenceSegmenter(SileroVAD())
     assert det.feed(_silence(3.0)) == []
     assert [
         e for e in det.feed((rng.standard_normal(16000 * 3) * 0.05).astype(np.float32)) if isinstance(e, TurnEnd)
@@ -76,7 +76,7 @@ def test_silence_and_noise_make_no_turn() -> None:
 
 def test_endless_speech_is_cut_at_the_maximum_with_bounded_buffers(piper_voice) -> None:
     sentence = _speech16k(piper_voice, "and then we kept on talking about many different things")
-    det = TurnDetector(SileroVAD(), TurnConfig(max_utterance_s=4.0, end_of_turn_ms=800))
+    det = SilenceSegmenter(SileroVAD(), TurnConfig(max_utterance_s=4.0, end_of_turn_ms=800))
     ends = []
     longest = 0
     for _ in range(6):  # ~18 s of speech with only short gaps

@@ -19,7 +19,7 @@ PROGRAM = textwrap.dedent(
     """
     from voicechat.backend_abilities import Closes, PrimesNextTurn, RunsOnThisCPU
     from voicechat.backend_abilities import TranscribesInterim, WarmsUp, WarmsUpChat
-    from voicechat.config import Settings
+    from voicechat.config import Settings, TurnSettings
     from voicechat.events import ErrorEvent, Interrupted
     from voicechat.llm.line_end import LineEndScorer
     from voicechat.llm.local import LocalChat
@@ -32,7 +32,7 @@ PROGRAM = textwrap.dedent(
     def fine(chat: LocalChat, stt: LocalSTT, scorer: LineEndScorer, voice: PiperTTS, remote: OpenAIChat) -> None:
         Interrupted(1, "barge-in"), Interrupted(1, "stop"), Interrupted(1, "resumed")
         ErrorEvent("no audio device", "audio")
-        Settings(end_of_turn="silence")
+        Settings(turn=TurnSettings(end_of_turn="silence"))
         warm: WarmsUpChat = chat
         primes: PrimesNextTurn = chat
         scores: WarmsUp = scorer
@@ -44,7 +44,7 @@ PROGRAM = textwrap.dedent(
     def wrong() -> None:
         Interrupted(1, "paused")  # WRONG: not a reason the engine gives
         ErrorEvent("out of memory", "gpu")  # WRONG: not a stage
-        Settings(end_of_turn="sometimes")  # WRONG: not a mode
+        TurnSettings(end_of_turn="sometimes")  # WRONG: not a mode
         TurnPolicy(mode="smart")  # WRONG: not a mode
     """
 )

@@ -7,6 +7,7 @@ conversations (the bundled app and the ``voicechat`` command call it).
 """
 
 from voicechat.config import LANGUAGES, Settings
+from voicechat.conversation_factory import create_conversation
 from voicechat.engine import Conversation
 from voicechat.errors import VoicechatError
 from voicechat.events import State
@@ -24,11 +25,3 @@ __all__ = [
     "tune_process",
 ]
 __version__ = "0.1.0"
-
-
-def create_conversation(settings: Settings | None = None, *, output_rate: int = 48_000, **kw: object) -> Conversation:
-    """A conversation on the backends ``settings`` choose (OpenAI with a key, offline without)."""
-    from voicechat.backends import make_llm, make_stt, make_tts
-
-    s = settings or Settings.load()
-    return Conversation(make_stt(s), make_llm(s), make_tts(s), settings=s, output_rate=output_rate, **kw)  # type: ignore[arg-type]

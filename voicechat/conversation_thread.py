@@ -20,7 +20,6 @@ import av
 import numpy as np
 
 from voicechat import workers
-from voicechat.config import Settings
 from voicechat.engine import Conversation
 from voicechat.events import Event
 
@@ -147,20 +146,3 @@ class ConversationThread:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
-
-
-def conversation_factory(
-    settings: Settings | None = None, output_rate: int = 48_000
-) -> Callable[[Callable[[Event], None]], Conversation]:
-    """What :class:`ConversationThread` takes: builds, on the engine thread, a conversation on the
-    backends ``settings`` choose (``auto``: OpenAI where a key is set, the local models otherwise)."""
-
-    def factory(listener: Callable[[Event], None]) -> Conversation:
-        from voicechat.backends import make_llm, make_stt, make_tts
-
-        s = settings or Settings.load()
-        return Conversation(
-            make_stt(s), make_llm(s), make_tts(s), settings=s, output_rate=output_rate, listener=listener
-        )
-
-    return factory

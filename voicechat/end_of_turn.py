@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from voicechat.audio import SPEECH_RATE
 from voicechat.vad import VoiceActivityDetector
-
-RATE = 16_000
 
 
 @dataclass(frozen=True)
@@ -66,8 +65,8 @@ class TurnEnd:
 TurnEvent = SpeechStart | SpeechPause | SpeechResume | TurnEnd
 
 
-class TurnDetector:
-    """Feeds 16 kHz mono float32 audio of any length through a VAD and reports turn events.
+class SilenceSegmenter:
+    """Cuts 16 kHz mono float32 audio of any length into utterances by the VAD's silences, reporting turn events.
 
     Not thread-safe: one per input stream, called from one thread (the engine's loop).
     """
@@ -82,7 +81,7 @@ class TurnDetector:
 
     def _reset_turn(self) -> None:
         cfg = self.config
-        self._pre_roll: deque[np.ndarray] = deque(maxlen=max(1, cfg.pre_roll_ms * RATE // 1000 // self._win))
+        self._pre_roll: deque[np.ndarray] = deque(maxlen=max(1, cfg.pre_roll_ms * SPEECH_RATE // 1000 // self._win))
         self._utt: list[np.ndarray] = []
         self._utt_len = 0
         self._speaking = False
@@ -101,12 +100,12 @@ class TurnDetector:
     @property
     def utterance_voiced_ms(self) -> float:
         """Voiced audio in the utterance under way (a cough is short; a barge-in says more)."""
-        return (self._voiced_total if self._speaking else self._voiced_run) * 1000 / RATE
+        return (self._voiced_total if self._speaking else self._voiced_run) * 1000 / SPEECH_RATE
 
     @property
     def voiced_ms(self) -> float:
         """Length of the voiced run not yet confirmed as speech (for an early barge-in decision)."""
-        return 0.0 if self._speaking else self._voiced_run * 1000 / RATE
+        return 0.0 if self._speaking else self._voiced_run * 1000 / SPEECH_RATE
 
     @property
     def utterance_start(self) -> int:
@@ -120,7 +119,7 @@ class TurnDetector:
     @property
     def silence_ms(self) -> float:
         """Silence since the last voiced window of the current utterance (0 when nobody is speaking)."""
-        return self._silence_run * 1000 / RATE if self._speaking else 0.0
+        return self._silence_run * 1000 / SPEECH_RATE if self._speaking else 0.0
 
     @property
     def last_voiced(self) -> int:
@@ -169,7 +168,7 @@ class TurnDetector:
                 if self._voiced_run == 0:
                     self._candidate_start = start_of_window
                 self._voiced_run += self._win
-                if self._voiced_run * 1000 >= cfg.min_speech_ms * RATE:
+                if self._voiced_run * 1000 >= cfg.min_speech_ms * SPEECH_RATE:
                     self._speaking = True
                     self._voiced_total = self._voiced_run
                     self._start = self._candidate_start
@@ -191,19 +190,19 @@ class TurnDetector:
                 self._voiced_total += self._win
             if self._paused and voiced:
                 self._paused = False
-                events.append(SpeechResume(start_of_window, (start_of_window - before) * 1000 / RATE))
+                events.append(SpeechResume(start_of_window, (start_of_window - before) * 1000 / SPEECH_RATE))
             if voiced:
                 self._silence_run = 0
         else:
             self._silence_run += self._win
-            if not self._paused and self._silence_run * 1000 >= cfg.pause_ms * RATE:
+            if not self._paused and self._silence_run * 1000 >= cfg.pause_ms * SPEECH_RATE:
                 self._paused = True
                 events.append(SpeechPause(self._trimmed(), self._last_voiced, self._pos))
-            if self._silence_run * 1000 >= cfg.end_of_turn_ms * RATE:
+            if self._silence_run * 1000 >= cfg.end_of_turn_ms * SPEECH_RATE:
                 events.append(TurnEnd(self._trimmed(), self._start, self._last_voiced, self._pos))
                 self._reset_turn()
                 return
-        if self._utt_len >= cfg.max_utterance_s * RATE:
+        if self._utt_len >= cfg.max_utterance_s * SPEECH_RATE:
             # Forced cut: the user is still talking, so the next piece starts right away.
             events.append(TurnEnd(np.concatenate(self._utt), self._start, self._pos, self._pos, forced=True))
             self._utt, self._utt_len = [], 0
@@ -214,5 +213,5 @@ class TurnDetector:
     def _trimmed(self) -> np.ndarray:
         """The utterance up to the last voiced window plus a short tail of silence."""
         audio = np.concatenate(self._utt)
-        keep = len(audio) - (self._pos - self._last_voiced) + self.config.tail_ms * RATE // 1000
+        keep = len(audio) - (self._pos - self._last_voiced) + self.config.tail_ms * SPEECH_RATE // 1000
         return audio[: max(0, min(len(audio), keep))]

@@ -14,16 +14,16 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from typing import Any
 
 import av
 import numpy as np
 
 from voicechat import workers
-from voicechat.audio import InputConverter
+from voicechat.audio import SPEECH_RATE, InputConverter
 from voicechat.backend_abilities import Closes
 from voicechat.config import Settings
-from voicechat.end_of_turn import RATE, SpeechPause, SpeechResume, SpeechStart, TurnConfig, TurnDetector, TurnEnd
+from voicechat.end_of_turn import SilenceSegmenter, SpeechPause, SpeechResume, SpeechStart, TurnConfig, TurnEnd
 from voicechat.errors import VoicechatError
 from voicechat.events import (
     AudioOut,
@@ -42,8 +42,8 @@ from voicechat.live_captions import LiveCaptions
 from voicechat.llm.base import ChatModel, Message
 from voicechat.realtime.base import speech_to_speech
 from voicechat.recording import ConversationRecorder
-from voicechat.speculative_turn import Turn, TurnInput
-from voicechat.stt.base import SpeechToText
+from voicechat.speculative_turn import RunningTurn, TurnInput
+from voicechat.stt.base import SpeechToText, is_billed
 from voicechat.transcribed_prefix import TranscribedPrefix
 from voicechat.tts.base import TextToSpeech
 from voicechat.turn_policy import LineEndScoring, PauseHabit, TurnPolicy
@@ -54,9 +54,12 @@ from voicechat.warm_up import prime_next_turn, warm_up_once
 class Conversation:
     """Listens, transcribes, replies and speaks; barge-in and ``stop_speaking()`` cut a reply.
 
-    Events go to ``listener`` if given, else to a queue read with :meth:`events`. ``scorer``
-    is the text end-of-turn signal; by default it is built from the settings (the local LLM's
-    model when ``end_of_turn`` is ``semantic``), ``None`` ends turns on silence alone.
+    Build one with :func:`voicechat.create_conversation`, which turns the settings into the parts
+    this takes. Events go to ``listener`` if given, else to a queue read with :meth:`events`.
+    ``interim_stt`` writes the live transcript (``None``: none). ``scorer`` is the text end-of-turn
+    signal, used when ``end_of_turn`` is ``semantic``; ``None`` ends turns on silence alone.
+    ``half_duplex`` ignores the microphone while a reply plays (speakers without echo
+    cancellation); the surfaces may change the attribute while the conversation runs.
     """
 
     def __init__(
@@ -69,11 +72,10 @@ class Conversation:
         vad: VoiceActivityDetector | None = None,
         output_rate: int = 48_000,
         listener: Callable[[Event], None] | None = None,
-        interim_stt: SpeechToText | Literal["auto"] | None = "auto",
-        scorer: LineEndScoring | str | None = "auto",
+        interim_stt: SpeechToText | None = None,
+        scorer: LineEndScoring | None = None,
+        half_duplex: bool = False,
     ) -> None:
-        from voicechat.backends import is_billed, make_interim_stt
-
         self.settings = settings or Settings()
         s = self.settings
         self.stt, self.llm, self.tts = stt, llm, tts
@@ -89,37 +91,33 @@ class Conversation:
         self.history = History()
         self.metrics: list[TurnMetrics] = []
         self.state = State.LISTENING
-        self.half_duplex = False
-        if isinstance(scorer, str):
-            from voicechat.backends import make_line_end_scorer
-
-            scorer = make_line_end_scorer(s, llm)
-        self.scorer: LineEndScoring | None = scorer if s.end_of_turn == "semantic" else None
+        self.half_duplex = half_duplex
+        self.scorer: LineEndScoring | None = scorer if s.turn.end_of_turn == "semantic" else None
         self.policy = TurnPolicy(
             mode="semantic" if self.scorer is not None else "silence",
-            early_ms=s.end_of_turn_early_ms,
-            end_of_turn_ms=s.end_of_turn_ms,
-            ceiling_ms=s.end_of_turn_max_ms,
+            early_ms=s.turn.end_of_turn_early_ms,
+            end_of_turn_ms=s.turn.end_of_turn_ms,
+            ceiling_ms=s.turn.end_of_turn_max_ms,
         )
         cfg = TurnConfig(
-            threshold=s.vad_threshold,
-            min_speech_ms=s.min_speech_ms,
+            threshold=s.turn.vad_threshold,
+            min_speech_ms=s.turn.min_speech_ms,
             end_of_turn_ms=round(self.policy.longest_wait_ms),
-            max_utterance_s=s.max_utterance_s,
-            pause_ms=s.speculative_pause_ms,
+            max_utterance_s=s.turn.max_utterance_s,
+            pause_ms=s.turn.speculative_pause_ms,
         )
-        self.turns = TurnDetector(vad or make_vad(s.vad), cfg)
-        self._input = InputConverter(RATE)
+        self.turns = SilenceSegmenter(vad or make_vad(s.turn.vad), cfg)
+        self._input = InputConverter(SPEECH_RATE)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._listener = listener or self._queue.put_nowait
         self._turn = 0
-        self._current: Turn | None = None
+        self._current: RunningTurn | None = None
         self._playback_end = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._priming: asyncio.Future[None] | None = None  # the LLM reading the history in (prime_next_turn)
-        # The live transcript's STT; see make_interim_stt for why it may differ from ``stt``.
+        # The live transcript's STT; see backends.make_interim_stt for why it may differ from ``stt``.
         self.captions = LiveCaptions(
-            make_interim_stt(s, stt) if interim_stt == "auto" else interim_stt,
+            interim_stt,
             self.turns,
             self._emit,
             language=s.language,
@@ -169,7 +167,7 @@ class Conversation:
         return ["silence"] + ([self.scorer.name] if self.scorer is not None else [])
 
     @property
-    def held_turn(self) -> Turn | None:
+    def held_turn(self) -> RunningTurn | None:
         """The turn being prepared ahead while the end of the user's turn is not yet decided."""
         cur = self._current
         return cur if cur is not None and cur.held and not cur.done else None
@@ -209,7 +207,7 @@ class Conversation:
         if self.voice is not None and self._server_turns:
             self.voice.hear(samples)  # the server's detector decides when the turn ends
         events = self.turns.feed(samples)
-        if self.turns.utterance_voiced_ms >= self.settings.barge_in_ms:
+        if self.turns.utterance_voiced_ms >= self.settings.turn.barge_in_ms:
             if self.replying:
                 self._barge_in()  # enough voice to be more than a cough or a click
             else:
@@ -252,7 +250,7 @@ class Conversation:
         An early release thus costs a moment of reply, not a turn answered in two halves."""
         self._overlap = False
         turn = self._current
-        released, window = self._released, self.policy.resume_ms * RATE / 1000
+        released, window = self._released, self.policy.resume_ms * SPEECH_RATE / 1000
         went_on = (
             turn is not None
             and released is not None
@@ -266,7 +264,7 @@ class Conversation:
             self._interrupt("barge-in")
             return
         if went_on and released is not None:
-            self.habit.observe((self.turns.utterance_start - released[1]) * 1000 / RATE)  # the pause we cut
+            self.habit.observe((self.turns.utterance_start - released[1]) * 1000 / SPEECH_RATE)  # the pause we cut
         heard_s = self._heard_s(turn)
         turn.retract()
         self._playback_end = 0.0  # the surface drops what it queued on Interrupted
@@ -276,7 +274,7 @@ class Conversation:
         carried: list[asyncio.Task[str]] = []
         text = turn.transcript if turn.transcript is not None else turn.source.text
         if text is not None:
-            carried.append(asyncio.create_task(_known(text)))
+            carried.append(asyncio.create_task(_already_transcribed(text)))
         else:
             carried += turn.source.pieces
             if turn.source.audio is not None and self.stt is not None:
@@ -294,7 +292,7 @@ class Conversation:
         self.captions.new_utterance()
         self._prime()
         self._set_state(State.LISTENING)
-        self._emit(SpeechStarted(ev.at / RATE))
+        self._emit(SpeechStarted(ev.at / SPEECH_RATE))
 
     def _prime(self, heard: str = "") -> None:
         """The local reply model reads the conversation, and the user's words so far (a caption), ahead
@@ -329,10 +327,10 @@ class Conversation:
                 sent, audio = self._billed_prefix.take(audio)
                 self._pieces += sent
             self._pieces.append(asyncio.create_task(self.stt.transcribe(audio, language=self.settings.language)))
-            self._emit(SpeechEnded(ev.at / RATE, (ev.at - ev.start) / RATE, forced=True))
+            self._emit(SpeechEnded(ev.at / SPEECH_RATE, (ev.at - ev.start) / SPEECH_RATE, forced=True))
             return
-        eot_ms = round((ev.at - ev.last_voiced) / RATE * 1000, 1)
-        self._emit(SpeechEnded(ev.last_voiced / RATE, (ev.last_voiced - ev.start) / RATE))
+        eot_ms = round((ev.at - ev.last_voiced) / SPEECH_RATE * 1000, 1)
+        self._emit(SpeechEnded(ev.last_voiced / SPEECH_RATE, (ev.last_voiced - ev.start) / SPEECH_RATE))
         turn = self._current
         if turn is not None and turn.held and turn.source.last_voiced == ev.last_voiced:
             if self._billed_prefix is not None:
@@ -353,7 +351,7 @@ class Conversation:
         """Where the wait for this turn ran out: a score that came late moved the decision, not the due point."""
         if self._decided_wait_ms is None:
             return ev.at
-        return min(ev.at, ev.last_voiced + round(self._decided_wait_ms * RATE / 1000))
+        return min(ev.at, ev.last_voiced + round(self._decided_wait_ms * SPEECH_RATE / 1000))
 
     def _start_speculative(self, ev: SpeechPause) -> None:
         """At the first pause, run the whole turn ahead while end of turn is still being confirmed."""
@@ -366,13 +364,13 @@ class Conversation:
         ):
             return
         self._turn += 1
-        lead = round((ev.at - ev.last_voiced) / RATE * 1000, 1)
+        lead = round((ev.at - ev.last_voiced) / SPEECH_RATE * 1000, 1)
         if self._billed_prefix is not None and self.stt is not None:  # only what the provider has not heard
             pieces = self._billed_prefix.extend(self.stt, ev.audio, self.settings.language)
             source = TurnInput(pieces=pieces, last_voiced=ev.last_voiced, started_after_eos_ms=lead)
         else:
             source = TurnInput(audio=ev.audio, last_voiced=ev.last_voiced, started_after_eos_ms=lead)
-        self._current = Turn(self._turn, self, source, held=True)
+        self._current = RunningTurn(self._turn, self, source, held=True)
 
     def _drop_speculative(self) -> None:
         turn = self._current
@@ -393,13 +391,13 @@ class Conversation:
     async def end_of_input(self) -> None:
         """The input ended (end of a file): treat trailing speech as a finished turn."""
         if self.turns.speaking:
-            silence = np.zeros(int(RATE * (self.turns.config.end_of_turn_ms + 100) / 1000), dtype=np.float32)
+            silence = np.zeros(int(SPEECH_RATE * (self.turns.config.end_of_turn_ms + 100) / 1000), dtype=np.float32)
             self.feed_16k(silence)
 
     # ------------------------------------------------------------------ turns
     def _start_turn(self, source: TurnInput, *, eot_ms: float) -> None:
         self._turn += 1
-        turn = Turn(self._turn, self, source, held=False)
+        turn = RunningTurn(self._turn, self, source, held=False)
         turn.eot_ms = eot_ms
         self._current = turn
 
@@ -407,8 +405,8 @@ class Conversation:
     def server_turn(self, response_id: str) -> None:
         ended = self.turns.end_turn()  # the local utterance is over too: its voice must not barge in
         last = ended.last_voiced if ended is not None else self._heard_until
-        eot_ms = round(max(0, self.turns.position - last) / RATE * 1000, 1)
-        self._emit(SpeechEnded(last / RATE, 0.0))
+        eot_ms = round(max(0, self.turns.position - last) / SPEECH_RATE * 1000, 1)
+        self._emit(SpeechEnded(last / SPEECH_RATE, 0.0))
         if self.replying:
             self._interrupt("barge-in")
         self._start_turn(TurnInput(response_id=response_id, last_voiced=last), eot_ms=eot_ms)
@@ -419,7 +417,7 @@ class Conversation:
     def history_for_server(self) -> list[Message]:
         return self.history.messages(self.settings.prompt(), self.settings.history_messages)
 
-    # TurnHost: called by the running Turn on this loop
+    # TurnHost: called by the RunningTurn on this loop
     def deliver(self, event: Event) -> None:
         if isinstance(event, AudioOut):
             now = time.perf_counter()
@@ -466,7 +464,7 @@ class Conversation:
         self._emit(Interrupted(number, reason, round(heard_s, 3)))
         self._set_state(State.LISTENING)
 
-    def _heard_s(self, turn: Turn | None) -> float:
+    def _heard_s(self, turn: RunningTurn | None) -> float:
         """Seconds of ``turn``'s reply played so far: the surface plays delivered audio in real time,
         so what is still queued was never heard."""
         if turn is None or turn.held:
@@ -535,6 +533,6 @@ class Conversation:
         self._set_state(State.IDLE)
 
 
-async def _known(text: str) -> str:
+async def _already_transcribed(text: str) -> str:
     """A transcript already in hand, in the shape of a pending one (a carried piece)."""
     return text

@@ -7,7 +7,7 @@ the engine's state, which keeps the engine the single owner of the conversation.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
@@ -103,7 +103,11 @@ class Interrupted:
 
 @dataclass(frozen=True)
 class TurnMetrics:
-    """Per-turn latency in milliseconds; ``None`` where a stage did not run."""
+    """Per-turn latency in milliseconds; ``None`` where a stage did not run.
+
+    The fields after ``first_sentence_ms`` say how the turn ran, for the benchmarks and the
+    notebook's metrics table.
+    """
 
     turn: int
     stt_ms: float | None = None
@@ -112,20 +116,17 @@ class TurnMetrics:
     first_audio_ms: float | None = None
     eot_ms: float | None = None
     first_sentence_ms: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)
+    reply_audio_s: float | None = None  # seconds of reply speech produced
+    speculative: bool = False  # prepared at a pause, before the end of turn was confirmed
+    line_end: float | None = None  # P(the user's words are a finished line), when scored
+    question: bool | None = None  # the transcriber heard a question ("?"), when scored
+    line_end_ms: float | None = None  # how long the end-of-turn score took
+    started_after_eos_ms: float | None = None  # from the end of speech to the turn's work beginning
+    started_perf_s: float | None = None  # time.perf_counter() when the work began (benchmarks' clock)
+    speculative_lead_ms: float | None = None  # how far the reply had started before the commit
 
-    def as_dict(self) -> dict[str, float | int | None]:
-        out: dict[str, float | int | None] = {
-            "turn": self.turn,
-            "stt_ms": self.stt_ms,
-            "llm_first_token_ms": self.llm_first_token_ms,
-            "tts_first_audio_ms": self.tts_first_audio_ms,
-            "first_audio_ms": self.first_audio_ms,
-            "eot_ms": self.eot_ms,
-            "first_sentence_ms": self.first_sentence_ms,
-        }
-        out.update(self.extra)
-        return out
+    def as_dict(self) -> dict[str, float | int | bool | None]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import numpy as np
 
 from voicechat.audio import SPEECH_RATE
 from voicechat.backend_abilities import TranscribesInterim
-from voicechat.end_of_turn import TurnDetector
+from voicechat.end_of_turn import SilenceSegmenter
 from voicechat.errors import VoicechatError
 from voicechat.events import Event, PartialTranscript
 from voicechat.stt.base import SpeechToText
@@ -27,7 +27,7 @@ class LiveCaptions:
     def __init__(
         self,
         stt: SpeechToText | None,
-        turns: TurnDetector,
+        turns: SilenceSegmenter,
         emit: Callable[[Event], None],
         *,
         language: str,

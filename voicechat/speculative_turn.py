@@ -2,7 +2,7 @@
 
 A turn may start *speculatively* at the first pause in speech, before the end-of-turn
 silence has been confirmed: it transcribes, asks the LLM and synthesises the first
-sentence while the engine is still waiting. Until :meth:`Turn.commit` every side effect
+sentence while the engine is still waiting. Until :meth:`RunningTurn.commit` every side effect
 (events, history, state) is held back in order; if the user resumes speaking the turn is
 cancelled and leaves no trace. On commit the held effects run at once, so the first reply
 audio leaves the moment the end of turn is confirmed.
@@ -67,7 +67,7 @@ class TurnInput:
     response_id: str | None = None  # a reply the speech-to-speech server began on its own (server_vad)
 
 
-class Turn:
+class RunningTurn:
     """A running turn; ``held`` until :meth:`commit` (speculative) or live from the start."""
 
     def __init__(self, number: int, host: TurnHost, source: TurnInput, *, held: bool) -> None:
@@ -93,7 +93,8 @@ class Turn:
         self.task: asyncio.Task[None] = asyncio.create_task(self._run())
 
     # ------------------------------------------------------------------ hold / release
-    def _do(self, effect: Callable[[], None]) -> None:
+    def _hold_or_run(self, effect: Callable[[], None]) -> None:
+        """A side effect (event, history, state) runs now, or waits in order for :meth:`commit` while held."""
         if self.held:
             self._pending.append(effect)
         else:
@@ -180,7 +181,7 @@ class Turn:
     async def _run(self) -> None:
         host, n = self.host, self.number
         stats: dict[str, float] = {}
-        self._do(lambda: host.set_state(State.THINKING))
+        self._hold_or_run(lambda: host.set_state(State.THINKING))
         voice = speech_to_speech(host.llm)
         if voice is not None:
             await self._speak_for_itself(voice, stats)
@@ -191,30 +192,30 @@ class Turn:
                 text = await self._transcribe(stats)
             except VoicechatError as exc:
                 message = str(exc)
-                self._do(lambda: host.deliver(ErrorEvent(message, "stt")))
+                self._hold_or_run(lambda: host.deliver(ErrorEvent(message, "stt")))
                 text = ""
             self.transcript = text
             if not text:
                 self._scored = True
-                self._do(lambda: host.set_state(State.LISTENING))  # silence or noise: no LLM call
+                self._hold_or_run(lambda: host.set_state(State.LISTENING))  # silence or noise: no LLM call
                 return
             s = host.settings
             earlier = host.history.messages(s.prompt(), s.history_messages)
             await self._score(earlier, text, stats)
             messages = [*earlier, Message("user", text)]
-            self._do(lambda: host.deliver(FinalTranscript(n, text)))
-            self._do(lambda: host.history.add(Entry("user", text, n)))
+            self._hold_or_run(lambda: host.deliver(FinalTranscript(n, text)))
+            self._hold_or_run(lambda: host.history.add(Entry("user", text, n)))
             pipeline = self._pipeline = ReplyPipeline(n, host.llm, host.tts, host.output_rate, self._reply_event)
             await pipeline.run(messages)
-            self._do(lambda: self._finish(pipeline, interrupted=False, stats=stats))
+            self._hold_or_run(lambda: self._finish(pipeline, interrupted=False, stats=stats))
         except asyncio.CancelledError:
             if pipeline is not None and not self.held and not self._retracted:
                 self._finish(pipeline, interrupted=True, stats=None)
             raise
         except Exception as exc:  # a backend bug must not end the session
             message = f"turn {n} failed: {exc!r}"
-            self._do(lambda: host.deliver(ErrorEvent(message, "engine")))
-            self._do(lambda: host.set_state(State.LISTENING))
+            self._hold_or_run(lambda: host.deliver(ErrorEvent(message, "engine")))
+            self._hold_or_run(lambda: host.set_state(State.LISTENING))
 
     async def _speak_for_itself(self, voice: SpeechToSpeech, stats: dict[str, float]) -> None:
         """The turn on a speech-to-speech model: it hears the audio and answers aloud (no STT, no TTS)."""
@@ -231,21 +232,21 @@ class Turn:
             self.transcript = text
             if self.held and host.scorer is not None:  # the semantic end of turn, on the server's words
                 scoring.append(asyncio.create_task(self._score(earlier, text, stats)))
-            self._do(lambda: host.deliver(FinalTranscript(n, text)))
-            self._do(lambda: host.history.add(Entry("user", text, n)))
+            self._hold_or_run(lambda: host.deliver(FinalTranscript(n, text)))
+            self._hold_or_run(lambda: host.history.add(Entry("user", text, n)))
 
         try:
             await reply.run(self.source, earlier, heard)
             await asyncio.gather(*scoring, return_exceptions=True)  # the end of turn still reads it
-            self._do(lambda: self._finish(reply, interrupted=False, stats=stats))
+            self._hold_or_run(lambda: self._finish(reply, interrupted=False, stats=stats))
         except asyncio.CancelledError:
             if not self.held and not self._retracted:
                 self._finish(reply, interrupted=True, stats=None)
             raise
         except Exception as exc:  # a backend bug must not end the session
             message = f"turn {n} failed: {exc!r}"
-            self._do(lambda: host.deliver(ErrorEvent(message, "engine")))
-            self._do(lambda: host.set_state(State.LISTENING))
+            self._hold_or_run(lambda: host.deliver(ErrorEvent(message, "engine")))
+            self._hold_or_run(lambda: host.set_state(State.LISTENING))
         finally:
             for task in scoring:
                 task.cancel()
@@ -261,7 +262,7 @@ class Turn:
                     self.first_audio_out = time.perf_counter()
             self.host.deliver(event)
 
-        self._do(deliver)
+        self._hold_or_run(deliver)
 
     def heard_text(self) -> str | None:
         """What the user heard of an interrupted reply (``None``: all of it, or no voice to go by)."""
@@ -294,19 +295,14 @@ class Turn:
             first_audio_ms=None
             if self.first_audio_out is None
             else round(self.eot_ms + (self.first_audio_out - committed) * 1000.0, 1),
-            extra={
-                "reply_audio_s": round(t.audio_s, 3),
-                "speculative": float(self.speculative),
-                **(
-                    {"line_end": round(self.line_end, 4), "question": float(self.question)}
-                    if self.line_end is not None
-                    else {}
-                ),
-                **({"line_end_ms": round(stats["line_end"], 1)} if "line_end" in stats else {}),
-                "started_after_eos_ms": self.source.started_after_eos_ms if self.speculative else self.eot_ms,
-                "started_perf_s": self.created_at,  # time.perf_counter() when work began (benchmarks)
-                "speculative_lead_ms": round(max(0.0, (committed - t.llm_start) * 1000.0), 1),
-            },
+            reply_audio_s=round(t.audio_s, 3),
+            speculative=self.speculative,
+            line_end=None if self.line_end is None else round(self.line_end, 4),
+            question=None if self.line_end is None else self.question,
+            line_end_ms=round(stats["line_end"], 1) if "line_end" in stats else None,
+            started_after_eos_ms=self.source.started_after_eos_ms if self.speculative else self.eot_ms,
+            started_perf_s=self.created_at,
+            speculative_lead_ms=round(max(0.0, (committed - t.llm_start) * 1000.0), 1),
         )
         host.metrics.append(metrics)
         host.deliver(metrics)

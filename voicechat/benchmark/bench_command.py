@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from voicechat.benchmark.kit import require_kit
 from voicechat.config import Settings
 from voicechat.turn_policy import END_OF_TURN_MODES
 
@@ -62,6 +63,7 @@ def add_bench_parser(sub: Any) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    require_kit()
     from voicechat.benchmark.latency_run import default_questions, run_benchmark
 
     settings = Settings.load({"stt": args.stt or "local", "llm": args.llm or "local", "tts": args.tts or "local"})

@@ -54,7 +54,7 @@ def _answered(levels: list[dict[str, Any]], n: int) -> bool:
 def frame_path_costs(questions: list[Path], vad_kind: str = "silero") -> dict[str, float]:
     """CPU seconds per second of one session's audio for resampling and for the VAD, on one thread."""
     from voicechat.audio import InputConverter, iter_wav_frames
-    from voicechat.end_of_turn import TurnDetector
+    from voicechat.end_of_turn import SilenceSegmenter
     from voicechat.vad import make_vad
 
     loaded = [iter_wav_frames(q) for q in questions]
@@ -63,7 +63,7 @@ def frame_path_costs(questions: list[Path], vad_kind: str = "silero") -> dict[st
     t0 = time.thread_time()
     resampled = [conv.convert(f, rate) for frames, rate in loaded for f in frames]
     t1 = time.thread_time()
-    det = TurnDetector(make_vad(vad_kind))
+    det = SilenceSegmenter(make_vad(vad_kind))
     for x in resampled:
         det.feed(x)
     t2 = time.thread_time()

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 from voicechat.benchmark.loopback_provider import provider_stats
-from voicechat.benchmark.openai_loopback_server import TRANSCRIPTIONS
 from voicechat.benchmark.simulated_callers import Question, _transport, _User
 from voicechat.benchmark.stats import percentile
 from voicechat.conversation_thread import ConversationThread
 from voicechat.engine import Conversation
 from voicechat.events import Event
+from voicechat_bench_kit.openai_loopback_server import TRANSCRIPTIONS
 
 
 def cost_per_turn(

@@ -23,15 +23,16 @@ from voicechat.audio import SPEECH_RATE, InputConverter, iter_wav_frames
 from voicechat.benchmark.paused_run import first_words
 from voicechat.benchmark.stats import median, paired_ratio, summary, true_end_of_speech
 from voicechat.config import Settings
-from voicechat.end_of_turn import TurnDetector
+from voicechat.conversation_factory import create_conversation
+from voicechat.end_of_turn import SilenceSegmenter
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, FinalTranscript, Interrupted, ReplyDone, TurnMetrics
 from voicechat.llm.base import Message
 from voicechat.turn_policy import END_OF_TURN_MODES as MODES
 from voicechat.vad import make_vad
+from voicechat_bench_kit import QUESTIONS_DIR
 
 FRAME_S = 0.02
-QUESTIONS_DIR = Path(__file__).parent / "questions"
 
 
 KINDS = {"q": "question", "s": "statement", "c": "command"}
@@ -176,7 +177,10 @@ async def run_benchmark(
 
     stt, llm, tts = make_stt(settings), make_llm(settings), make_tts(settings)
     recs = {m: _Recorder() for m in MODES}
-    convs = {m: Conversation(stt, llm, tts, settings=settings.replace(end_of_turn=m), listener=recs[m]) for m in MODES}
+    convs = {
+        m: create_conversation(settings.replace(end_of_turn=m), stt=stt, llm=llm, tts=tts, listener=recs[m])
+        for m in MODES
+    }
     for conv in convs.values():
         await conv.warm_up()
     loaded = [(q, *iter_wav_frames(q)) for q in questions]
@@ -275,10 +279,10 @@ def _sample(path: Path, evs: list[tuple[float, Event]], turn: int, eos_wall: flo
     v = lambda x: float(x) if x is not None else 0.0  # noqa: E731
     # From the true end of speech to the moment the turn's work began, by the wall clock: this
     # includes the VAD's 32 ms windows and the 20 ms frames, which belong to listening, not overhead.
-    started_perf = metrics.extra.get("started_perf_s")
-    started = (started_perf - eos_wall) * 1000.0 if started_perf else v(metrics.extra.get("started_after_eos_ms"))
+    started_perf = metrics.started_perf_s
+    started = (started_perf - eos_wall) * 1000.0 if started_perf else v(metrics.started_after_eos_ms)
     # The end-of-turn score sits between the transcript and the reply (it holds the model): on the path.
-    score = v(metrics.extra.get("line_end_ms"))
+    score = v(metrics.line_end_ms)
     chain = started + v(metrics.stt_ms) + score + v(metrics.first_sentence_ms) + v(metrics.tts_first_audio_ms)
     critical = max(v(metrics.eot_ms), chain)
     v2v = (first_audio - eos_wall) * 1000.0
@@ -297,9 +301,9 @@ def _sample(path: Path, evs: list[tuple[float, Event]], turn: int, eos_wall: flo
         started_after_eos_ms=started,
         critical_path_ms=round(critical, 1),
         overhead_ms=round(v2v - critical, 1),
-        speculative=bool(metrics.extra.get("speculative")),
+        speculative=metrics.speculative,
         kind=kind_of(path.name),
-        line_end=metrics.extra.get("line_end"),
+        line_end=metrics.line_end,
         resumed=sum(isinstance(e, Interrupted) and e.reason == "resumed" for _, e in evs),
     )
 
@@ -314,7 +318,7 @@ def frame_path_realtime_factor(questions: list[Path], vad_kind: str = "silero", 
     audio_s = sum(len(np.concatenate(f)) / r for f, r in loaded)
     factors = []
     for _ in range(passes):
-        conv, det = InputConverter(), TurnDetector(make_vad(vad_kind))
+        conv, det = InputConverter(), SilenceSegmenter(make_vad(vad_kind))
         conv.convert(loaded[0][0][0], loaded[0][1])  # first call builds the resampler
         t0 = time.thread_time()
         for frames, rate in loaded:
@@ -353,13 +357,13 @@ def _report(
         "turns": len(samples),
         "questions": [q.name for q in questions],
         "cpu_count": os.cpu_count(),
-        "end_of_turn_ms": settings.end_of_turn_ms,
+        "end_of_turn_ms": settings.turn.end_of_turn_ms,
         "voice_to_voice_ms": summary(v2v) if v2v else {},
         "stages_ms": {k: stage(k) for k in STAGES} if samples else {},
         "overhead_ms": round(median([s.overhead_ms for s in samples]), 1) if samples else None,
         "sequential_ms": summary([s.sequential_ms for s in samples]) if samples else {},
         "sequential_ratio": round(paired_ratio(v2v, [s.sequential_ms for s in samples]), 3) if samples else None,
-        "frame_path_realtime_factor": round(frame_path_realtime_factor(questions, settings.vad), 1),
+        "frame_path_realtime_factor": round(frame_path_realtime_factor(questions, settings.turn.vad), 1),
         "rss_mb": round(rss_peak, 1),
         "rss_growth_mb": round(rss_end - rss_start, 1),
         "per_turn": [asdict(s) for s in samples],

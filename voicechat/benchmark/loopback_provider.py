@@ -15,10 +15,11 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from voicechat.benchmark.openai_loopback_server import CHAT, SPEECH, STATS, TRANSCRIPTIONS
 from voicechat.config import Settings
+from voicechat.conversation_factory import conversation_factory
 from voicechat.engine import Conversation
 from voicechat.events import Event
+from voicechat_bench_kit.openai_loopback_server import CHAT, SPEECH, STATS, TRANSCRIPTIONS
 
 # Cloud-like provider delays (before the first byte): transcription, first token, speech.
 PROVIDER_DELAYS = {TRANSCRIPTIONS: 0.35, CHAT: 0.30, SPEECH: 0.25}
@@ -27,7 +28,7 @@ PROVIDER_DELAYS = {TRANSCRIPTIONS: 0.35, CHAT: 0.30, SPEECH: 0.25}
 @contextlib.contextmanager
 def provider_process(transcript: str = "What is the capital of Italy?") -> Iterator[str]:
     """The loopback OpenAI-format server in a child process; yields its base URL."""
-    cmd = [sys.executable, "-m", "voicechat.benchmark.openai_loopback_server", "--transcript", transcript]
+    cmd = [sys.executable, "-m", "voicechat_bench_kit.openai_loopback_server", "--transcript", transcript]
     for path, delay in PROVIDER_DELAYS.items():
         cmd += ["--delay", path, str(delay)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -58,12 +59,4 @@ def loopback_settings(base_url: str, **overrides: Any) -> Settings:
 
 def loopback_factory(settings: Settings) -> Callable[[Callable[[Event], None]], Conversation]:
     """Engines as the sweep's sessions have them (no Streamlit): each call runs on its engine thread."""
-
-    def make(listener: Callable[[Event], None]) -> Conversation:
-        from voicechat.backends import make_llm, make_stt, make_tts
-
-        return Conversation(
-            make_stt(settings), make_llm(settings), make_tts(settings), settings=settings, listener=listener
-        )
-
-    return make
+    return conversation_factory(settings)

@@ -23,6 +23,7 @@ from voicechat import workers
 from voicechat.audio import iter_wav_frames
 from voicechat.benchmark.process_usage import rss_mb
 from voicechat.config import Settings
+from voicechat.conversation_factory import create_conversation
 from voicechat.engine import Conversation
 from voicechat.events import Event, TurnMetrics
 
@@ -47,8 +48,6 @@ async def run_memory(
     mark: int = 10,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    from voicechat.backends import make_llm, make_stt, make_tts
-
     done = [0]
 
     def count(event: Event) -> None:
@@ -56,7 +55,7 @@ async def run_memory(
             done[0] += 1
 
     loaded = [iter_wav_frames(q) for q in questions]
-    conv = Conversation(make_stt(settings), make_llm(settings), make_tts(settings), settings=settings, listener=count)
+    conv = create_conversation(settings, listener=count)
     await conv.warm_up()
     rss: list[float] = []
     try:

@@ -1,7 +1,7 @@
 """Paused speech through the real engine: how often a turn is cut while the speaker is only pausing.
 
-Each file of ``paused/`` is one speaker turn with pauses of 0.6–1.5 s inside it (made by
-``bench/make_questions.py``; ``manifest.json`` gives its pauses and true end of speech). It is
+Each file of voicechat-bench-kit's ``paused/`` is one speaker turn with pauses of 0.6–1.5 s inside it
+(made by ``bench/make_questions.py``; ``manifest.json`` gives its pauses and true end of speech). It is
 fed in real time, like a microphone, then silence until every reply has played. A *false
 cut-off* is a turn the engine ended (``SpeechEnded``, not a forced cut) whose last voiced
 audio lies before the true end of the speaker's turn. Both end-of-turn modes run in the same
@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from voicechat.audio import SPEECH_RATE, iter_wav_frames
+from voicechat.conversation_factory import create_conversation
 from voicechat.engine import Conversation
 from voicechat.events import Event, FinalTranscript, Interrupted, SpeechEnded, TurnMetrics
 from voicechat.turn_policy import END_OF_TURN_MODES, PauseHabit
+from voicechat_bench_kit import PAUSED_DIR
 
-PAUSED_DIR = Path(__file__).parent / "paused"
 FRAME_S = 0.02
 TAIL_S = 2.5  # silence after the speech: longer than any end-of-turn wait
 
@@ -134,7 +135,7 @@ def count(path: Path, mode: str, entry: dict[str, Any], events: list[Event]) -> 
         turns=len(ended),
         false_cutoffs=len(early),
         heard=[e.text for e in events if isinstance(e, FinalTranscript)],
-        line_end=[float(e.extra["line_end"]) for e in events if isinstance(e, TurnMetrics) and "line_end" in e.extra],
+        line_end=[e.line_end for e in events if isinstance(e, TurnMetrics) and e.line_end is not None],
         resumed=sum(isinstance(e, Interrupted) and e.reason == "resumed" for e in events),
         resumed_heard_ms=[
             round(e.heard_s * 1000.0) for e in events if isinstance(e, Interrupted) and e.reason == "resumed"
@@ -199,7 +200,9 @@ async def replay_paused(
     from voicechat.backends import make_llm, make_stt, make_tts
 
     stt, llm, tts = make_stt(settings), make_llm(settings), make_tts(settings)
-    convs = {m: Conversation(stt, llm, tts, settings=settings.replace(end_of_turn=m)) for m in END_OF_TURN_MODES}
+    convs = {
+        m: create_conversation(settings.replace(end_of_turn=m), stt=stt, llm=llm, tts=tts) for m in END_OF_TURN_MODES
+    }
     for conv in convs.values():
         await conv.warm_up()
     try:

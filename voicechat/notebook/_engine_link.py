@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from voicechat.config import Settings
-from voicechat.conversation_thread import ConversationThread, conversation_factory
+from voicechat.conversation_factory import conversation_factory
+from voicechat.conversation_thread import ConversationThread
 from voicechat.engine import Conversation
 from voicechat.events import (
     AudioOut,
@@ -79,13 +80,7 @@ class EngineSession:
             self.ui = UiBridge()
             self.error = None
             self._cleared_upto = 0
-        inner = conversation_factory(settings, output_rate=self._output_rate)
-
-        def factory(listener: Callable[[Event], None]) -> Conversation:  # engine thread
-            conv = inner(listener)
-            conv.half_duplex = half_duplex
-            return conv
-
+        factory = conversation_factory(settings, output_rate=self._output_rate, half_duplex=half_duplex)
         runner = ConversationThread(factory, self._listener(gen, self.ui))
         self.runner = runner
 

@@ -184,7 +184,7 @@ class VoiceChatWidget(widgets.VBox):
         from voicechat.audio import float_to_int16, read_audio
 
         pcm = float_to_int16(read_audio(path, SPEECH_RATE))
-        tail = np.zeros(int(SPEECH_RATE * (self._settings.end_of_turn_ms + 1500) / 1000), dtype=np.int16)
+        tail = np.zeros(int(SPEECH_RATE * (self._settings.turn.end_of_turn_ms + 1500) / 1000), dtype=np.int16)
         pcm = np.concatenate([pcm, tail])
         step = SPEECH_RATE // 10
         self._session.mark_awaiting()
@@ -216,7 +216,7 @@ class VoiceChatWidget(widgets.VBox):
         return self._session.read(lambda c: [asdict(e) for e in c.history.entries], [])
 
     @property
-    def metrics(self) -> list[dict[str, float | int | None]]:
+    def metrics(self) -> list[dict[str, float | int | bool | None]]:
         """Per-turn latency in ms (``first_audio_ms`` = end of speech → first reply sound)."""
         return self._session.read(lambda c: [m.as_dict() for m in c.metrics], [])
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from voicechat.audio import SPEECH_RATE as INPUT_RATE
 from voicechat.audio import FrameChunker, InputConverter, OutputConverter, float_to_int16
-from voicechat.end_of_turn import RATE as INPUT_RATE
 from voicechat.errors import ProviderUnavailable, VoicechatError
 from voicechat.events import AudioOut, ErrorEvent, ReplyDelta
 from voicechat.events import Event as EngineEvent

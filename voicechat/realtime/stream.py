@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from voicechat.audio import SPEECH_RATE as INPUT_RATE
 from voicechat.audio import InputConverter, float_to_int16
-from voicechat.end_of_turn import RATE as INPUT_RATE
 from voicechat.errors import AuthenticationFailed, VoicechatError
 from voicechat.realtime import protocol
 from voicechat.realtime.base import ServerTurnHost

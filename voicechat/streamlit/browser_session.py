@@ -41,6 +41,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from voicechat.config import Settings
+from voicechat.conversation_factory import conversation_factory
 from voicechat.conversation_thread import ConversationThread
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, TurnMetrics
@@ -116,26 +117,19 @@ def engine_factory(
     ``stt == "browser"`` builds the conversation without server STT: the page's Web Speech
     component sends final text instead, while server VAD still drives barge-in.
     """
-
-    def factory(listener: Callable[[Event], None]) -> Conversation:
-        from voicechat.backends import make_llm, make_stt, make_tts
-
-        stt = None if settings.stt == "browser" else make_stt(settings)
-        conv = Conversation(
-            stt, make_llm(settings), make_tts(settings), settings=settings, output_rate=OUTPUT_RATE, listener=listener
-        )
-        conv.half_duplex = half_duplex
-        for entry in history or []:
-            conv.history.add(entry)
-        return conv
-
-    return factory
+    return conversation_factory(
+        settings,
+        stt=None if settings.stt == "browser" else "auto",
+        output_rate=OUTPUT_RATE,
+        half_duplex=half_duplex,
+        history=history or (),
+    )
 
 
 _TURN_EVENTS = (AudioOut, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, TurnMetrics)
 
 
-def shifted(listener: Callable[[Event], None], offset: int) -> Callable[[Event], None]:
+def continuing_turn_numbers(listener: Callable[[Event], None], offset: int) -> Callable[[Event], None]:
     """Engine thread: pass events on with turn numbers moved up by ``offset``.
 
     Each engine counts turns from 1; a session restarts its engine on every WebRTC start and
@@ -254,7 +248,7 @@ class VoiceSession:
         self._turn_offset = max([0, *(line.turn for line in snap.lines), *(m.turn for m in snap.metrics)])
         runner = ConversationThread(
             self._factory(settings, half_duplex=half_duplex, history=list(self._archive)),
-            shifted(self.bridge.handle, self._turn_offset),
+            continuing_turn_numbers(self.bridge.handle, self._turn_offset),
             name=ENGINE_THREAD,
         )
         with self._lock:

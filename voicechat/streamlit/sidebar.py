@@ -105,7 +105,7 @@ def render_sidebar(base: Settings, t: dict[str, str], keys: StreamerKeys = DEFAU
         o["tts_speed"] = st.slider(t["speed"], 0.5, 2.0, float(base.tts_speed), 0.05, key=k("speed"))
         o["system_prompt"] = st.text_area(t["system_prompt"], base.system_prompt or "", key=k("prompt")) or None
         sensitivity = st.slider(
-            t["vad"], 0.1, 0.9, round(1.0 - base.vad_threshold, 2), 0.05, key=k("vad"), help=t["vad_help"]
+            t["vad"], 0.1, 0.9, round(1.0 - base.turn.vad_threshold, 2), 0.05, key=k("vad"), help=t["vad_help"]
         )
         o["vad_threshold"] = round(1.0 - sensitivity, 2)
         choice.echo_cancellation = st.toggle(

@@ -26,3 +26,8 @@ def language_code(language: str | None) -> str | None:
     if not language:
         return None
     return language.split("-")[0].lower()
+
+
+def is_billed(stt: SpeechToText | None) -> bool:
+    """A provider that charges per second of uploaded audio (every OpenAI-format STT counts as one)."""
+    return stt is not None and stt.name.startswith("openai")
