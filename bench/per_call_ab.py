@@ -12,7 +12,9 @@ machine does not inflate.
 Variants: without ``--baseline-tree``, this code with aiortc's own transport and with
 :mod:`voicechat.streamlit.speech_transport`. With ``--baseline-tree DIR`` (a checkout of the code to
 compare with, e.g. ``git archive e8a1400 | tar -x -C DIR``), the workers of the first two variants
-import ``voicechat`` from DIR (``PYTHONPATH``): the baseline as it ships (speech-tuned), then this
+import ``voicechat`` from DIR (``PYTHONPATH`` and the working directory, which ``python -m``
+puts first on the path; the figures are meaningless if a worker imports the wrong tree, so the
+script prints where each variant's ``voicechat`` comes from): the baseline as it ships (speech-tuned), then this
 code as it ships; ``--stock`` adds the baseline with aiortc's own transport first. Prints the medians, the ratios and
 the CPU.
 """
@@ -23,6 +25,8 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -53,10 +57,23 @@ def main() -> None:
         variants = {"aiortc's own": (here, False), "speech-tuned": (here, True)}
     questions = [str(p) for p in default_questions()]
     per_call: dict[str, list[float]] = {name: [] for name in variants}
+    for name, (tree, _) in variants.items():
+        where = subprocess.run(
+            [sys.executable, "-c", "import voicechat; print(voicechat.__file__)"],
+            cwd=tree,
+            env={**os.environ, "PYTHONPATH": tree},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        if not where.startswith(tree):
+            raise SystemExit(f"{name}: the workers would import {where}, not the tree {tree}")
+        print(f"{name}: voicechat from {where}")
     with provider_process() as url:
         for r in range(args.rounds):
             for name, (tree, tuned) in variants.items():
-                os.environ["PYTHONPATH"] = tree  # the replica workers import voicechat from here
+                os.environ["PYTHONPATH"] = tree  # the replica workers (python -m …) import voicechat from here
+                os.chdir(tree)
                 job = {"base_url": url, "end_of_turn": args.end_of_turn, "questions": questions}
                 job["speech_transport"] = tuned
                 levels = [run_host_level(n, 1, job, args.seconds, None) for n in (args.low, args.high)]
