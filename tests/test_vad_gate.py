@@ -7,7 +7,7 @@ the same :class:`TurnDetector`; the events are compared.
 
 Tolerance, and why: Silero is recurrent, so a window near its threshold inside speech can flip
 with the state the model carries; resuming after a skipped stretch gives it a different history.
-On these clips about 15 % of event positions move (most by one 32 ms window, the worst by 224 ms).
+In trials on clips like these about 15 % of event positions moved (most by one 32 ms window, the worst by 224 ms).
 The test allows: the same events in the same order (no turn, pause or start gained or lost), every
 position within 10 windows (320 ms), at most a quarter of the events moved at all.
 """
