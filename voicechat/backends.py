@@ -108,9 +108,12 @@ def make_line_end_scorer(settings: Settings, llm: ChatModel) -> LineEndScorer | 
         return None
     if isinstance(llm, LocalChat):
         return LineEndScorer(llm)
-    try:  # the same shared model instance the local LLM would use
+    # Replies come from elsewhere, so the model only scores: a pass over a few new words, where a
+    # second thread buys no time (31 ms either way here) but spins for its share of every small step
+    # on a busy host (docs/scaling.md). One thread, unless VOICECHAT_LLM_THREADS says otherwise.
+    try:
         return LineEndScorer(
-            LocalChat(settings.local_llm_model, language=settings.language, threads=settings.llm_threads)
+            LocalChat(settings.local_llm_model, language=settings.language, threads=settings.llm_threads or 1)
         )
     except VoicechatError:
         return None

@@ -10,10 +10,13 @@ SILK/CELT "voip" mode); and decoding the browser's mono voice into stereo. For a
 - the reply is encoded mono, 32 kbit/s, complexity 5, in Opus's CELT-only "lowdelay" mode: less
   than half the encoder's CPU and bandwidth, and ~20 ms less algorithmic delay. The SDP still says
   ``opus/48000/2`` (RFC 7587: the decoder handles mono packets; browsers send mono themselves);
-- the mic is decoded to mono, which the engine wants anyway.
+- the mic is decoded to mono, which the engine wants anyway;
+- audio is encoded and decoded on aiortc's event loop, without its two thread hand-offs per
+  20 ms frame (:mod:`voicechat.streamlit.inline_media`).
 
 aiortc has no setting for any of these, so :func:`install` swaps three module attributes it
-looks up at call time (the encoder and decoder factories, the level function), once per process.
+looks up at call time (the encoder and decoder factories, the level function) and two methods
+(:mod:`~voicechat.streamlit.inline_media`), once per process.
 ``VOICECHAT_SPEECH_TRANSPORT=0`` keeps aiortc's own. Every aiortc connection in the process is
 affected: in the app they are all this voice chat's.
 
@@ -32,6 +35,8 @@ from typing import Any
 import numpy as np
 from aiortc.codecs.opus import SAMPLE_RATE, SAMPLES_PER_FRAME, TIME_BASE, OpusDecoder, OpusEncoder
 from av import AudioResampler, CodecContext
+
+from voicechat.streamlit import inline_media
 
 SPEECH_BIT_RATE = 32_000
 SPEECH_COMPLEXITY = 5  # libopus 0-10; 10 is aiortc's (libopus's default)
@@ -105,6 +110,7 @@ def install(enabled: bool | None = None) -> bool:
             sender.get_encoder = _originals["encoder"]
             receiver.get_decoder = _originals["decoder"]
             rtp.compute_audio_level_dbov = _originals["level"]
+            inline_media.uninstall()
             return False
         stock_encoder, stock_decoder = _originals["encoder"], _originals["decoder"]
 
@@ -117,6 +123,7 @@ def install(enabled: bool | None = None) -> bool:
         sender.get_encoder = get_encoder
         receiver.get_decoder = get_decoder
         rtp.compute_audio_level_dbov = audio_level_dbov
+        inline_media.install()
         return True
 
 
