@@ -15,7 +15,7 @@ Whisper (tiny.en), so the end-of-turn score reads the words actually said; ``ser
 server's detector (here an energy gate with the API's default 500 ms of silence) end the turns. The
 paused-speech set (``voicechat/benchmark/paused``) then counts false cut-offs on the realtime path.
 
-Uses tests/realtime_loopback.py (a test double, kept out of the package); run from the repository root.
+Uses voicechat/benchmark/realtime_loopback_server.py; run from the repository root.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.realtime_loopback import FakeRealtimeServer
 from voicechat.benchmark.latency_run import default_questions
 from voicechat.benchmark.machine import describe, machine_report
 from voicechat.benchmark.openai_loopback_server import CHAT, SPEECH, TRANSCRIPTIONS, FakeOpenAIServer
 from voicechat.benchmark.paused_run import play_paused, run_paused
+from voicechat.benchmark.realtime_loopback_server import FakeRealtimeServer
 from voicechat.config import Settings
 from voicechat.engine import Conversation
 from voicechat.events import TurnMetrics

@@ -1,7 +1,8 @@
 """Realtime (speech-to-speech) turns against a WebSocket server that speaks the Realtime protocol.
 
-The server (tests/realtime_loopback.py) stands in for OpenAI's; the engine, its turn-taking, the
-``openai`` SDK's realtime client and the WebSocket are real, and the user's speech is Piper's.
+The server (voicechat/benchmark/realtime_loopback_server.py) stands in for OpenAI's; the engine,
+its turn-taking, the ``openai`` SDK's realtime client and the WebSocket are real, and the user's
+speech is Piper's.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.realtime_loopback import RATE_LIMITED, FakeRealtimeServer, Plan, serve_realtime
 from voicechat.audio import iter_wav_frames
 from voicechat.backends import make_llm
+from voicechat.benchmark.realtime_loopback_server import RATE_LIMITED, FakeRealtimeServer, Plan, serve_realtime
 from voicechat.config import Settings
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, ErrorEvent, Event, Interrupted, ReplyDone, TurnMetrics

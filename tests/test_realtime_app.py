@@ -1,7 +1,7 @@
 """The Streamlit app on the realtime (speech-to-speech) model: a spoken turn from Chromium's fake microphone.
 
-The realtime server is tests/realtime_loopback.py in this process; the app runs as its own
-``streamlit run`` process, told only the base URL and the key, as a deployment would be.
+The realtime server is voicechat/benchmark/realtime_loopback_server.py in this process; the app runs
+as its own ``streamlit run`` process, told only the base URL and the key, as a deployment would be.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.realtime_loopback import FakeRealtimeServer
 from tests.streamlit_harness import AppServer, chromium, inbound_audio, press, wait_for
+from voicechat.benchmark.realtime_loopback_server import FakeRealtimeServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -1,4 +1,5 @@
-"""A WebSocket server on 127.0.0.1 that speaks the OpenAI Realtime event protocol, for the tests.
+"""A WebSocket server on 127.0.0.1 that speaks the OpenAI Realtime event protocol, for the tests and
+``voicechat bench --llm realtime``.
 
 It stands in for OpenAI's realtime servers (which cannot run here): the ``openai`` SDK's realtime
 client, the ``websockets`` handshake and every event voicechat sends and reads are real. It answers
