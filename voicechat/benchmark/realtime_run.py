@@ -33,7 +33,7 @@ import numpy as np
 from voicechat.benchmark.latency_run import kind_of
 from voicechat.benchmark.machine import machine_report
 from voicechat.benchmark.openai_loopback_server import CHAT, SPEECH, TRANSCRIPTIONS, FakeOpenAIServer
-from voicechat.benchmark.paused_run import first_words, play_paused, run_paused
+from voicechat.benchmark.paused_run import PAUSED_DIR, first_words, play_paused, run_paused
 from voicechat.benchmark.realtime_loopback_server import SILENCE_MS, VOICE_LEVEL, FakeRealtimeServer
 from voicechat.benchmark.stats import median, summary
 from voicechat.config import Settings
@@ -132,6 +132,7 @@ async def run_realtime(
     rounds: int = 1,
     delay_s: float = 0.3,
     paused: bool = True,
+    paused_folder: Path = PAUSED_DIR,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """The realtime modes and the OpenAI-format pipeline, voice-to-voice and the paused-speech set."""
@@ -158,8 +159,8 @@ async def run_realtime(
                 await conv.warm_up()
             out["voice_to_voice_ms"] = await voice_to_voice(convs, questions, rounds, progress)
             if paused:
-                result = await run_paused({m: (convs[m], convs[m].drain) for m in PAUSED_MODES}, progress=progress)
-                out["paused_speech"] = result
+                convs_paused = {m: (convs[m], convs[m].drain) for m in PAUSED_MODES}
+                out["paused_speech"] = await run_paused(convs_paused, paused_folder, progress=progress)
         finally:
             for conv in convs.values():
                 await conv.aclose()
