@@ -72,6 +72,13 @@ def add_bench_parser(sub: Any) -> None:
         metavar="S",
         help="with --llm realtime: seconds every loopback provider request waits before its first byte",
     )
+    sp.add_argument(
+        "--transcript-delay",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --llm realtime: seconds from a commit to the server's transcript (default: --provider-delay)",
+    )
     sp.set_defaults(func=cmd_bench)
 
 
@@ -128,7 +135,12 @@ def _realtime(args: argparse.Namespace, questions: list[Path], log: Any) -> int:
         return 2
     result = asyncio.run(
         run_realtime(
-            questions, rounds=args.rounds, delay_s=args.provider_delay, paused=not args.no_paused, progress=log
+            questions,
+            rounds=args.rounds,
+            delay_s=args.provider_delay,
+            transcript_delay_s=args.transcript_delay,
+            paused=not args.no_paused,
+            progress=log,
         )
     )
     if args.write_docs:

@@ -38,7 +38,9 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         f"Measured {when} on {describe(r['machine'])}, Python {platform.python_version()}: "
         f"{len(r['questions'])} turns × {r['rounds']} round(s) per path after one warm-up turn, every "
-        f"provider request {round(r['provider_delay_s'] * 1000)} ms to its first byte; the loopback "
+        f"provider request {round(r['provider_delay_s'] * 1000)} ms to its first byte (the realtime server's "
+        f"transcript of a turn {round(r.get('transcript_delay_s', r['provider_delay_s']) * 1000)} ms after its "
+        "commit at the earliest); the loopback "
         f"server_vad ends a turn after {vad['silence_duration_ms']} ms below int16 RMS {vad['voice_rms_int16']}.",
         "",
         "| path | turns end on | voice-to-voice p50 / p95 | paused speech: false cut-offs / pauses |",

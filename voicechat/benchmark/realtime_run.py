@@ -131,17 +131,23 @@ async def run_realtime(
     *,
     rounds: int = 1,
     delay_s: float = 0.3,
+    transcript_delay_s: float | None = None,
     paused: bool = True,
     paused_folder: Path = PAUSED_DIR,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """The realtime modes and the OpenAI-format pipeline, voice-to-voice and the paused-speech set."""
+    """The realtime modes and the OpenAI-format pipeline, voice-to-voice and the paused-speech set.
+
+    ``transcript_delay_s``: when the realtime server's transcript of a turn arrives after its commit
+    (default ``delay_s``); the cloud's input transcription runs beside the response and may come later.
+    """
     from voicechat.stt.local import LocalSTT
 
     whisper = LocalSTT(None)
     out: dict[str, Any] = {
         "machine": machine_report(whisper.model_path),
         "provider_delay_s": delay_s,
+        "transcript_delay_s": delay_s if transcript_delay_s is None else transcript_delay_s,
         "questions": [q.name for q in questions],
         "rounds": rounds,
         "modes": {PIPELINE: "STT → LLM → TTS over the OpenAI format, 500 ms of silence", **REALTIME_MODES},
@@ -151,7 +157,7 @@ async def run_realtime(
         FakeRealtimeServer(None, first_audio_s=delay_s) as rt,
         FakeOpenAIServer(None, {p: delay_s for p in (TRANSCRIPTIONS, CHAT, SPEECH)}) as http,
     ):
-        rt.transcription_s = delay_s
+        rt.transcription_s = out["transcript_delay_s"]
         rt.transcribe = _server_transcriber(whisper)
         convs = {PIPELINE: _pipeline(http), **{name: _realtime(rt, name, whisper) for name in REALTIME_MODES}}
         try:
