@@ -1,7 +1,8 @@
 """Realtime (speech-to-speech) turns against a WebSocket server that speaks the Realtime protocol.
 
-The server (tests/realtime_loopback.py) stands in for OpenAI's; the engine, its turn-taking, the
-``openai`` SDK's realtime client and the WebSocket are real, and the user's speech is Piper's.
+The server (bench_kit/voicechat_bench_kit/realtime_loopback_server.py) stands in for OpenAI's; the engine,
+its turn-taking, the ``openai`` SDK's realtime client and the WebSocket are real, and the user's
+speech is Piper's.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.realtime_loopback import RATE_LIMITED, FakeRealtimeServer, Plan, serve_realtime
 from voicechat.audio import iter_wav_frames
+from voicechat.benchmark.realtime_run import piper_voice
 from voicechat.config import Settings, TurnSettings
 from voicechat.conversation_factory import create_conversation
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, ErrorEvent, Event, Interrupted, ReplyDone, TurnMetrics
 from voicechat.file_turns import run_turn_from_wav
 from voicechat.realtime.session import RealtimeVoice
+from voicechat_bench_kit.realtime_loopback_server import RATE_LIMITED, FakeRealtimeServer, Plan, serve_realtime
 
 KEY = "sk-test-SECRET-realtime-0123456789"
 LONG_REPLY = (
@@ -37,7 +39,7 @@ LONG_REPLY = (
 
 @pytest.fixture
 def server() -> Iterator[FakeRealtimeServer]:
-    yield from serve_realtime(api_key=KEY)
+    yield from serve_realtime(api_key=KEY, voice=piper_voice)
 
 
 def _settings(server: FakeRealtimeServer, key: str = KEY, **kw: Any) -> Settings:

@@ -1,7 +1,7 @@
 """The Streamlit app on the realtime (speech-to-speech) model: a spoken turn from Chromium's fake microphone.
 
-The realtime server is tests/realtime_loopback.py in this process; the app runs as its own
-``streamlit run`` process, told only the base URL and the key, as a deployment would be.
+The realtime server is bench_kit/voicechat_bench_kit/realtime_loopback_server.py in this process; the app runs
+as its own ``streamlit run`` process, told only the base URL and the key, as a deployment would be.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.realtime_loopback import FakeRealtimeServer
 from tests.streamlit_harness import AppServer, chromium, inbound_audio, press, wait_for
+from voicechat.benchmark.realtime_run import piper_voice
+from voicechat_bench_kit.realtime_loopback_server import FakeRealtimeServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -29,7 +30,7 @@ def test_realtime_conversation_in_the_app_and_the_key_stays_on_the_server(make_s
     def watch(ws) -> None:  # type: ignore[no-untyped-def]
         ws.on("framereceived", lambda p: received.append(p if isinstance(p, bytes) else p.encode()))
 
-    with FakeRealtimeServer(KEY) as fake:
+    with FakeRealtimeServer(KEY, voice=piper_voice) as fake:
         app = AppServer(
             tmp_path / "stats.jsonl",
             tmp_path / "server.log",

@@ -335,8 +335,10 @@ def test_sidebar_settings_reach_the_engine(app: AppTest) -> None:
     app.sidebar.slider(key="vc_speed").set_value(1.5).run()
     app.sidebar.slider(key="vc_vad").set_value(0.7).run()
     app.sidebar.text_area(key="vc_prompt").set_value("Answer like a pirate.").run()
+    app.sidebar.selectbox(key="vc_realtime_turns").set_value("server_vad").run()
     s = session.settings
     assert (s.tts_speed, s.turn.vad_threshold, s.system_prompt) == (1.5, 0.3, "Answer like a pirate.")
+    assert s.realtime_turns == "server_vad"  # who ends a turn when the reply model is the realtime one
     assert session.runner is not first and not first.alive  # restarted with the new settings
     assert not s.record_audio and session.recording() is None  # recording is off unless asked
     app.sidebar.toggle(key="vc_record").set_value(True).run()

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from voicechat.backends import is_billed
 from voicechat.config import Settings
 from voicechat.errors import VoicechatError
 from voicechat.events import AudioOut, ErrorEvent, Event, FinalTranscript, ReplyDone, State, TurnMetrics
@@ -223,20 +224,23 @@ class RunningTurn:
         reply = self._pipeline = voice.voice_reply(n, host.output_rate, self._reply_event)
         s = host.settings
         earlier = host.history.messages(s.prompt(), s.history_messages)
-        # A turn started ahead is scored once the server's transcript of it arrives: until then the
-        # score counts as on its way (the policy waits up to its ceiling), as on the pipeline.
+        # A turn started ahead is scored on its words, as on the pipeline; until the score is in it
+        # counts as on its way (the policy waits up to its ceiling).
         self._scored = not (self.held and host.scorer is not None)
-        scoring: list[asyncio.Task[None]] = []
+        server_words: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        scoring = [] if self._scored else [asyncio.create_task(self._score_words(earlier, server_words, stats))]
 
         def heard(text: str) -> None:
             self.transcript = text
-            if self.held and host.scorer is not None:  # the semantic end of turn, on the server's words
-                scoring.append(asyncio.create_task(self._score(earlier, text, stats)))
+            if not server_words.done():
+                server_words.set_result(text)
             self._hold_or_run(lambda: host.deliver(FinalTranscript(n, text)))
             self._hold_or_run(lambda: host.history.add(Entry("user", text, n)))
 
         try:
             await reply.run(self.source, earlier, heard)
+            if not server_words.done():
+                server_words.set_result("")  # the server sent no transcript: nothing to score
             await asyncio.gather(*scoring, return_exceptions=True)  # the end of turn still reads it
             self._hold_or_run(lambda: self._finish(reply, interrupted=False, stats=stats))
         except asyncio.CancelledError:
@@ -250,6 +254,34 @@ class RunningTurn:
         finally:
             for task in scoring:
                 task.cancel()
+
+    async def _score_words(
+        self, earlier: list[Message], server_words: asyncio.Future[str], stats: dict[str, float]
+    ) -> None:
+        """The semantic end of turn of a speech-to-speech turn started ahead.
+
+        The words come from the engine's own transcriber when it has a free (local) one, run beside
+        the request: the server's transcript of the turn arrives only after its commit and a round
+        trip, and waiting for it held most turns to the policy's ceiling (realtime/semantic measured
+        1488 ms p50 voice-to-voice against 528 ms on silence, docs/realtime.md). Without one, or if
+        it hears nothing, the server's transcript is scored.
+        """
+        stt, audio, text = self.host.stt, self.source.audio, ""
+        if stt is not None and not is_billed(stt) and audio is not None and not self.source.pieces:
+            t0 = time.perf_counter()
+            try:
+                text = await stt.transcribe(audio, language=self.host.settings.language)
+            except VoicechatError:
+                text = ""
+            stats["stt"] = (time.perf_counter() - t0) * 1000.0
+        if not text.strip():
+            text = await asyncio.shield(server_words)
+        if text.strip():
+            await self._score(earlier, text, stats)
+        else:
+            self._scored = True
+            if self.held:
+                self.host.line_end_scored()
 
     def _reply_event(self, event: Event) -> None:
         if self._cancelled:

@@ -57,8 +57,29 @@ def add_bench_parser(sub: Any) -> None:
         metavar="NAME",
         help="keep these figures in their own block of benchmarks.md (e.g. avx2), beside other machines'",
     )
-    for kind in ("stt", "llm", "tts"):
+    for kind in ("stt", "tts"):
         sp.add_argument(f"--{kind}", choices=("auto", "local", "openai"), default=None)
+    sp.add_argument(
+        "--llm",
+        choices=("auto", "local", "openai", "realtime"),
+        default=None,
+        help="realtime: the speech-to-speech path (local and server turn detection) beside the "
+        "OpenAI-format pipeline, both on loopback servers with the same provider delay",
+    )
+    sp.add_argument(
+        "--provider-delay",
+        type=float,
+        default=0.3,
+        metavar="S",
+        help="with --llm realtime: seconds every loopback provider request waits before its first byte",
+    )
+    sp.add_argument(
+        "--transcript-delay",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --llm realtime: seconds from a commit to the server's transcript (default: --provider-delay)",
+    )
     sp.set_defaults(func=cmd_bench)
 
 
@@ -77,6 +98,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 2
     if args.sessions is not None:
         return _capacity(args, questions, log)
+    if args.llm == "realtime":
+        return _realtime(args, questions, log)
     if args.paused_replay:
         from voicechat.benchmark.paused_run import replay_paused
 
@@ -102,6 +125,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         print(table(result))
     return 0 if result["turns"] else 1
+
+
+def _realtime(args: argparse.Namespace, questions: list[Path], log: Any) -> int:
+    from voicechat.benchmark.realtime_report import table as realtime_table
+    from voicechat.benchmark.realtime_report import write_docs as write_realtime_docs
+    from voicechat.benchmark.realtime_run import run_realtime
+
+    if args.paused_replay or args.memory_turns is not None:
+        print("error: --llm realtime measures voice-to-voice and the paused set in real time only", file=sys.stderr)
+        return 2
+    result = asyncio.run(
+        run_realtime(
+            questions,
+            rounds=args.rounds,
+            delay_s=args.provider_delay,
+            transcript_delay_s=args.transcript_delay,
+            paused=not args.no_paused,
+            progress=log,
+        )
+    )
+    if args.write_docs:
+        write_realtime_docs(result, Path(args.write_docs), args.docs_label or "realtime")
+    print(json.dumps(result, ensure_ascii=False) if args.json else realtime_table(result))
+    return 0 if all(v["turns"] for v in result["voice_to_voice_ms"].values()) else 1
 
 
 def _capacity(args: argparse.Namespace, questions: list[Path], log: Any) -> int:

@@ -23,8 +23,12 @@ def write_docs(result: dict[str, Any], docs: Path, label: str = "") -> None:
     start, end = START.replace(" -->", tag), END.replace(" -->", tag)
     (docs / f"{stem}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     plotted = plot(result, docs / f"{stem}.png")
-    page = docs / "benchmarks.md"
-    block = f"{start}\n{markdown(result, plotted, f'{stem}.png')}\n{end}"
+    put_block(docs / "benchmarks.md", start, end, markdown(result, plotted, f"{stem}.png"))
+
+
+def put_block(page: Path, start: str, end: str, body: str) -> None:
+    """Replace what lies between the ``start`` and ``end`` markers of ``page`` (or append them)."""
+    block = f"{start}\n{body}\n{end}"
     text = page.read_text() if page.is_file() else f"# Benchmarks\n\n{start}\n{end}\n"
     if start in text and end in text:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]

@@ -70,6 +70,10 @@ EN: Final[dict[str, str]] = {
     "llm_model": "Chat model",
     "tts_model": "TTS model",
     "realtime_model": "Realtime (speech-to-speech) model",
+    "realtime_turns": "Who ends a realtime turn",
+    "realtime_turns_local": "voicechat (VAD + end of turn)",
+    "realtime_turns_help": "voicechat keeps pauses inside a turn (docs/realtime.md); server_vad ends a turn "
+    "after 500 ms of silence, semantic_vad on the server's own model",
     "voice": "Voice",
     "speed": "Speech speed",
     "system_prompt": "System prompt (empty = default for the language)",
@@ -146,6 +150,10 @@ KO: Final[dict[str, str]] = {
     "llm_model": "대화 모델",
     "tts_model": "TTS 모델",
     "realtime_model": "실시간 음성 모델",
+    "realtime_turns": "실시간 턴 종료 판단",
+    "realtime_turns_local": "voicechat (VAD + 발화 종료 판단)",
+    "realtime_turns_help": "voicechat은 말하는 도중의 쉼을 기다립니다 (docs/realtime.md). server_vad는 "
+    "500 ms 침묵 후 턴을 끝내고, semantic_vad는 서버의 모델이 판단합니다",
     "voice": "목소리",
     "speed": "말하기 속도",
     "system_prompt": "시스템 프롬프트 (비우면 언어별 기본값)",

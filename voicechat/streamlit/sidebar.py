@@ -15,7 +15,7 @@ from typing import Any
 import streamlit as st
 
 from voicechat.backends import check_backends
-from voicechat.config import BACKEND_CHOICES, LLM_CHOICES, OPENAI_VOICES, STT_CHOICES, Settings
+from voicechat.config import BACKEND_CHOICES, LLM_CHOICES, OPENAI_VOICES, REALTIME_TURNS, STT_CHOICES, Settings
 from voicechat.streamlit.keys import DEFAULT_KEYS, StreamerKeys
 
 # Settings the sidebar owns: a change restarts the engine with the new value.
@@ -95,6 +95,14 @@ def render_sidebar(base: Settings, t: dict[str, str], keys: StreamerKeys = DEFAU
             o["openai_llm_model"] = st.text_input(t["llm_model"], base.openai_llm_model, key=k("llm_model"))
             o["openai_tts_model"] = st.text_input(t["tts_model"], base.openai_tts_model, key=k("tts_model"))
             o["realtime_model"] = st.text_input(t["realtime_model"], base.realtime_model, key=k("realtime_model"))
+            o["realtime_turns"] = st.selectbox(
+                t["realtime_turns"],
+                REALTIME_TURNS,
+                index=REALTIME_TURNS.index(base.realtime_turns),
+                key=k("realtime_turns"),
+                format_func=lambda v: t["realtime_turns_local"] if v == "local" else v,
+                help=t["realtime_turns_help"],
+            )
             voices = list(OPENAI_VOICES)
             o["openai_voice"] = st.selectbox(
                 t["voice"],

@@ -1,11 +1,13 @@
-"""A WebSocket server on 127.0.0.1 that speaks the OpenAI Realtime event protocol, for the tests.
+"""A WebSocket server on 127.0.0.1 that speaks the OpenAI Realtime event protocol, for the tests and
+``voicechat bench --llm realtime``.
 
 It stands in for OpenAI's realtime servers (which cannot run here): the ``openai`` SDK's realtime
 client, the ``websockets`` handshake and every event voicechat sends and reads are real. It answers
-each ``response.create`` with Piper speech of ``reply_text`` at 24 kHz PCM16, after ``first_audio_s``
-(a cloud model's time to first audio) and a little faster than real time, like the API. Its
-conversation memory (``items``) follows ``conversation.item.*`` events as the API's does, so a test
-can check what the model would remember. Planned faults (:class:`Plan`) make the next response fail.
+each ``response.create`` with ``voice(reply_text)`` at 24 kHz PCM16 (Piper's, in voicechat's
+tests) after ``first_audio_s`` (a cloud model's time to first audio), a little faster than real
+time, like the API. Its conversation memory (``items``) follows ``conversation.item.*`` events as
+the API's does, so a test can check what the model would remember. Planned faults (:class:`Plan`)
+make the next response fail.
 
 Threading: the server runs its own event loop in a daemon thread; the test thread reads the recorded
 events (``received``, ``items``) under a lock.
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import contextlib
 import itertools
 import json
@@ -59,12 +60,27 @@ SERVER_ERROR = {"type": "server_error", "code": "server_error", "message": "The 
 EXPIRED = {"type": "invalid_request_error", "code": "session_expired", "message": "Session hit the 60 minute limit."}
 
 
+def placeholder_voice(text: str) -> np.ndarray:
+    """A non-silent 24 kHz int16 tone lasting about as long as ``text`` takes to say (60 ms a letter)."""
+    t = np.arange(int(max(len(text), 5) * 0.06 * RATE)) / RATE
+    return (np.sin(2 * np.pi * 220.0 * t) * 8_000).astype(np.int16)
+
+
 class FakeRealtimeServer:
     """``with FakeRealtimeServer(api_key=...) as server``: ``server.base_url`` is the OpenAI base URL
     (``http://127.0.0.1:<port>/v1``); the SDK derives ``ws://…/v1/realtime?model=…`` from it."""
 
-    def __init__(self, api_key: str | None = "sk-test-key", *, first_audio_s: float = 0.3) -> None:
+    def __init__(
+        self,
+        api_key: str | None = "sk-test-key",
+        *,
+        first_audio_s: float = 0.3,
+        voice: Callable[[str], np.ndarray] | None = None,
+    ) -> None:
         self.api_key = api_key
+        # text -> int16 PCM at 24 kHz; voicechat's tests and benchmark give it Piper's voice (this kit
+        # imports nothing from voicechat), else a tone as long as the text would take to say.
+        self.voice = voice or placeholder_voice
         self.first_audio_s = first_audio_s
         self.transcription_s = 0.15
         self.realtime_factor = 4.0  # audio is streamed this many times faster than it plays
@@ -107,21 +123,9 @@ class FakeRealtimeServer:
             return [dict(item) for item in self.items]
 
     def speech(self, text: str) -> np.ndarray:
-        """Piper's voice saying ``text``, at 24 kHz (made once per text)."""
+        """The reply voice saying ``text``: int16 PCM at 24 kHz (made once per text)."""
         if text not in self._speech:
-            from voicechat.audio import OutputConverter
-            from voicechat.tts.local import PiperTTS
-
-            tts = PiperTTS(deterministic=True)
-
-            async def synth() -> list[np.ndarray]:
-                return [c async for c in tts.synthesize(text)]
-
-            out = OutputConverter(RATE)
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:  # also from a thread with a running loop
-                chunks = pool.submit(asyncio.run, synth()).result()
-            pcm = np.concatenate([out.convert(c, tts.sample_rate) for c in chunks] + [out.flush()])
-            self._speech[text] = pcm
+            self._speech[text] = self.voice(text)
         return self._speech[text]
 
     def start(self) -> FakeRealtimeServer:
