@@ -350,7 +350,11 @@ def test_voicechat_app_runs_the_dashboard_from_a_wheel_in_a_fresh_venv(wheel: Pa
             proc.kill()
             proc.wait(10)
     served = log.read_text().split("Stopping...")[0]  # (a model load cut short by the stop may still complain)
-    assert "You can now view your Streamlit app" in served and "Traceback" not in served, served
+    # Streamlit 1.67's Starlette server logs a traceback of its own when a browser drops a websocket
+    # before it was accepted (Chromium closing the page); only a traceback through voicechat is ours.
+    first, *asgi = served.split("Exception in ASGI application")
+    ours = first + "".join(t for t in asgi if "WebSocketDisconnected" not in t or "/voicechat/" in t)
+    assert "You can now view your Streamlit app" in served and "Traceback" not in ours, served
 
 
 def _dashboard_renders(url: str) -> None:

@@ -3,7 +3,7 @@
 Speech is espeak-ng at three speaking rates and Piper, three sentences with 1.5 s gaps, at a loud
 and a quiet level, in digital silence, under a noise floor below the gate (-65 dBFS) and over
 noise above it (-45 dBFS, where the gate must stay open and change nothing). Both detectors run
-the same :class:`TurnDetector`; the events are compared.
+the same :class:`SilenceSegmenter`; the events are compared.
 
 Tolerance, and why: Silero is recurrent, so a window near its threshold inside speech can flip
 with the state the model carries; resuming after a skipped stretch gives it a different history.
@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import require
-from voicechat.audio import read_audio
-from voicechat.end_of_turn import TurnConfig, TurnDetector
+from voicechat.audio import SPEECH_RATE, read_audio
+from voicechat.end_of_turn import SilenceSegmenter, TurnConfig
 from voicechat.vad import QuietGate, SileroVAD, make_vad
 
 SENTENCES = (
@@ -41,8 +41,8 @@ def _espeak(speech_dir: Path, text: str, wpm: int) -> np.ndarray:
 
 
 def _clip(parts: list[np.ndarray], speech_dbfs: float, noise_dbfs: float | None, seed: int) -> np.ndarray:
-    gap = np.zeros(int(16000 * 1.5), np.float32)
-    pieces = [np.zeros(16000, np.float32)]
+    gap = np.zeros(int(SPEECH_RATE * 1.5), np.float32)
+    pieces = [np.zeros(SPEECH_RATE, np.float32)]
     for p in parts:
         pieces += [p / np.sqrt(np.mean(p * p)) * 10 ** (speech_dbfs / 20), gap]
     audio = np.concatenate(pieces).astype(np.float32)
@@ -52,7 +52,7 @@ def _clip(parts: list[np.ndarray], speech_dbfs: float, noise_dbfs: float | None,
 
 
 def _events(vad, audio: np.ndarray) -> list[tuple[str, tuple[int, ...]]]:
-    det = TurnDetector(vad, TurnConfig(end_of_turn_ms=500))
+    det = SilenceSegmenter(vad, TurnConfig(end_of_turn_ms=500))
     out = []
     for i in range(0, len(audio), 320):  # 20 ms frames, as the engine is fed
         for e in det.feed(audio[i : i + 320]):
@@ -106,8 +106,8 @@ def test_gated_silero_finds_the_same_turns_in_real_speech(voices: dict[str, list
 def test_the_engine_gets_the_gate_and_silence_costs_no_model_run() -> None:
     vad = make_vad("silero")
     assert isinstance(vad, QuietGate)
-    quiet = np.zeros(16000 * 3, np.float32)
-    det = TurnDetector(vad)
+    quiet = np.zeros(SPEECH_RATE * 3, np.float32)
+    det = SilenceSegmenter(vad)
     assert det.feed(quiet) == []
     assert vad.scored == 0 and vad.skipped == len(quiet) // WINDOW
     det.reset()  # a new stream starts from Silero's initial state
