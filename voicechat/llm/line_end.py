@@ -14,7 +14,9 @@ pass is work the reply would have done anyway.
 Threading: :meth:`LineEndScorer.score` blocks and runs on a worker thread under the model's
 lock, the same lock reply generation holds, so it never races a reply on the llama context;
 it keeps ``n_tokens``/``input_ids`` in step with the cache, so the next completion's prefix
-match stays correct.
+match stays correct. The context is shared by every conversation of the process: each scorer
+keeps its conversation's cache cells (:mod:`voicechat.llm.kv_keep`) so that its next score reads
+only the new words, whoever used the context in between.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 from voicechat import workers
 from voicechat.llm.base import Message
+from voicechat.llm.kv_keep import KeptPrefix
 from voicechat.llm.local import LocalChat, extend_cache, prompt_before_reply
 from voicechat.models import SHARED_MODELS
 
@@ -46,6 +49,7 @@ class LineEndScorer:
 
     def __init__(self, chat: LocalChat) -> None:
         self.chat = chat
+        self._kept: KeptPrefix | None = None  # this conversation's cache cells, for the next score
 
     def _endings(self, llm: Any) -> np.ndarray:
         """Token ids that end a line: any token starting with a newline, or a sentence-final mark.
@@ -74,11 +78,14 @@ class LineEndScorer:
 
         with self.chat.using_model() as llm:
             endings = self._endings(llm)
+            if self._kept is not None:  # another conversation may have scored on the context since
+                self._kept.restore_if_closer(llm, llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
             extend_cache(llm, prompt, live_logits=True)
             n_vocab = llm.n_vocab()
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
             z = logits.astype(np.float64) - float(logits.max())
             p = np.exp(z)
+            self._kept = KeptPrefix.take(llm)
             return float(p[endings].sum() / p.sum())
 
     async def ascore(self, history: Sequence[Message], text: str) -> float | None:

@@ -1,0 +1,98 @@
+"""Many conversations scoring their turns' ends on one loaded model, as a server's sessions do.
+
+The real Gemma 3 270M GGUF and llama.cpp; the scores of conversations that take turns on the one
+context are compared with each scored alone on a cold cache, and the tokens each score made the
+model read are counted at the context itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from voicechat.llm.base import Message
+from voicechat.llm.line_end import LineEndScorer
+from voicechat.llm.local import LocalChat
+
+SYSTEM = Message("system", "You are a helpful voice assistant. Answer in one short sentence.")
+# Two users whose conversations differ from their first words (each history a few dozen tokens).
+PAST = {
+    "a": [
+        Message("user", "What is the capital of Italy?"),
+        Message("assistant", "The capital of Italy is Rome."),
+        Message("user", "And how many people live there?"),
+        Message("assistant", "About two point eight million people live in Rome."),
+    ],
+    "b": [
+        Message("user", "Set a timer for ten minutes."),
+        Message("assistant", "Your ten minute timer is running."),
+        Message("user", "Tell me a joke about cats."),
+        Message("assistant", "Why did the cat sit on the computer? To keep an eye on the mouse."),
+    ],
+}
+LINES = {
+    "a": ["I'd like to book a table for", "I'd like to book a table for two"],
+    "b": ["What is the weather like in", "What is the weather like in Paris"],
+}
+
+
+@pytest.fixture(scope="module")
+def chat() -> LocalChat:
+    return LocalChat(threads=1)
+
+
+@pytest.fixture
+def reads(chat: LocalChat) -> Iterator[list[int]]:
+    """How many tokens each ``eval`` on the shared context read, in order."""
+    counts: list[int] = []
+    with chat.using_model() as llm:
+        original = llm.eval
+
+        def counted(tokens: Any) -> None:
+            counts.append(len(tokens))
+            original(tokens)
+
+        llm.eval = counted
+    try:
+        yield counts
+    finally:
+        with chat.using_model() as llm:
+            del llm.eval
+
+
+def _empty_cache(chat: LocalChat) -> None:
+    with chat.using_model() as llm:
+        llm.n_tokens = 0  # nothing cached: the next score reads its whole prompt
+
+
+def test_interleaved_conversations_score_as_alone_and_read_only_their_new_words(
+    chat: LocalChat, reads: list[int]
+) -> None:
+    # llama.cpp's figures depend a little on how a prompt is split into reads (a line scored cold
+    # and the same line read on top of its cached start differ by ~0.02), so "as alone" means the
+    # same reads: each conversation scoring its two lines in a row on a context no one else uses.
+    history = {k: [SYSTEM, *v] for k, v in PAST.items()}
+    alone: dict[str, list[float | None]] = {}
+    for k, lines in LINES.items():
+        scorer = LineEndScorer(chat)
+        _empty_cache(chat)
+        alone[k] = [scorer.score(history[k], line) for line in lines]
+    scorers = {k: LineEndScorer(chat) for k in LINES}
+    together: dict[str, list[float | None]] = {k: [] for k in LINES}
+    for k in ("a", "b"):
+        _empty_cache(chat)
+        together[k].append(scorers[k].score(history[k], LINES[k][0]))
+    reads.clear()
+    for k in ("a", "b"):  # each finds the other conversation in the cache, sharing only the system prompt
+        together[k].append(scorers[k].score(history[k], LINES[k][1]))
+    for k in LINES:
+        for got, want in zip(together[k], alone[k], strict=True):
+            assert got is not None and want is not None
+            assert got == pytest.approx(want, abs=1e-4), (k, together, alone)
+    b = alone["b"]
+    assert b[0] is not None and b[1] is not None and b[0] < 0.1 < 0.5 < b[1]  # "…like in" dangles, "…in Paris" ends
+    # With its own cells back, each reads the one new word (and the re-read last token), not its
+    # history again: without them, a few dozen tokens from the end of the system prompt on.
+    assert len(reads) == 2 and all(n <= 6 for n in reads), reads
