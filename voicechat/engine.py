@@ -189,6 +189,10 @@ class Conversation:
 
     async def feed(self, audio: av.AudioFrame | np.ndarray, sample_rate: int | None = None) -> None:
         """One chunk of microphone audio in any format; never raises for bad audio (reports it)."""
+        self.accept(audio, sample_rate)
+
+    def accept(self, audio: av.AudioFrame | np.ndarray, sample_rate: int | None = None) -> None:
+        """:meth:`feed` without a coroutine, for a caller already on the loop with many frames at once."""
         if self._closed:
             return
         if self.half_duplex and self.replying:
