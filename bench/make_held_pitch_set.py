@@ -3,14 +3,18 @@
 Run from the project root: ``python bench/make_held_pitch_set.py [out_dir]`` (default
 ``/tmp/held_pitch_set``; nothing is written to the repo). Writes 16 kHz WAVs, 0.3 s of lead silence:
 
-- ``held/``: each sentence synthesised WHOLE, so each comma is spoken as a comma (pitch held or raised
-  on the word before it); the short silence the synthesiser leaves at each comma is found from the
+- ``held/``: each sentence synthesised WHOLE, so each comma is spoken as a comma (espeak-ng raises
+  the pitch of the word before it; Piper's joe voice, measured, hardly differs from a sentence's
+  end: ``bench/held_pitch_eval.py``); the short silence the synthesiser leaves at each comma is found from the
   frame energy and stretched to the target pause (0.6–1.5 s).
 - ``pieces/``: the same sentences cut at the commas, each piece (its comma dropped) synthesised on
   its own and joined with the same pauses, as ``bench/make_questions.py`` makes the bundled set:
   every pause follows a sentence-final fall. (With the comma kept, espeak-ng already gives a
-  piece said alone its comma rise.) Same words, same pause lengths: only the prosody before a pause differs.
+  piece said alone its comma rise.) Same words and pauses: only the prosody before a pause differs.
 - ``finished/``: complete turns (questions, statements, commands) said whole, the negatives.
+
+Every sentence is said by every voice (Piper's en_US-joe-medium, espeak-ng, and Festival's kal and slt
+where installed), with the same pauses.
 
 Why: the bundled paused set cannot judge an acoustic end-of-turn cue (docs/benchmarks.md, "A cheap
 acoustic cue was tried"), because every pause there is preceded by the fall of a finished sentence.
@@ -21,6 +25,8 @@ The sentences here are neither in the bundled set nor in ``bench/turn_curve.py``
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +40,12 @@ from make_questions import LEAD_S, _trim, espeak, piper
 from voicechat.audio import SPEECH_RATE, int16_to_float, write_wav
 
 OUT = Path("/tmp/held_pitch_set")
+# Festival's two English voices, where installed: kal (diphones, intonation from Festival's CART/ToBI
+# rules) and slt (HTS, pitch learnt from a woman's read speech, CMU ARCTIC).
+FESTIVAL = {"kal": "kal_diphone", "slt": "cmu_us_slt_arctic_hts"}
+# every sentence in every voice: a voice's effect is then not a sentence's
+ENGINES = ("piper", "espeak", *(FESTIVAL if shutil.which("text2wave") else ()))
+MIN_COMMA_S = 0.11  # a comma's silence here is 120–330 ms; a stop's closure up to 100 ms
 PAUSES_S = [0.6, 0.8, 1.0, 1.2, 1.5, 0.7, 0.9, 1.1, 1.3]  # cycled over the set's pauses in order
 PAUSED = [  # a pause at every comma
     "I called my brother yesterday, and he said he would come for dinner.",
@@ -89,15 +101,30 @@ FINISHED = [
 ]
 
 
-def engine_of(i: int) -> str:
-    return "piper" if i % 2 == 0 else "espeak"
+def festival(text: str, voice: str) -> tuple[np.ndarray, int]:
+    """Festival's ``text2wave`` (Debian: festival, festvox-kallpc16k, festvox-us-slt-hts)."""
+    import tempfile
+    import wave
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "t.txt").write_text(text)
+        subprocess.run(
+            ["text2wave", "-eval", f"(voice_{voice})", str(Path(d) / "t.txt"), "-o", str(Path(d) / "f.wav")],
+            check=True,
+            capture_output=True,
+        )
+        with wave.open(str(Path(d) / "f.wav")) as w:
+            return np.frombuffer(w.readframes(w.getnframes()), np.int16), w.getframerate()
 
 
 def say(text: str, engine: str, voice: Any) -> np.ndarray:
     """Float audio at 16 kHz, the synthesiser's own lead and tail silence cut."""
     from voicechat.audio import read_audio
 
-    pcm, rate = piper(text, voice) if engine == "piper" else espeak(text)
+    if engine in FESTIVAL:
+        pcm, rate = festival(text, FESTIVAL[engine])
+    else:
+        pcm, rate = piper(text, voice) if engine == "piper" else espeak(text)
     pcm = _trim(pcm)
     if rate == SPEECH_RATE:
         return int16_to_float(pcm)
@@ -131,16 +158,14 @@ def quiet_runs(audio: np.ndarray, floor_db: float = 40.0, min_ms: int = 50) -> l
 
 def stretch_commas(audio: np.ndarray, text: str, pauses: list[float]) -> tuple[np.ndarray, list[float]] | None:
     """Widen the synthesiser's silence at each comma to its pause; ``None`` when the commas cannot be
-    told from other gaps (fewer quiet runs of 120 ms or more than commas). Returns the audio and
-    where each pause starts.
-
-    The k longest quiet runs are taken as the k commas (a comma's gap is 100–250 ms; a stop's closure
-    40–80 ms), kept in time order; the run's first and last 20 ms stay, the rest becomes digital
-    silence of the pause's length."""
+    told from other gaps: unless exactly one quiet run of ``MIN_COMMA_S`` or more falls per comma (some
+    voices do not pause at every comma; Festival skips "First,"). Returns the audio and where each
+    pause starts. The run's first and last 20 ms stay, the rest becomes digital silence of the
+    pause's length."""
     runs = quiet_runs(audio)
     k = text.count(",")
-    commas = sorted(sorted(runs, key=lambda r: r[1] - r[0])[-k:]) if k else []
-    if len(commas) < k or min((b - a for a, b in commas), default=SPEECH_RATE) < 0.12 * SPEECH_RATE:
+    commas = [r for r in runs if r[1] - r[0] >= MIN_COMMA_S * SPEECH_RATE]
+    if len(commas) != k:
         return None
     edge = SPEECH_RATE // 50
     parts, starts, at = [], [], 0
@@ -168,31 +193,38 @@ def make(out: Path) -> None:
     manifest: list[dict[str, Any]] = []
     n_pause = 0
     for i, text in enumerate(PAUSED):
-        engine = engine_of(i)
         pieces = [p.strip() + "," for p in text.split(",")]
         pieces[-1] = pieces[-1][:-1]
         pauses = [PAUSES_S[(n_pause + j) % len(PAUSES_S)] for j in range(len(pieces) - 1)]
         n_pause += len(pauses)
-        name = f"h{i + 1:02d}_{engine}.wav"
-        held = stretch_commas(say(text, engine, voice), text, pauses)
-        if held is None:
-            print(f"{name}: fewer quiet runs than commas, skipped: {text}")
-            continue
-        _write(out / "held" / name, held[0])
-        joined: list[np.ndarray] = []
-        for piece, p in zip(pieces, [*pauses, 0.0], strict=True):  # no comma: said alone, a piece ends as a sentence
-            joined += [say(piece.rstrip(","), engine, voice), np.zeros(int(p * SPEECH_RATE), np.float32)]
-        _write(out / "pieces" / name, np.concatenate(joined))
-        manifest.append(
-            {"file": name, "kind": "paused", "engine": engine, "text": text, "before": pieces[:-1], "pauses": pauses}
-        )
-        print(name, pauses, [round(s, 2) for s in held[1]], text, flush=True)
+        for engine in ENGINES:
+            name = f"h{i + 1:02d}_{engine}.wav"
+            held = stretch_commas(say(text, engine, voice), text, pauses)
+            if held is None:
+                print(f"{name}: not one quiet run per comma, skipped: {text}")
+                continue
+            _write(out / "held" / name, held[0])
+            joined: list[np.ndarray] = []
+            for piece, p in zip(pieces, [*pauses, 0.0], strict=True):  # said alone, a piece ends as a sentence
+                joined += [say(piece.rstrip(","), engine, voice), np.zeros(int(p * SPEECH_RATE), np.float32)]
+            _write(out / "pieces" / name, np.concatenate(joined))
+            manifest.append(
+                {
+                    "file": name,
+                    "kind": "paused",
+                    "engine": engine,
+                    "text": text,
+                    "before": pieces[:-1],
+                    "pauses": pauses,
+                }
+            )
+            print(name, pauses, [round(s, 2) for s in held[1]], text, flush=True)
     for i, (kind, text) in enumerate(FINISHED):
-        engine = engine_of(i)
-        name = f"f{i + 1:02d}_{kind}_{engine}.wav"
-        _write(out / "finished" / name, say(text, engine, voice))
-        manifest.append({"file": name, "kind": kind, "engine": engine, "text": text, "before": [], "pauses": []})
-        print(name, text, flush=True)
+        for engine in ENGINES:
+            name = f"f{i + 1:02d}_{kind}_{engine}.wav"
+            _write(out / "finished" / name, say(text, engine, voice))
+            manifest.append({"file": name, "kind": kind, "engine": engine, "text": text, "before": [], "pauses": []})
+            print(name, text, flush=True)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
