@@ -156,3 +156,28 @@ def test_inline_coding_carries_the_speech_in_order_and_stops_cleanly(speech: np.
     source, heard = _envelope(speech.astype(np.float64), m), _envelope(pcm, m)
     best = max(float(np.corrcoef(source[: m - 10], heard[lag : lag + m - 10])[0, 1]) for lag in range(10))
     assert best > 0.9, best
+
+
+def test_settled_silence_is_sent_without_encoding_and_the_speech_after_it_is_intact(speech: np.ndarray) -> None:
+    # A reply, two seconds of the silent reply track, and the reply again: what a call's output carries.
+    n = len(speech) // FRAME
+    said = speech[: n * FRAME]
+    frames = _frames(np.concatenate([said, np.zeros(100 * FRAME, np.int16), said]))
+    reusing, plain = SpeechOpusEncoder(), SpeechOpusEncoder(reuse_silence=False)
+    out = [reusing.encode(f) for f in frames]
+    ref = [plain.encode(f) for f in frames]
+    # Most of the silence never reached the codec, and the browser got the packets it would have got.
+    assert reusing.reused_frames >= 70 and plain.reused_frames == 0, reusing.reused_frames
+    assert [p for p, _ in out[: n + 100]] == [p for p, _ in ref[: n + 100]]
+    assert [ts for _, ts in out] == [ts for _, ts in ref] == [i * FRAME for i in range(len(frames))]
+    # The reply after the silence sounds as it would have: the same energy envelope, decoded as a browser does.
+    decoded = []
+    for packets in (out, ref):
+        decoder = OpusDecoder()
+        pcm = [
+            d.to_ndarray()[0, ::2]
+            for i, (p, _) in enumerate(packets)
+            for d in decoder.decode(JitterFrame(p[0], i * FRAME))
+        ]
+        decoded.append(_envelope(np.concatenate(pcm)[(n + 100) * FRAME :].astype(np.float64), n - 2))
+    assert float(np.corrcoef(*decoded)[0, 1]) > 0.99 and decoded[1].max() > 1000
