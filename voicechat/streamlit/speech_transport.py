@@ -88,7 +88,7 @@ class SpeechOpusEncoder(OpusEncoder):
         self.reused_frames = 0  # answered with ``silent_packet``, without the codec
         self._clock = 0  # RTP timestamp of the next packet: 960 per packet sent
 
-    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int | None]:
+    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         # Only whole 20 ms frames at the codec's rate are answered from the cache: then each frame
         # is one packet and the resampler holds nothing back.
         silent = frame.samples == SAMPLES_PER_FRAME and frame.sample_rate == SAMPLE_RATE and digital_silence(frame)
@@ -99,7 +99,7 @@ class SpeechOpusEncoder(OpusEncoder):
         payloads, _ = super().encode(frame, force_keyframe)
         if not payloads:
             self._last_silent = None
-            return payloads, None
+            return payloads, self._clock  # (nothing to send: the resampler is holding a part frame)
         ts = self._clock
         self._clock += SAMPLES_PER_FRAME * len(payloads)
         if silent and len(payloads) == 1 and self.reuse_silence:
