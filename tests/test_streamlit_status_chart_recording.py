@@ -143,7 +143,7 @@ def test_lights_chart_and_recordings_after_one_turn(fake_mic: Path, tmp_path: Pa
             if server.latest().get("webrtc_active"):  # (on a very busy machine the connection may have dropped)
                 press(page, "Stop listening")
             wait_for(
-                lambda: (s := server.latest()) and not s["webrtc_active"] and s["engine_threads"] == 0,
+                lambda: (s := server.latest()) and not s["webrtc_active"] and s["engines_running"] == 0,
                 60,
                 what="the engine to stop",
                 sleep=sleep,

@@ -35,7 +35,6 @@ from voicechat.conversation_thread import FrameInbox
 from voicechat.engine import Conversation
 from voicechat.events import Event
 
-
 _live: weakref.WeakSet[ConversationOnLoop] = weakref.WeakSet()  # ready and not closed, for running_engines()
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import streamlit as st
 from dotenv import dotenv_values
 from streamlit.runtime.scriptrunner import get_script_run_ctx
+from streamlit_webrtc.eventloop import get_global_event_loop
 from streamlit_webrtc.shutdown import SessionShutdownObserver
 
 from voicechat.config import Settings
@@ -123,7 +124,10 @@ def get_session(keys: StreamerKeys, shutdown_observer: Callable[[Callable[[], No
     """This browser session's VoiceSession for ``keys``, created once and closed when the session ends."""
     session = st.session_state.get(keys.session)
     if session is None:
-        session = VoiceSession()
+        # Engines on aiortc's loop, where the mic frames arrive (no thread hop per frame);
+        # VOICECHAT_ENGINE_THREADS=1 gives each its own thread again.
+        on_loop = os.environ.get("VOICECHAT_ENGINE_THREADS", "0") != "1"
+        session = VoiceSession(media_loop=get_global_event_loop if on_loop else None)
         st.session_state[keys.session] = session
         # SessionShutdownObserver polls the AppSession from its own thread and calls
         # session.close() when the browser session shuts down or leaves the page.
