@@ -156,10 +156,10 @@ class VoiceSession:
         self,
         factory: Callable[..., Callable[[Callable[[Event], None]], Conversation]] = engine_factory,
         *,
-        media_loop: Callable[[], asyncio.AbstractEventLoop] | None = None,
+        media_loop: Callable[[], asyncio.AbstractEventLoop | None] | None = None,
     ) -> None:
-        """``media_loop``: the running loop the mic frames arrive on (aiortc's); engines then run
-        there (:class:`ConversationOnLoop`, no thread hop per frame). ``None``: an engine thread each."""
+        """``media_loop``: gives the running loop the mic frames arrive on (aiortc's); engines then
+        run there (:class:`ConversationOnLoop`, no hop per frame). Else (or no such loop): a thread each."""
         self.id = uuid.uuid4().hex[:8]
         self._media_loop = media_loop
         self.outlet = AudioOutlet()
@@ -241,13 +241,13 @@ class VoiceSession:
             return self._ensure_engine(settings, half_duplex)
 
     def _ensure_engine(self, settings: Settings, half_duplex: bool) -> ConversationRunner:
-        runner = self._runner
-        if runner is not None and runner.alive and self._settings == settings:
-            if half_duplex != self._half_duplex and runner.ready:
+        current = self._runner
+        if current is not None and current.alive and self._settings == settings:
+            if half_duplex != self._half_duplex and current.ready:
                 with contextlib.suppress(RuntimeError, TimeoutError):
-                    runner.run(lambda c: setattr(c, "half_duplex", half_duplex), timeout=2.0)
+                    current.run(lambda c: setattr(c, "half_duplex", half_duplex), timeout=2.0)
                     self._half_duplex = half_duplex
-            return runner
+            return current
         if self._settings is not None:
             changed = sorted(f for f, v in vars(settings).items() if getattr(self._settings, f) != v)
             log.info("restarting the engine: %s changed", ", ".join(changed) or "nothing (it had stopped)")
@@ -257,9 +257,10 @@ class VoiceSession:
         self._turn_offset = max([0, *(line.turn for line in snap.lines), *(m.turn for m in snap.metrics)])
         factory = self._factory(settings, half_duplex=half_duplex, history=list(self._archive))
         listener = continuing_turn_numbers(self.bridge.handle, self._turn_offset)
+        loop = self._media_loop() if self._media_loop is not None else None
         runner: ConversationRunner = (
-            ConversationOnLoop(factory, listener, loop=self._media_loop(), name=ENGINE_THREAD)
-            if self._media_loop is not None
+            ConversationOnLoop(factory, listener, loop=loop, name=ENGINE_THREAD)
+            if loop is not None and loop.is_running()
             else ConversationThread(factory, listener, name=ENGINE_THREAD)
         )
         with self._lock:
