@@ -38,9 +38,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from voicechat.config import Settings
 from voicechat.conversation_factory import conversation_factory
@@ -50,6 +48,7 @@ from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, TurnMetrics
 from voicechat.history import Entry, History
 from voicechat.recording import Recording, joined
+from voicechat.streamlit.audio_outlet import AudioOutlet
 from voicechat.streamlit.session_limit import SLOTS
 from voicechat.streamlit.stats_log import write_stats
 from voicechat.ui_state import UiBridge
@@ -58,58 +57,6 @@ log = logging.getLogger(__name__)
 
 OUTPUT_RATE = 48_000  # the engine speaks at WebRTC's native Opus rate: no resampling on the way out
 ENGINE_THREAD = "voicechat-engine"
-
-
-class PcmSink(Protocol):
-    """What the outlet needs from streamlit-webrtc's ``PcmAudioSource`` (so tests can pass the real one)."""
-
-    @property
-    def sample_rate(self) -> int: ...
-
-    def push(self, pcm: np.ndarray) -> None: ...
-
-    def clear(self) -> None: ...
-
-
-class AudioOutlet:
-    """Thread-safe holder of the PCM source that currently feeds the browser.
-
-    streamlit-webrtc makes a new ``PcmAudioSource`` for every WebRTC session (its
-    ``webrtc-session`` lifecycle), while the engine outlives them; the script thread
-    re-attaches the current source on every run and the engine thread pushes through here,
-    so neither holds a stale source. Barge-in calls :meth:`clear` from the engine thread.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._source: PcmSink | None = None
-        self.pushed_samples = 0
-        self.clears = 0
-
-    def attach(self, source: PcmSink | None) -> None:
-        """Script thread: route reply audio to ``source`` (``None`` drops it)."""
-        with self._lock:
-            self._source = source
-
-    def push(self, pcm: np.ndarray, sample_rate: int) -> None:
-        """Engine thread: queue reply audio (int16 mono) for the browser."""
-        with self._lock:
-            source = self._source
-            if source is None:
-                return
-            if sample_rate != source.sample_rate:
-                log.warning("dropping reply audio at %d Hz for a %d Hz source", sample_rate, source.sample_rate)
-                return
-            self.pushed_samples += len(pcm)
-        source.push(np.ascontiguousarray(pcm, dtype=np.int16))
-
-    def clear(self) -> None:
-        """Engine thread (barge-in, stop) or script thread: drop every queued reply sample."""
-        with self._lock:
-            source = self._source
-            self.clears += 1
-        if source is not None:
-            source.clear()
 
 
 def engine_factory(
