@@ -123,8 +123,10 @@ def admit_connection(session: VoiceSession, keys: StreamerKeys, limit: int) -> b
 
 
 def aiortc_loop() -> asyncio.AbstractEventLoop | None:
-    """The loop streamlit-webrtc runs aiortc on (Streamlit's server loop); ``None`` without a server (AppTest)."""
-    return get_global_event_loop() if Runtime.exists() else None
+    """The loop streamlit-webrtc runs aiortc on (Streamlit's server loop); ``None`` without a live
+    server (AppTest's runtime is a stand-in whose "loop" is not one)."""
+    loop = get_global_event_loop() if Runtime.exists() else None
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) and loop.is_running() else None
 
 
 def get_session(keys: StreamerKeys, shutdown_observer: Callable[[Callable[[], None]], object]) -> VoiceSession:
