@@ -16,8 +16,8 @@ from voicechat.events import AudioOut, Event, FinalTranscript, ReplyDone
 pytestmark = pytest.mark.slow
 
 
-def test_frames_from_another_thread_make_a_turn_and_close_joins(make_speech) -> None:
-    frames = wav_frames_as_av(make_speech("What is the capital of Italy?", rate=48000), "s16")
+def _local_runner() -> tuple[ConversationThread, list[Event], threading.Lock]:
+    """A ready runner on the offline backends, and the events it has sent (read them under the lock)."""
     got: list[Event] = []
     lock = threading.Lock()
 
@@ -26,9 +26,15 @@ def test_frames_from_another_thread_make_a_turn_and_close_joins(make_speech) -> 
             got.append(ev)
 
     settings = Settings.load({"stt": "local", "llm": "local", "tts": "local"}, environ={}, dotenv_path=None)
-    before = {t.name for t in threading.enumerate()}
     runner = ConversationThread(conversation_factory(settings), listener)
     runner.wait_ready(120)
+    return runner, got, lock
+
+
+def test_frames_from_another_thread_make_a_turn_and_close_joins(make_speech) -> None:
+    frames = wav_frames_as_av(make_speech("What is the capital of Italy?", rate=48000), "s16")
+    before = {t.name for t in threading.enumerate()}
+    runner, got, lock = _local_runner()
 
     def producer() -> None:  # plays the role of aiortc's track thread
         for f in frames:
@@ -56,16 +62,7 @@ def test_frames_from_another_thread_make_a_turn_and_close_joins(make_speech) -> 
 def test_frames_pushed_while_the_engine_is_busy_all_arrive_in_order(make_speech) -> None:
     """A busy engine thread takes the frames that queued meanwhile in one go: none lost, none reordered."""
     frames = wav_frames_as_av(make_speech("Please tell me the capital of Italy.", rate=48000, trail_s=2.0), "s16")
-    got: list[Event] = []
-    lock = threading.Lock()
-
-    def listener(ev: Event) -> None:
-        with lock:
-            got.append(ev)
-
-    settings = Settings.load({"stt": "local", "llm": "local", "tts": "local"}, environ={}, dotenv_path=None)
-    runner = ConversationThread(conversation_factory(settings), listener)
-    runner.wait_ready(120)
+    runner, got, lock = _local_runner()
     busy = threading.Event()
 
     def hold(_conv: object) -> None:  # the engine thread is stuck in a long callback

@@ -224,7 +224,12 @@ class RealtimeReply:
 
     # ------------------------------------------------------------------ ending early
     def stop(self, heard_s: float) -> None:
-        """Barge-in or stop: cancel what is still coming, keep in the model's memory what was heard."""
+        """Barge-in or stop: cancel what is still coming, keep in the model's memory what was heard.
+
+        Once per reply: a later stop (the conversation closing, a second barge-in) would truncate
+        the item again at the audio that kept arriving after the first, undoing it."""
+        if self._stopped:
+            return
         self._stopped = True
         self._heard_ms = round(1000 * min(max(heard_s, 0.0), self.times.audio_s))
         if self._requested and not self._finished:
