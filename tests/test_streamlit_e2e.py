@@ -107,7 +107,7 @@ def test_voice_turn_in_real_chromium(fake_mic: Path, tmp_path: Path) -> None:
             # Stopping the WebRTC session stops the engine: no engine thread is left.
             press(page, "Stop listening")
             wait_for(
-                lambda: (s := server.latest()) and not s["webrtc_active"] and s["engine_threads"] == 0,
+                lambda: (s := server.latest()) and not s["webrtc_active"] and s["engines_running"] == 0,
                 30,
                 what="the engine thread to stop after stop",
             )

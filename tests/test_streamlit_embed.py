@@ -9,13 +9,13 @@ real models): two chats on one page keep their own engines, transcripts and widg
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require
 from tests.streamlit_harness import ROOT, AppServer, chromium, press, wait_for
+from voicechat.conversation_on_loop import running_engines
 
 ARTIFACTS = ROOT / "test-artifacts"
 QUESTION = "What is the capital of Italy?"
@@ -131,4 +131,4 @@ def test_two_voice_chats_on_one_page_keep_their_own_conversations() -> None:
         for key in ("alpha_session", "beta_session"):
             if key in at.session_state:
                 at.session_state[key].close()
-    assert not [t for t in threading.enumerate() if t.name == "voicechat-engine"]
+    assert running_engines() == 0  # engines on the server loop and engine threads alike

@@ -159,7 +159,7 @@ def test_disconnect_mid_reply_stops_the_engine_within_2s(silent_mic: Path, tmp_p
         )
         session = started["session"]
         assert started["engine_alive"] and not started["assistant_lines"], "the reply finished before the close"
-        assert server.by_session()[obs_session]["engine_threads"] == 2  # the observer's engine and this one
+        assert server.by_session()[obs_session]["engines_running"] == 2  # the observer's engine and this one
         closed_at = time.time()
         page.close()  # the tab closes: its RTCPeerConnection goes with it; no script run will follow
         obs_sleep = _pump(observer)
@@ -174,7 +174,7 @@ def test_disconnect_mid_reply_stops_the_engine_within_2s(silent_mic: Path, tmp_p
             lambda: [
                 r
                 for r in server.stats()
-                if r["session"] == obs_session and r["t"] > closed_at and r.get("engine_threads") == 1
+                if r["session"] == obs_session and r["t"] > closed_at and r.get("engines_running") == 1
             ],
             10,
             0.05,
@@ -238,7 +238,7 @@ def test_twenty_start_stop_cycles_leak_no_threads_or_memory(silent_mic: Path, tm
                 )
             press(page, STOP)
             wait_for(
-                lambda: (s := server.latest()) and not s["webrtc_active"] and s["engine_threads"] == 0,
+                lambda: (s := server.latest()) and not s["webrtc_active"] and s["engines_running"] == 0,
                 20,
                 0.1,
                 what="the engine thread to stop after stop",
@@ -270,12 +270,12 @@ def test_twenty_start_stop_cycles_leak_no_threads_or_memory(silent_mic: Path, tm
             "rss_growth_mb": round(growth_mb, 1),
             "server_threads_before": threads_before,
             "server_threads_after": threads_after,
-            "engine_threads_after": last["engine_threads"],
+            "engines_running_after": last["engines_running"],
             "webrtc_starts": last["webrtc_starts"],
             "cycle_s_max": round(max(times), 2),
             "cycle_s_median": round(sorted(times)[10], 2),
         },
     )
-    assert last["webrtc_starts"] >= 21 and last["engine_threads"] == 0
+    assert last["webrtc_starts"] >= 21 and last["engines_running"] == 0
     assert threads_after <= threads_before + 5, f"server threads {threads_before} -> {threads_after}"
     assert growth_mb < 20, f"server RSS grew {growth_mb:.1f} MB over 20 cycles"

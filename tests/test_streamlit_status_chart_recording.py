@@ -134,16 +134,20 @@ def test_lights_chart_and_recordings_after_one_turn(fake_mic: Path, tmp_path: Pa
             press(page, "Start conversation")
             # A turn's metrics come once all of its reply audio has been emitted (and so recorded).
             wait_for(lambda: server.latest().get("metrics_turns", 0) >= 2, 300, what="a spoken turn", sleep=sleep)
+            # The reply is queued faster than it plays, so the recording's end runs ahead of the mic
+            # until it has played out: wait for that, so the microphone alone lengthens it from here on.
+            wait_for(lambda: server.latest().get("state") == "listening", 60, what="the reply to play", sleep=sleep)
             sleep(1.0)
             watching = False
             prepare(page)
             wav, rate = read_wav(download(page, "⬇️ Download conversation audio (WAV)"))
             archive = zipfile.ZipFile(io.BytesIO(download(page, "⬇️ Download each side and every reply (ZIP)")))
 
+            sleep(1.0)  # a second more of microphone audio that the recording kept at stop must hold
             if server.latest().get("webrtc_active"):  # (on a very busy machine the connection may have dropped)
                 press(page, "Stop listening")
             wait_for(
-                lambda: (s := server.latest()) and not s["webrtc_active"] and s["engine_threads"] == 0,
+                lambda: (s := server.latest()) and not s["webrtc_active"] and s["engines_running"] == 0,
                 60,
                 what="the engine to stop",
                 sleep=sleep,

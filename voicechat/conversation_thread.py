@@ -1,10 +1,12 @@
-"""The one thread boundary: a Conversation on its own event-loop thread, fed from any thread.
+"""A Conversation on its own event-loop thread, fed from any thread.
 
 Surfaces receive audio on threads they do not own (aiortc's track thread in Streamlit,
 the kernel's comm handler in Jupyter). :class:`ConversationThread` owns a private asyncio
 loop in a daemon thread; every public method may be called from any thread and only
 schedules work on that loop. Events are handed to ``listener`` on the loop thread, so the
-listener itself must be thread-safe (a lock-protected bridge, a queue).
+listener itself must be thread-safe (a lock-protected bridge, a queue). A surface whose audio
+already arrives on an asyncio loop can run the conversation there instead, without a hop per
+frame (:class:`voicechat.conversation_on_loop.ConversationOnLoop`, the Streamlit app's choice).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import av
 import numpy as np
@@ -22,6 +24,59 @@ import numpy as np
 from voicechat import workers
 from voicechat.engine import Conversation
 from voicechat.events import Event
+
+
+class ConversationRunner(Protocol):
+    """What a surface holds to talk to a running conversation from any thread.
+
+    :class:`ConversationThread` (its own thread and loop) and
+    :class:`voicechat.conversation_on_loop.ConversationOnLoop` (a loop the surface already runs).
+    """
+
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def conversation(self) -> Conversation | None: ...
+    def wait_ready(self, timeout: float | None = None) -> Conversation: ...
+    def push(self, audio: av.AudioFrame | np.ndarray, sample_rate: int | None = None) -> None: ...
+    def submit_text(self, text: str) -> None: ...
+    def stop_speaking(self) -> None: ...
+    def clear(self) -> None: ...
+    def run(self, fn: Callable[[Conversation], Any], timeout: float = 10.0) -> Any: ...
+    def close(self, timeout: float = 5.0) -> None: ...
+
+
+class FrameInbox:
+    """Microphone frames on their way from the thread that receives them to the engine's loop.
+
+    :meth:`put` says whether the loop must be woken (the inbox was empty and no drain is due);
+    :meth:`take`, on the loop, empties it. One wake then carries every frame that queued meanwhile.
+    Thread-safe (a lock around two assignments).
+    """
+
+    def __init__(self) -> None:
+        self._frames: list[tuple[av.AudioFrame | np.ndarray, int | None]] = []
+        self._lock = threading.Lock()
+        self._due = False  # a drain is scheduled and has not taken the frames yet
+
+    def put(self, audio: av.AudioFrame | np.ndarray, sample_rate: int | None) -> bool:
+        with self._lock:
+            self._frames.append((audio, sample_rate))
+            if self._due:
+                return False
+            self._due = True
+            return True
+
+    def take(self) -> list[tuple[av.AudioFrame | np.ndarray, int | None]]:
+        with self._lock:
+            frames, self._frames = self._frames, []
+            self._due = False
+        return frames
+
+    def drop(self) -> None:
+        self.take()
 
 
 class ConversationThread:
@@ -40,9 +95,7 @@ class ConversationThread:
         self._conv: Conversation | None = None
         self._error: BaseException | None = None
         self._closed = False
-        self._inbox: list[tuple[av.AudioFrame | np.ndarray, int | None]] = []
-        self._inbox_lock = threading.Lock()
-        self._drain_due = False  # a drain is scheduled on the loop and has not taken the inbox yet
+        self._inbox = FrameInbox()
         self._thread = threading.Thread(target=self._main, args=(factory,), name=name, daemon=True)
         self._thread.start()
 
@@ -100,31 +153,20 @@ class ConversationThread:
     def push(self, audio: av.AudioFrame | np.ndarray, sample_rate: int | None = None) -> None:
         """Microphone audio from any thread; dropped silently before ready or after close.
 
-        Frames wait in an inbox; the engine thread is woken only when the inbox was empty, and
-        takes everything there in one callback. A busy engine then wakes once for several frames
-        instead of once per 20 ms frame (each wake is a write to the loop's self-pipe, a callback
-        and, before, a task per frame: a measurable share of a call's CPU with many calls).
+        Frames wait in a :class:`FrameInbox`; the engine thread is woken only when the inbox was
+        empty, and takes everything there in one callback, so a busy engine wakes once for several
+        frames (no task per 20 ms frame either).
         """
         if self._conv is None or self._closed:
             return
-        with self._inbox_lock:
-            self._inbox.append((audio, sample_rate))
-            if self._drain_due:
-                return
-            self._drain_due = True
-        if not self._call(self._drain):
-            with self._inbox_lock:  # the engine is gone: nothing will take these
-                self._inbox.clear()
-                self._drain_due = False
+        if self._inbox.put(audio, sample_rate) and not self._call(self._drain):
+            self._inbox.drop()  # the engine is gone: nothing will take these
 
     def _drain(self) -> None:
         """Engine thread: every frame pushed since the last drain, in order."""
-        with self._inbox_lock:
-            frames, self._inbox = self._inbox, []
-            self._drain_due = False
         conv = self._conv
-        if conv is not None:
-            for audio, rate in frames:
+        for audio, rate in self._inbox.take():
+            if conv is not None:
                 conv.accept(audio, rate)
 
     def submit_text(self, text: str) -> None:

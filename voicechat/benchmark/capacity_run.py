@@ -1,15 +1,15 @@
 """How many conversations one process holds: ``voicechat bench --sessions N``.
 
-Each simulated user is a real :class:`voicechat.conversation_thread.ConversationThread`,
-as a Streamlit session has, fed real speech paced in real time. One "transport" loop on
+Each simulated user is a real conversation run as a Streamlit session runs it (on the loop that
+carries the media, :class:`voicechat.conversation_on_loop.ConversationOnLoop`), fed real speech
+paced in real time. One "transport" loop on
 the main thread pushes a 20 ms frame to every session per tick, as aiortc's single loop
 does for every call. The backends are the OpenAI-format path against the loopback server
 in *another process* with fixed provider delays, so the CPU measured here is the engine's
 (and its HTTP clients'), never the provider's.
 
-Threads: the transport loop (main thread), one engine thread per session (events arrive
-there, so :class:`_User` guards what both threads touch with a lock), the shared model pool,
-and one GIL probe thread.
+Threads: the transport loop (main thread) with the engines on it (or one engine thread per
+session, ``on_transport_loop=False``), the shared model pool, and one GIL probe thread.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from voicechat.benchmark.loopback_provider import (
 from voicechat.benchmark.process_usage import cpu_s, rss_mb
 from voicechat.benchmark.simulated_callers import Question, _GilProbe, _transport, _User
 from voicechat.benchmark.stats import percentile
-from voicechat.conversation_thread import ConversationThread
+from voicechat.conversation_on_loop import ConversationOnLoop
+from voicechat.conversation_thread import ConversationRunner, ConversationThread
 from voicechat.engine import Conversation
 from voicechat.events import Event
 from voicechat.turn_policy import EndOfTurnMode
@@ -61,7 +62,7 @@ class LevelRun:
 
 
 async def _ramp_and_measure(
-    pairs: list[tuple[_User, ConversationThread]], seconds: float, transport_calls: int, pcm: np.ndarray | None
+    pairs: list[tuple[_User, ConversationRunner]], seconds: float, transport_calls: int, pcm: np.ndarray | None
 ) -> tuple[float, float, list[float], list[float]]:
     """Main thread's loop: the media (if any) flowing, a 3 s ramp, then ``seconds`` measured.
 
@@ -94,8 +95,13 @@ def drive_level(
     transport_calls: int = 0,
     speech: np.ndarray | None = None,
     on_ready: Callable[[], None] | None = None,
+    on_transport_loop: bool = True,
 ) -> LevelRun:
     """``n`` sessions in this process for ``seconds`` of talk after a short ramp.
+
+    ``on_transport_loop``: the engines run on the loop that carries the media, as the Streamlit
+    app runs them (:class:`~voicechat.conversation_on_loop.ConversationOnLoop`); ``False``: each on
+    its own thread (:class:`~voicechat.conversation_thread.ConversationThread`, as the notebook).
 
     ``transport_calls``: also carry that many calls' WebRTC media (aiortc pairs sending
     ``speech``, :class:`~voicechat.benchmark.transport_run.CarriedMedia`) on the same loop.
@@ -103,16 +109,27 @@ def drive_level(
     """
     rng = random.Random(seed + n)
     users = [_User(questions, random.Random(rng.random()), idle_frames=rng.randint(0, 150)) for _ in range(n)]
-    threads = [ConversationThread(factory, u.on_event, name=f"voicechat-bench-{i}") for i, u in enumerate(users)]
-    for t in threads:
-        t.wait_ready(120)
-    if on_ready is not None:
-        on_ready()
-    pairs = list(zip(users, threads, strict=True))
-    cpu, wall, tick_late, gil_late = asyncio.run(_ramp_and_measure(pairs, seconds, transport_calls, speech))
+
+    async def run() -> tuple[float, float, list[float], list[float]]:
+        loop = asyncio.get_running_loop()
+        runners: list[ConversationRunner] = [
+            ConversationOnLoop(factory, u.on_event, loop=loop, name=f"voicechat-bench-{i}")
+            if on_transport_loop
+            else ConversationThread(factory, u.on_event, name=f"voicechat-bench-{i}")
+            for i, u in enumerate(users)
+        ]
+        try:
+            for r in runners:
+                await asyncio.to_thread(r.wait_ready, 120)
+            if on_ready is not None:
+                await asyncio.to_thread(on_ready)
+            return await _ramp_and_measure(list(zip(users, runners, strict=True)), seconds, transport_calls, speech)
+        finally:
+            for r in runners:
+                await asyncio.to_thread(r.close)
+
+    cpu, wall, tick_late, gil_late = asyncio.run(run())
     rss = rss_mb()
-    for t in threads:
-        t.close()
     return LevelRun(
         sessions=n,
         seconds=seconds,

@@ -1,12 +1,13 @@
 """The simulated callers of the capacity benchmark: real speech paced in real time, one per session.
 
-Each :class:`_User` plays questions into its session's :class:`voicechat.conversation_thread.ConversationThread`
+Each :class:`_User` plays questions into its session's runner (:mod:`voicechat.conversation_on_loop`)
 and listens for the reply; :func:`_transport` is the one loop that pushes a 20 ms frame to every
 session per tick, as aiortc's single loop does for every call. Used by the capacity sweep
 (:mod:`voicechat.benchmark.capacity_run`), the host sweep and the cloud-cost run.
 
-Threads: the transport loop (the calling thread), one engine thread per session (events arrive
-there, so :class:`_User` guards what both threads touch with a lock), and one GIL probe thread.
+Threads: the transport loop (the calling thread), where the engines run too, as in the app (or one
+engine thread per session, as in the notebook: events arrive there, so :class:`_User` guards what
+both touch with a lock), and one GIL probe thread.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from voicechat.audio import iter_wav_frames
 from voicechat.benchmark.stats import true_end_of_speech
-from voicechat.conversation_thread import ConversationThread
+from voicechat.conversation_thread import ConversationRunner
 from voicechat.events import AudioOut, Event, PartialTranscript, TurnMetrics
 
 FRAME_S = 0.02
@@ -141,7 +142,7 @@ class _GilProbe:
 
 
 async def _transport(
-    users: list[tuple[_User, ConversationThread]],
+    users: list[tuple[_User, ConversationRunner]],
     seconds: float,
     tick_late_ms: list[float],
     until: Callable[[], bool] | None = None,

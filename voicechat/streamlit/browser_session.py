@@ -8,9 +8,10 @@ unit-testable.
 Thread boundaries, all of them, and which methods each one calls:
 
 - **aiortc's loop** (Streamlit's server event loop in streamlit-webrtc): :meth:`VoiceSession.push`
-  with every microphone frame. It only counts and hands the frame to
-  :meth:`ConversationThread.push`, which schedules work on the engine loop.
-- **the engine thread** (``voicechat-engine``): :meth:`UiBridge.handle`, which calls
+  with every microphone frame, counted and handed to the runner's ``push``. The app runs each
+  engine on this same loop (``media_loop``, :class:`ConversationOnLoop`: the frame goes straight
+  in, and :meth:`UiBridge.handle` is called here too); without it, on an engine thread
+  (``voicechat-engine``, :class:`ConversationThread`). ``UiBridge.handle`` calls
   :meth:`AudioOutlet.push` with reply audio and :meth:`AudioOutlet.clear` on barge-in/stop.
 - **aiortc's loop again**: pulls 20 ms frames out of the attached ``PcmAudioSource``
   (guarded by that class's own lock).
@@ -29,6 +30,7 @@ Thread boundaries, all of them, and which methods each one calls:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -36,17 +38,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from voicechat.config import Settings
 from voicechat.conversation_factory import conversation_factory
-from voicechat.conversation_thread import ConversationThread
+from voicechat.conversation_on_loop import ConversationOnLoop, running_engines
+from voicechat.conversation_thread import ConversationRunner, ConversationThread
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, Event, FinalTranscript, Interrupted, ReplyDelta, ReplyDone, TurnMetrics
 from voicechat.history import Entry, History
 from voicechat.recording import Recording, joined
+from voicechat.streamlit.audio_outlet import AudioOutlet
 from voicechat.streamlit.session_limit import SLOTS
 from voicechat.streamlit.stats_log import write_stats
 from voicechat.ui_state import UiBridge
@@ -57,62 +59,10 @@ OUTPUT_RATE = 48_000  # the engine speaks at WebRTC's native Opus rate: no resam
 ENGINE_THREAD = "voicechat-engine"
 
 
-class PcmSink(Protocol):
-    """What the outlet needs from streamlit-webrtc's ``PcmAudioSource`` (so tests can pass the real one)."""
-
-    @property
-    def sample_rate(self) -> int: ...
-
-    def push(self, pcm: np.ndarray) -> None: ...
-
-    def clear(self) -> None: ...
-
-
-class AudioOutlet:
-    """Thread-safe holder of the PCM source that currently feeds the browser.
-
-    streamlit-webrtc makes a new ``PcmAudioSource`` for every WebRTC session (its
-    ``webrtc-session`` lifecycle), while the engine outlives them; the script thread
-    re-attaches the current source on every run and the engine thread pushes through here,
-    so neither holds a stale source. Barge-in calls :meth:`clear` from the engine thread.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._source: PcmSink | None = None
-        self.pushed_samples = 0
-        self.clears = 0
-
-    def attach(self, source: PcmSink | None) -> None:
-        """Script thread: route reply audio to ``source`` (``None`` drops it)."""
-        with self._lock:
-            self._source = source
-
-    def push(self, pcm: np.ndarray, sample_rate: int) -> None:
-        """Engine thread: queue reply audio (int16 mono) for the browser."""
-        with self._lock:
-            source = self._source
-            if source is None:
-                return
-            if sample_rate != source.sample_rate:
-                log.warning("dropping reply audio at %d Hz for a %d Hz source", sample_rate, source.sample_rate)
-                return
-            self.pushed_samples += len(pcm)
-        source.push(np.ascontiguousarray(pcm, dtype=np.int16))
-
-    def clear(self) -> None:
-        """Engine thread (barge-in, stop) or script thread: drop every queued reply sample."""
-        with self._lock:
-            source = self._source
-            self.clears += 1
-        if source is not None:
-            source.clear()
-
-
 def engine_factory(
     settings: Settings, *, half_duplex: bool = False, history: list[Entry] | None = None
 ) -> Callable[[Callable[[Event], None]], Conversation]:
-    """A ConversationThread factory; runs on the engine thread, so the model loading happens there.
+    """A conversation factory; runs off the page's thread (the runner's), so the models load there.
 
     ``stt == "browser"`` builds the conversation without server STT: the page's Web Speech
     component sends final text instead, while server VAD still drives barge-in.
@@ -150,9 +100,15 @@ class VoiceSession:
     """Everything one browser session needs; see the module docstring for who calls what."""
 
     def __init__(
-        self, factory: Callable[..., Callable[[Callable[[Event], None]], Conversation]] = engine_factory
+        self,
+        factory: Callable[..., Callable[[Callable[[Event], None]], Conversation]] = engine_factory,
+        *,
+        media_loop: Callable[[], asyncio.AbstractEventLoop | None] | None = None,
     ) -> None:
+        """``media_loop``: gives the running loop the mic frames arrive on (aiortc's); engines then
+        run there (:class:`ConversationOnLoop`, no hop per frame). Else (or no such loop): a thread each."""
         self.id = uuid.uuid4().hex[:8]
+        self._media_loop = media_loop
         self.outlet = AudioOutlet()
         self.bridge = UiBridge(on_audio=self.outlet.push, on_flush=self.outlet.clear)
         self._factory = factory
@@ -161,7 +117,7 @@ class VoiceSession:
         # rerun while the old run is stopping) and each would start an engine, the first one leaked;
         # the disconnect thread stops engines too. Never taken by push() or stats().
         self._engine_lock = threading.RLock()
-        self._runner: ConversationThread | None = None
+        self._runner: ConversationRunner | None = None
         self._settings: Settings | None = None
         self._half_duplex = False
         self._archive: list[Entry] = []  # history of engines already closed (carried into the next one)
@@ -219,26 +175,26 @@ class VoiceSession:
 
     # ------------------------------------------------------------------ script thread
     @property
-    def runner(self) -> ConversationThread | None:
+    def runner(self) -> ConversationRunner | None:
         return self._runner
 
     @property
     def settings(self) -> Settings | None:
         return self._settings
 
-    def ensure_engine(self, settings: Settings, *, half_duplex: bool = False) -> ConversationThread:
+    def ensure_engine(self, settings: Settings, *, half_duplex: bool = False) -> ConversationRunner:
         """Start the engine, or restart it when the settings changed; half-duplex changes apply live."""
         with self._engine_lock:
             return self._ensure_engine(settings, half_duplex)
 
-    def _ensure_engine(self, settings: Settings, half_duplex: bool) -> ConversationThread:
-        runner = self._runner
-        if runner is not None and runner.alive and self._settings == settings:
-            if half_duplex != self._half_duplex and runner.ready:
+    def _ensure_engine(self, settings: Settings, half_duplex: bool) -> ConversationRunner:
+        current = self._runner
+        if current is not None and current.alive and self._settings == settings:
+            if half_duplex != self._half_duplex and current.ready:
                 with contextlib.suppress(RuntimeError, TimeoutError):
-                    runner.run(lambda c: setattr(c, "half_duplex", half_duplex), timeout=2.0)
+                    current.run(lambda c: setattr(c, "half_duplex", half_duplex), timeout=2.0)
                     self._half_duplex = half_duplex
-            return runner
+            return current
         if self._settings is not None:
             changed = sorted(f for f, v in vars(settings).items() if getattr(self._settings, f) != v)
             log.info("restarting the engine: %s changed", ", ".join(changed) or "nothing (it had stopped)")
@@ -246,10 +202,13 @@ class VoiceSession:
         self.engine_starts += 1
         snap = self.bridge.snapshot()
         self._turn_offset = max([0, *(line.turn for line in snap.lines), *(m.turn for m in snap.metrics)])
-        runner = ConversationThread(
-            self._factory(settings, half_duplex=half_duplex, history=list(self._archive)),
-            continuing_turn_numbers(self.bridge.handle, self._turn_offset),
-            name=ENGINE_THREAD,
+        factory = self._factory(settings, half_duplex=half_duplex, history=list(self._archive))
+        listener = continuing_turn_numbers(self.bridge.handle, self._turn_offset)
+        loop = self._media_loop() if self._media_loop is not None else None
+        runner: ConversationRunner = (
+            ConversationOnLoop(factory, listener, loop=loop, name=ENGINE_THREAD)
+            if loop is not None and loop.is_running()
+            else ConversationThread(factory, listener, name=ENGINE_THREAD)
         )
         with self._lock:
             closed = self.closed
@@ -262,7 +221,7 @@ class VoiceSession:
         self.engine_started_once = True
         return runner
 
-    def close_engine(self, only: ConversationThread | None = None) -> None:
+    def close_engine(self, only: ConversationRunner | None = None) -> None:
         """Stop the engine thread (WebRTC stopped, settings changed); its history is kept for the next one.
 
         With ``only``, stop the engine only if it is still that one (see :meth:`connection_ended`).
@@ -270,7 +229,7 @@ class VoiceSession:
         with self._engine_lock:
             self._close_engine(only)
 
-    def _close_engine(self, only: ConversationThread | None) -> None:
+    def _close_engine(self, only: ConversationRunner | None) -> None:
         with self._lock:
             if only is not None and self._runner is not only:
                 return
@@ -289,7 +248,7 @@ class VoiceSession:
         runner.close()
         self.outlet.clear()
 
-    def _keep_recording(self, runner: ConversationThread) -> None:
+    def _keep_recording(self, runner: ConversationRunner) -> None:
         """A closing engine's recording outlives it (pressing stop must not lose it), up to the size limit."""
         rec = None
         with contextlib.suppress(RuntimeError, TimeoutError):
@@ -372,7 +331,7 @@ class VoiceSession:
             "engine_alive": bool(runner and runner.alive),
             "engine_ready": bool(runner and runner.ready),
             "engine_starts": self.engine_starts,
-            "engine_threads": sum(t.name == ENGINE_THREAD for t in threading.enumerate()),
+            "engines_running": running_engines(),
             "state": snap.state.value,
             "heard_speech": snap.heard_speech,
             "user_lines": [line.text for line in snap.lines if line.role == "user"],

@@ -20,6 +20,7 @@ where the aiortc, engine and shutdown threads meet (see :mod:`voicechat.streamli
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -29,7 +30,9 @@ from typing import Any
 
 import streamlit as st
 from dotenv import dotenv_values
+from streamlit.runtime.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
+from streamlit_webrtc.eventloop import get_global_event_loop
 from streamlit_webrtc.shutdown import SessionShutdownObserver
 
 from voicechat.config import Settings
@@ -119,11 +122,21 @@ def admit_connection(session: VoiceSession, keys: StreamerKeys, limit: int) -> b
     return admitted
 
 
+def aiortc_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop streamlit-webrtc runs aiortc on (Streamlit's server loop); ``None`` without a live
+    server (AppTest's runtime is a stand-in whose "loop" is not one)."""
+    loop = get_global_event_loop() if Runtime.exists() else None
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) and loop.is_running() else None
+
+
 def get_session(keys: StreamerKeys, shutdown_observer: Callable[[Callable[[], None]], object]) -> VoiceSession:
     """This browser session's VoiceSession for ``keys``, created once and closed when the session ends."""
     session = st.session_state.get(keys.session)
     if session is None:
-        session = VoiceSession()
+        # Engines on aiortc's loop, where the mic frames arrive (no thread hop per frame);
+        # VOICECHAT_ENGINE_THREADS=1 gives each its own thread again.
+        on_loop = os.environ.get("VOICECHAT_ENGINE_THREADS", "0") != "1"
+        session = VoiceSession(media_loop=aiortc_loop if on_loop else None)
         st.session_state[keys.session] = session
         # SessionShutdownObserver polls the AppSession from its own thread and calls
         # session.close() when the browser session shuts down or leaves the page.
