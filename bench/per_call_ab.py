@@ -1,7 +1,7 @@
 """One call's CPU, engine + WebRTC transport, for this code against a baseline, in one run.
 
     python bench/per_call_ab.py [--baseline-tree DIR [--stock]] [--rounds N] [--low 2] [--high 12] [--seconds 15]
-                                [--end-of-turn semantic]
+                                [--end-of-turn semantic] [--score-on-server]
 
 Each round runs, in one replica worker process of ``voicechat bench --replicas`` (engines and their
 calls' aiortc media on one loop, the OpenAI-format path against the loopback provider), ``--low``
@@ -16,18 +16,68 @@ import ``voicechat`` from DIR (``PYTHONPATH`` and the working directory, which `
 puts first on the path; the figures are meaningless if a worker imports the wrong tree, so the
 script prints where each variant's ``voicechat`` comes from): the baseline as it ships (speech-tuned), then this
 code as it ships; ``--stock`` adds the baseline with aiortc's own transport first. Prints the medians, the ratios and
-the CPU.
+the CPU. ``--score-on-server`` adds this code with the end of turn scored on llama-cpp-python's
+OpenAI-compatible server (``VOICECHAT_LINE_END_BASE_URL``; one thread, the bundled Gemma): the
+replica's CPU per call without the scoring model, and that server's own CPU per call apart.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+
+
+class ScoringServer:
+    """llama-cpp-python's OpenAI-compatible server with the bundled Gemma, and its process CPU."""
+
+    def __init__(self, proc: subprocess.Popen[bytes] | None, url: str | None) -> None:
+        self.proc, self.url = proc, url
+
+    def cpu_s(self) -> float:
+        if self.proc is None:
+            return 0.0
+        import psutil
+
+        t = psutil.Process(self.proc.pid).cpu_times()
+        return float(t.user + t.system)
+
+
+@contextlib.contextmanager
+def scoring_server_process(enabled: bool) -> Iterator[ScoringServer]:
+    if not enabled:
+        yield ScoringServer(None, None)
+        return
+    from voicechat.models import gemma_gguf_path
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gemma_gguf_path(), "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--n_ctx", "4096", "--n_threads", "1", "--verbose", "False"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        for _ in range(600):
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/models", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+            time.sleep(0.25)
+        else:
+            raise SystemExit("llama_cpp.server did not come up")
+        yield ScoringServer(proc, url)
+    finally:
+        proc.terminate()
+        proc.wait(15)
 
 
 def main() -> None:
@@ -39,6 +89,11 @@ def main() -> None:
     ap.add_argument("--high", type=int, default=12)
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--end-of-turn", choices=("semantic", "silence"), default="semantic")
+    ap.add_argument(
+        "--score-on-server",
+        action="store_true",
+        help="add this code with the end of turn scored on llama-cpp-python's server (its CPU reported apart)",
+    )
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from voicechat.benchmark.host_run import run_host_level
@@ -55,8 +110,12 @@ def main() -> None:
         variants.update({"baseline": (base, True), "this code": (here, True)})
     else:
         variants = {"aiortc's own": (here, False), "speech-tuned": (here, True)}
+    served = "this code, scored on the server"
+    if args.score_on_server:
+        variants[served] = (here, True)
     questions = [str(p) for p in default_questions()]
     per_call: dict[str, list[float]] = {name: [] for name in variants}
+    scoring_server: list[float] = []
     for name, (tree, _) in variants.items():
         where = subprocess.run(
             [sys.executable, "-c", "import voicechat; print(voicechat.__file__)"],
@@ -69,23 +128,37 @@ def main() -> None:
         if not where.startswith(tree):
             raise SystemExit(f"{name}: the workers would import {where}, not the tree {tree}")
         print(f"{name}: voicechat from {where}")
-    with provider_process() as url:
+    with provider_process() as url, scoring_server_process(args.score_on_server) as scorer:
         for r in range(args.rounds):
             for name, (tree, tuned) in variants.items():
                 os.environ["PYTHONPATH"] = tree  # the replica workers (python -m …) import voicechat from here
                 os.chdir(tree)
                 job = {"base_url": url, "end_of_turn": args.end_of_turn, "questions": questions}
                 job["speech_transport"] = tuned
-                levels = [run_host_level(n, 1, job, args.seconds, None) for n in (args.low, args.high)]
+                if name == served:
+                    job["line_end_base_url"] = scorer.url
+                levels, server_cores = [], []
+                for n in (args.low, args.high):
+                    before = scorer.cpu_s()
+                    levels.append(run_host_level(n, 1, job, args.seconds, None))
+                    server_cores.append((scorer.cpu_s() - before) / levels[-1]["seconds"])
                 cores = [lv["cores_used"] for lv in levels]
                 per_call[name].append((cores[1] - cores[0]) / (args.high - args.low))
+                extra = ""
+                if name == served:
+                    scoring_server.append((server_cores[1] - server_cores[0]) / (args.high - args.low))
+                    extra = f"; the scoring server {scoring_server[-1] * 100:.2f} % of a core per call"
                 print(
                     f"round {r + 1} {name}: cores {cores}, turns {[lv['turns'] for lv in levels]} -> "
-                    f"{per_call[name][-1] * 100:.2f} % of a core per call"
+                    f"{per_call[name][-1] * 100:.2f} % of a core per call{extra}"
                 )
+    if scoring_server:
+        print(
+            f"the scoring server (llama-cpp-python): {statistics.median(scoring_server) * 100:.2f} % of a core per call"
+        )
     med = {k: statistics.median(v) for k, v in per_call.items()}
-    last = list(med)[-1]
-    ratios = {f"{last} / {k}": round(med[last] / med[k], 3) for k in med if k != last}
+    ours = [k for k in med if k.startswith("this code")] or [list(med)[-1]]
+    ratios = {f"{o} / {k}": round(med[o] / med[k], 3) for o in ours for k in med if k not in ours}
     print(f"CPU: {cpu_model()} ({cpu_isa()}); end of turn {args.end_of_turn}; medians of {args.rounds} rounds")
     print(json.dumps({"per_call_pct": {k: round(v * 100, 2) for k, v in med.items()}, "ratios": ratios}))
 

@@ -268,3 +268,78 @@ def test_a_server_that_stops_answering_times_out_and_keeps_what_arrived(llama_se
     error = next(e for e in events if isinstance(e, ErrorEvent))
     assert f"{llama_server.base_url} did not answer within 8 s" in error.message
     assert KEY not in error.message
+
+
+def test_the_end_of_turn_scored_on_the_server_is_the_local_models_score(llama_server: LlamaServer, make_speech) -> None:
+    """VOICECHAT_LINE_END_SCORER=server: the reply model's server scores the words, as the in-process Gemma would."""
+    from voicechat.backends import make_line_end_scorer, make_llm
+    from voicechat.llm.line_end import LineEndScorer
+    from voicechat.llm.local import LocalChat
+    from voicechat.llm.served_line_end import ServedLineEndScorer
+
+    settings = stage_settings(llama_server, VOICECHAT_LINE_END_SCORER="server", VOICECHAT_MAX_TOKENS="20")
+    wav = make_speech("What is the capital of Italy?", rate=16000)
+
+    async def voice_turn() -> Any:
+        conv = conversation(settings)
+        await conv.warm_up()
+        try:
+            return await run_turn_from_wav(conv, wav, realtime=True)  # the score arrives while the silence runs
+        finally:
+            await conv.aclose()
+
+    result = asyncio.run(voice_turn())
+    assert result.errors == [] and result.metrics is not None
+    assert result.metrics.line_end is not None and result.metrics.line_end > 0.5  # a finished question, scored
+    assert '"POST /v1/completions HTTP/1.1" 200' in llama_server.access_log()
+
+    served = make_line_end_scorer(settings, make_llm(settings))
+    assert isinstance(served, ServedLineEndScorer)
+    served.timeout_s = 120.0  # the first request reads the whole prompt; a 2-core CI machine is slow
+    local = LineEndScorer(LocalChat(threads=1))
+    lines = [
+        "What is the capital of",
+        "What is the capital of Italy?",
+        "I'd like to book a table for",
+        "Tell me a joke.",
+    ]
+
+    async def both() -> list[tuple[float | None, float | None]]:
+        try:
+            return [(await served.ascore([], line), local.score([], line)) for line in lines]
+        finally:
+            await served.aclose()
+
+    scores = asyncio.run(both())
+    for line, (on_server, here) in zip(lines, scores, strict=True):
+        assert on_server is not None and here is not None and abs(on_server - here) < 0.05, (line, on_server, here)
+    assert scores[0][0] < 0.1 < 0.9 < scores[1][0]  # "…of" is not finished; "…of Italy" is
+
+
+def test_a_scoring_server_that_fails_says_where_and_a_reply_without_probabilities_says_what_is_needed(
+    llama_server: LlamaServer,
+) -> None:
+    from types import SimpleNamespace
+
+    from voicechat.errors import VoicechatError
+    from voicechat.llm.served_line_end import ServedLineEndScorer, line_end_probability
+
+    scorer = ServedLineEndScorer(stage_settings(llama_server), timeout_s=1.0)
+
+    async def frozen() -> BaseException | None:
+        _freeze(llama_server.process.pid)
+        try:
+            await scorer.ascore([], "What is the capital of Italy?")
+        except VoicechatError as exc:
+            return exc
+        finally:
+            _thaw(llama_server.process.pid)
+            await scorer.aclose()
+        return None
+
+    error = asyncio.run(frozen())
+    assert error is not None and llama_server.base_url in str(error) and KEY not in str(error)
+    # A server that completes but lists no next-token probabilities (e.g. one without logprobs support).
+    bare = SimpleNamespace(choices=[SimpleNamespace(text=".", logprobs=None)])
+    with pytest.raises(ValueError, match="logprobs"):
+        line_end_probability(bare)

@@ -32,6 +32,13 @@ class WarmsUp(Protocol):
 
 
 @runtime_checkable
+class WarmsUpServer(Protocol):
+    """An end-of-turn scorer on a model server: has the server read the fixed prompt once. On the loop."""
+
+    async def awarm_up(self) -> None: ...
+
+
+@runtime_checkable
 class PrimesNextTurn(Protocol):
     """A local chat model: reads the conversation so far into its cache while the user speaks
     (:func:`voicechat.warm_up.prime_next_turn`). Blocking, on a worker thread."""

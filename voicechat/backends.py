@@ -17,7 +17,7 @@ from voicechat.stt.base import SpeechToText, is_billed
 from voicechat.tts.base import TextToSpeech
 
 if TYPE_CHECKING:
-    from voicechat.llm.line_end import LineEndScorer
+    from voicechat.turn_policy import LineEndScoring
 
 
 def make_stt(settings: Settings) -> SpeechToText:
@@ -91,8 +91,9 @@ def make_interim_stt(settings: Settings, stt: SpeechToText | None) -> SpeechToTe
     return local_stt(settings)
 
 
-def make_line_end_scorer(settings: Settings, llm: ChatModel) -> LineEndScorer | None:
-    """The text end-of-turn signal: the local LLM's model, also when the replies come from a cloud model.
+def make_line_end_scorer(settings: Settings, llm: ChatModel) -> LineEndScoring | None:
+    """The text end-of-turn signal: the local LLM's model, also when the replies come from a cloud model,
+    or the LLM stage's server with ``VOICECHAT_LINE_END_SCORER=server`` (no model in this process).
 
     ``None`` (turns end on silence alone) when ``end_of_turn`` is ``silence`` or the ``local``
     extra is not installed.
@@ -100,6 +101,11 @@ def make_line_end_scorer(settings: Settings, llm: ChatModel) -> LineEndScorer | 
     if settings.turn.end_of_turn != "semantic":
         return None
     from voicechat.errors import VoicechatError
+
+    if settings.line_end_scorer == "server" or settings.line_end_base_url:
+        from voicechat.llm.served_line_end import ServedLineEndScorer
+
+        return ServedLineEndScorer(settings)
 
     try:
         from voicechat.llm.line_end import LineEndScorer
@@ -122,7 +128,10 @@ def make_line_end_scorer(settings: Settings, llm: ChatModel) -> LineEndScorer | 
 def end_of_turn_signals(settings: Settings) -> str:
     """Which signals end a turn here, in a few words for the surfaces (no model is loaded)."""
     row = next(b for b in check_backends(settings) if b.kind == "turn")
-    return "silence + text (local LLM)" if row.name == "semantic" and row.usable else "silence"
+    if row.name != "semantic" or not row.usable:
+        return "silence"
+    served = settings.line_end_scorer == "server" or settings.line_end_base_url
+    return "silence + text (served LLM)" if served else "silence + text (local LLM)"
 
 
 @dataclass(frozen=True)
@@ -208,6 +217,19 @@ def check_backends(settings: Settings) -> list[BackendStatus]:
                 "silence",
                 True,
                 f"end of turn after {settings.turn.end_of_turn_ms} ms of silence (VOICECHAT_END_OF_TURN)",
+            )
+        )
+    elif settings.line_end_scorer == "server" or settings.line_end_base_url:
+        ep = settings.endpoint("llm")
+        out.append(
+            BackendStatus(
+                "turn",
+                "semantic",
+                _has("openai"),
+                f"silence + text (served LLM at {settings.line_end_base_url or ep.base_url or 'OpenAI'}, which must "
+                "answer /v1/completions with logprobs)"
+                if _has("openai")
+                else 'silence only: scoring on the server needs pip install "voicechat[openai]"',
             )
         )
     elif local_llm:

@@ -45,6 +45,7 @@ LLM_CHOICES = (*BACKEND_CHOICES, "realtime")
 REALTIME_TURNS = ("local", "server_vad", "semantic_vad")
 # Who writes the live transcript while the user speaks: see make_interim_stt in backends.py.
 INTERIM_STT_CHOICES = ("auto", "stt", "local", "off")
+LINE_END_SCORERS = ("local", "server")  # who scores the words: a Gemma in this process, or a model server
 OPENAI_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
 STAGES = ("stt", "llm", "tts")
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -170,6 +171,12 @@ class Settings:
     local_llm_model: str | None = field(default=None, metadata=_env("VOICECHAT_LOCAL_LLM_MODEL"))
     piper_voice: str | None = field(default=None, metadata=_env("VOICECHAT_PIPER_VOICE"))
     llm_threads: int = field(default=0, metadata=_env("VOICECHAT_LLM_THREADS"))
+    # Where the semantic end of turn is scored (see make_line_end_scorer): "server" asks the LLM stage's
+    # server, or a scoring server of its own when VOICECHAT_LINE_END_BASE_URL is set.
+    line_end_scorer: str = field(default="local", metadata=_env("VOICECHAT_LINE_END_SCORER"))
+    line_end_base_url: str | None = field(default=None, metadata=_env("VOICECHAT_LINE_END_BASE_URL"))
+    line_end_api_key: str | None = field(default=None, repr=False, metadata=_env("VOICECHAT_LINE_END_API_KEY"))
+    line_end_model: str | None = field(default=None, metadata=_env("VOICECHAT_LINE_END_MODEL"))
 
     system_prompt: str | None = field(default=None, metadata=_env("VOICECHAT_SYSTEM_PROMPT"))
     max_tokens: int = field(default=50, metadata=_env("VOICECHAT_MAX_TOKENS"))
@@ -249,6 +256,11 @@ class Settings:
         if self.max_sessions < 0:
             raise ConfigError(
                 f"max_sessions {self.max_sessions} is negative", "set VOICECHAT_MAX_SESSIONS to 0 (no limit) or more"
+            )
+        if self.line_end_scorer not in LINE_END_SCORERS:
+            raise ConfigError(
+                f"line_end_scorer {self.line_end_scorer!r} is not one of {', '.join(LINE_END_SCORERS)}",
+                "set VOICECHAT_LINE_END_SCORER (server: the LLM stage's server answers /v1/completions with logprobs)",
             )
         if self.realtime_turns not in REALTIME_TURNS:
             raise ConfigError(
@@ -349,7 +361,8 @@ class Settings:
 
     def api_keys(self) -> list[str]:
         """Every key these settings hold, for redaction."""
-        return [k for k in (self.openai_api_key, self.stt_api_key, self.llm_api_key, self.tts_api_key) if k]
+        keys = (self.openai_api_key, self.stt_api_key, self.llm_api_key, self.tts_api_key, self.line_end_api_key)
+        return [k for k in keys if k]
 
     def public_dict(self) -> dict[str, Any]:
         """Settings safe to show or export: each key is reduced to whether it is set."""

@@ -530,7 +530,7 @@ class Conversation:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
-        for backend in (self.stt, self.llm, self.tts):
+        for backend in (self.stt, self.llm, self.tts, self.scorer):
             if isinstance(backend, Closes):  # remote backends hold pooled connections
                 with contextlib.suppress(Exception):
                     await backend.aclose()

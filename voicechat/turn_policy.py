@@ -81,7 +81,8 @@ def heard_question(text: str) -> bool:
 
 
 class LineEndScoring(Protocol):
-    """A text end-of-turn signal (:class:`voicechat.llm.line_end.LineEndScorer` is the one we have)."""
+    """A text end-of-turn signal: :class:`voicechat.llm.line_end.LineEndScorer` (a model in this process) or
+    :class:`voicechat.llm.served_line_end.ServedLineEndScorer` (the reply model's server)."""
 
     name: str
 

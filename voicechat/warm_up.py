@@ -14,7 +14,7 @@ import numpy as np
 
 from voicechat import workers
 from voicechat.audio import SPEECH_RATE
-from voicechat.backend_abilities import PrimesNextTurn, WarmsUp, WarmsUpChat
+from voicechat.backend_abilities import PrimesNextTurn, WarmsUp, WarmsUpChat, WarmsUpServer
 from voicechat.llm.base import ChatModel, Message
 from voicechat.models import SHARED_MODELS
 from voicechat.stt.base import SpeechToText
@@ -36,6 +36,8 @@ async def warm_up_once(
         await workers.run(llm.warm_up, messages)
     if isinstance(scorer, WarmsUp):
         await workers.run(scorer.warm_up)
+    elif isinstance(scorer, WarmsUpServer):
+        await scorer.awarm_up()
     for stt in {id(s): s for s in stts if s is not None}.values():
         if not stt.name.startswith("openai") and SHARED_MODELS.first_time(("warm", stt.name)):
             await stt.transcribe(np.zeros(SPEECH_RATE, dtype=np.float32), language=language)

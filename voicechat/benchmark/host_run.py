@@ -183,7 +183,13 @@ def _worker_main() -> int:
 
         install(True)
     paths = [Path(p) for p in job["questions"]]
-    factory = loopback_factory(loopback_settings(job["base_url"], interim_stt="off", end_of_turn=job["end_of_turn"]))
+    settings = loopback_settings(
+        job["base_url"],
+        interim_stt="off",
+        end_of_turn=job["end_of_turn"],
+        line_end_base_url=job.get("line_end_base_url"),  # the end of turn scored on a model server
+    )
+    factory = loopback_factory(settings)
 
     def ready() -> None:
         print("ready", flush=True)
