@@ -293,9 +293,8 @@ def test_the_end_of_turn_scored_on_the_server_is_the_local_models_score(llama_se
     assert result.metrics.line_end is not None and result.metrics.line_end > 0.5  # a finished question, scored
     assert '"POST /v1/completions HTTP/1.1" 200' in llama_server.access_log()
 
-    served = make_line_end_scorer(settings, make_llm(settings))
-    assert isinstance(served, ServedLineEndScorer)
-    served.timeout_s = 120.0  # the first request reads the whole prompt; a 2-core CI machine is slow
+    assert isinstance(make_line_end_scorer(settings, make_llm(settings)), ServedLineEndScorer)
+    served = ServedLineEndScorer(settings, timeout_s=120.0)  # a 2-core CI machine may be slow to answer
     local = LineEndScorer(LocalChat(threads=1))
     lines = [
         "What is the capital of",
@@ -324,7 +323,11 @@ def test_a_scoring_server_that_fails_says_where_and_a_reply_without_probabilitie
     from voicechat.errors import VoicechatError
     from voicechat.llm.served_line_end import ServedLineEndScorer, line_end_probability
 
-    scorer = ServedLineEndScorer(stage_settings(llama_server), timeout_s=1.0)
+    # A scoring server of its own (the LLM stage elsewhere): the error names its variable.
+    settings = Settings.load(
+        {"line_end_base_url": llama_server.base_url, "line_end_api_key": KEY}, environ={}, dotenv_path=None
+    )
+    scorer = ServedLineEndScorer(settings, timeout_s=1.0)
 
     async def frozen() -> BaseException | None:
         _freeze(llama_server.process.pid)
@@ -339,6 +342,21 @@ def test_a_scoring_server_that_fails_says_where_and_a_reply_without_probabilitie
 
     error = asyncio.run(frozen())
     assert error is not None and llama_server.base_url in str(error) and KEY not in str(error)
+    assert "did not answer within 1 s" in str(error) and "retries" not in str(error), str(error)
+    # Nothing listening there: the hint names the variable that points at it.
+    nowhere = Settings.load({"line_end_base_url": f"http://127.0.0.1:{_free_port()}/v1"}, environ={}, dotenv_path=None)
+
+    async def refused() -> str:
+        unreachable = ServedLineEndScorer(nowhere)
+        try:
+            await unreachable.ascore([], "Hello there")
+        except VoicechatError as exc:
+            return str(exc)
+        finally:
+            await unreachable.aclose()
+        return ""
+
+    assert "could not reach" in (said := asyncio.run(refused())) and "VOICECHAT_LINE_END_BASE_URL" in said, said
     # A server that completes but lists no next-token probabilities (e.g. one without logprobs support).
     bare = SimpleNamespace(choices=[SimpleNamespace(text=".", logprobs=None)])
     with pytest.raises(ValueError, match="logprobs"):

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from voicechat.config import Settings
+from voicechat.errors import VoicechatError
 from voicechat.llm.base import Message
 from voicechat.llm.line_end import words_only
 from voicechat.llm.local import prompt_before_reply
@@ -53,12 +54,14 @@ class ServedLineEndScorer(OpenAIBackend):
     stage = "llm"
 
     def __init__(self, settings: Settings, *, timeout_s: float = TIMEOUT_S) -> None:
-        if settings.line_end_base_url:  # a scoring server of its own: the LLM stage's key never goes there
+        self._own_server = bool(settings.line_end_base_url)
+        if self._own_server:  # a scoring server of its own: the LLM stage's key never goes there
             settings = settings.replace(llm_base_url=settings.line_end_base_url, llm_api_key=settings.line_end_api_key)
-        super().__init__(settings)
+        # No retries and a short timeout: a late score is worth nothing (the silence decides first).
+        super().__init__(settings.replace(max_retries=0, request_timeout_s=timeout_s))
         self.model = settings.line_end_model or self.settings.openai_llm_model
         self.language = settings.language
-        self.timeout_s = timeout_s
+        self.timeout_s = timeout_s  # per score; the warm-up waits longer
         self._failing = False
 
     async def awarm_up(self) -> None:
@@ -81,8 +84,19 @@ class ServedLineEndScorer(OpenAIBackend):
         prompt = prompt_before_reply([*history, Message("user", words)], self.language.split("-")[0])
         return line_end_probability(await self._complete(prompt, self.timeout_s))
 
+    def failure(self, exc: BaseException) -> VoicechatError:
+        """As for the LLM stage, but naming the variables that point at a scoring server of its own."""
+        error = super().failure(exc)
+        if "VOICECHAT_REQUEST_TIMEOUT_S" in error.hint:
+            error.hint = "check the scoring server is up and keeps up: a later score is not waited for"
+        if self._own_server:
+            for name in ("message", "hint"):
+                text = getattr(error, name).replace("VOICECHAT_LLM_BASE_URL", "VOICECHAT_LINE_END_BASE_URL")
+                setattr(error, name, text.replace("VOICECHAT_LLM_API_KEY", "VOICECHAT_LINE_END_API_KEY"))
+        return error
+
     async def _complete(self, prompt: str, timeout_s: float) -> Any:
-        client = self.client().with_options(timeout=timeout_s, max_retries=0)
+        client = self.client().with_options(timeout=timeout_s)
         try:
             answer = await client.completions.create(
                 model=self.model, prompt=prompt, max_tokens=1, temperature=0.0, logprobs=TOP
