@@ -91,9 +91,15 @@ def make_interim_stt(settings: Settings, stt: SpeechToText | None) -> SpeechToTe
     return local_stt(settings)
 
 
+def scored_on_server(settings: Settings) -> bool:
+    """The semantic end of turn is asked of a model server (its own, or the LLM stage's), not a local model."""
+    return settings.line_end_scorer == "server" or bool(settings.line_end_base_url)
+
+
 def make_line_end_scorer(settings: Settings, llm: ChatModel) -> LineEndScoring | None:
     """The text end-of-turn signal: the local LLM's model, also when the replies come from a cloud model,
-    or the LLM stage's server with ``VOICECHAT_LINE_END_SCORER=server`` (no model in this process).
+    or a model server (:func:`scored_on_server`: ``VOICECHAT_LINE_END_BASE_URL``, or
+    ``VOICECHAT_LINE_END_SCORER=server`` for the LLM stage's), with no model in this process.
 
     ``None`` (turns end on silence alone) when ``end_of_turn`` is ``silence`` or the ``local``
     extra is not installed.
@@ -102,7 +108,7 @@ def make_line_end_scorer(settings: Settings, llm: ChatModel) -> LineEndScoring |
         return None
     from voicechat.errors import VoicechatError
 
-    if settings.line_end_scorer == "server" or settings.line_end_base_url:
+    if scored_on_server(settings):
         from voicechat.llm.served_line_end import ServedLineEndScorer
 
         return ServedLineEndScorer(settings)
@@ -130,8 +136,7 @@ def end_of_turn_signals(settings: Settings) -> str:
     row = next(b for b in check_backends(settings) if b.kind == "turn")
     if row.name != "semantic" or not row.usable:
         return "silence"
-    served = settings.line_end_scorer == "server" or settings.line_end_base_url
-    return "silence + text (served LLM)" if served else "silence + text (local LLM)"
+    return "silence + text (served LLM)" if scored_on_server(settings) else "silence + text (local LLM)"
 
 
 @dataclass(frozen=True)
@@ -219,7 +224,7 @@ def check_backends(settings: Settings) -> list[BackendStatus]:
                 f"end of turn after {settings.turn.end_of_turn_ms} ms of silence (VOICECHAT_END_OF_TURN)",
             )
         )
-    elif settings.line_end_scorer == "server" or settings.line_end_base_url:
+    elif scored_on_server(settings):
         ep = settings.endpoint("llm")
         out.append(
             BackendStatus(
