@@ -46,8 +46,8 @@ from make_held_pitch_set import ENGINES, OUT
 from prosody_cue import cue
 
 from voicechat.audio import SPEECH_RATE, read_audio
-from voicechat.end_of_turn import SilenceSegmenter, SpeechPause, SpeechResume, TurnConfig, TurnEnd
-from voicechat.turn_policy import TurnPolicy, heard_question
+from voicechat.end_of_turn import SpeechPause
+from voicechat.turn_policy import TurnPolicy
 
 CUES = ("fall", "low", "fade")
 WEIGHTS = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
@@ -66,43 +66,13 @@ def set_files(which: str, root: Path) -> list[dict[str, Any]]:
 
 
 async def score(files: list[dict[str, Any]], smart: Any = None) -> list[dict[str, Any]]:
-    """Every pause of every file: length, words, ``line_end``, the acoustic cue (and Smart Turn)."""
-    from voicechat.backends import make_llm, make_stt
-    from voicechat.config import Settings
-    from voicechat.llm.base import Message
-    from voicechat.llm.line_end import LineEndScorer
-    from voicechat.vad import SileroVAD
+    """Every pause of every file (``turn_curve.score_pauses``), and Smart Turn's reading when given."""
+    from turn_curve import score_pauses
 
-    s = Settings.load({"stt": "local", "llm": "local", "tts": "local"})
-    stt, llm = make_stt(s), make_llm(s)
-    scorer = LineEndScorer(llm)  # type: ignore[arg-type]
-    history = [Message("system", s.prompt())]
-    records = []
-    for f in files:
-        audio = np.concatenate([read_audio(f["file"], SPEECH_RATE), np.zeros(SPEECH_RATE * 3, np.float32)])
-        det = SilenceSegmenter(SileroVAD(), TurnConfig(end_of_turn_ms=2500, pause_ms=s.turn.speculative_pause_ms))
-        events = [e for i in range(0, len(audio), 320) for e in det.feed(audio[i : i + 320])]
-        pauses = []
-        for k, ev in enumerate(events):
-            if not isinstance(ev, SpeechPause):
-                continue
-            nxt = next((e for e in events[k + 1 :] if isinstance(e, (SpeechResume, TurnEnd))), None)
-            final = not isinstance(nxt, SpeechResume)
-            text = await stt.transcribe(ev.audio, language=s.language)
-            p: dict[str, Any] = {
-                "text": text,
-                "line_end": await scorer.ascore(history, text),
-                "question": heard_question(text),
-                "gap_ms": None if final else round((nxt.at - ev.last_voiced) / SPEECH_RATE * 1000.0, 1),  # type: ignore[union-attr]
-                "final": final,
-                "end": ev.last_voiced,
-            }
-            if smart is not None:
-                p["smart"] = smart(audio[: ev.last_voiced + int(0.2 * SPEECH_RATE)])
-            pauses.append(p)
-        records.append({"file": f["file"], "kind": f["kind"], "scored": pauses})
-        print(Path(f["file"]).name, [(p["text"], round(p["line_end"] or 0, 3), p["gap_ms"]) for p in pauses])
-    return records
+    def smart_turn(audio: np.ndarray, pause: SpeechPause) -> dict[str, Any]:
+        return {"smart": smart(audio[: pause.last_voiced + int(0.2 * SPEECH_RATE)])}
+
+    return await score_pauses(files, smart_turn if smart is not None else None, full_paths=True)
 
 
 def split(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -23,6 +23,7 @@ import asyncio
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,18 @@ def bundled_set() -> list[dict[str, Any]]:
     return out
 
 
-async def score_pauses(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every pause of every file: its length, the words before it and their ``line_end``."""
+PauseHook = Callable[[np.ndarray, SpeechPause], dict[str, Any]]
+
+
+async def score_pauses(
+    files: list[dict[str, Any]], extra: PauseHook | None = None, *, full_paths: bool = False
+) -> list[dict[str, Any]]:
+    """Every pause of every file: its length, the words before it and their ``line_end``.
+
+    ``extra(audio, pause)`` adds its fields to each pause (another signal read from the file's 16 kHz
+    audio, e.g. ``bench/held_pitch_eval.py``'s Smart Turn); ``full_paths`` keeps each file's path
+    instead of its name (for sets outside the repository).
+    """
     from voicechat.backends import make_llm, make_stt
     from voicechat.config import Settings
     from voicechat.llm.base import Message
@@ -129,11 +140,13 @@ async def score_pauses(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
             text = await stt.transcribe(ev.audio, language=s.language)
             score = await scorer.ascore(history, text)
             gap_ms = None if final else round((nxt.at - ev.last_voiced) / SPEECH_RATE * 1000.0, 1)  # type: ignore[union-attr]
-            pauses.append(
-                {"text": text, "line_end": score, "question": heard_question(text), "gap_ms": gap_ms, "final": final}
-            )
-        rec = {"file": Path(f["file"]).name, "kind": f["kind"], "pauses": f["pauses"], "scored": pauses}
-        print(rec["file"], [(p["text"], p["line_end"], p["gap_ms"]) for p in pauses], flush=True)
+            pause = {"text": text, "line_end": score, "question": heard_question(text), "gap_ms": gap_ms}
+            pause |= {"final": final, "end": ev.last_voiced}
+            pauses.append(pause | (extra(audio, ev) if extra is not None else {}))
+        name = f["file"] if full_paths else Path(f["file"]).name
+        known = {"pauses": f["pauses"]} if "pauses" in f else {}
+        rec = {"file": name, "kind": f["kind"], **known, "scored": pauses}
+        print(Path(f["file"]).name, [(p["text"], p["line_end"], p["gap_ms"]) for p in pauses], flush=True)
         records.append(rec)
     return records
 
