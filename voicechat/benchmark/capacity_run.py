@@ -20,7 +20,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ class LevelRun:
     gil_wait_p95_ms: float
     partials: int
     transport_calls: int = 0
+    stages: dict[str, list[float]] = field(default_factory=dict)  # see simulated_callers._User.stages
 
 
 async def _ramp_and_measure(
@@ -77,6 +78,8 @@ async def _ramp_and_measure(
             with u.lock:
                 u.v2v_ms.clear()
                 u.asked.clear()
+                for values in u.stages.values():
+                    values.clear()
         tick_late: list[float] = []
         cpu0, wall0 = cpu_s(), time.perf_counter()
         with _GilProbe() as gil:
@@ -142,6 +145,7 @@ def drive_level(
         gil_wait_p95_ms=percentile(gil_late, 95),
         partials=sum(u.partials for u in users),
         transport_calls=transport_calls,
+        stages={name: [x for u in users for x in u.stages[name]] for name in users[0].stages} if users else {},
     )
 
 
@@ -172,6 +176,11 @@ def level_figures(runs: list[LevelRun], baseline: dict[int, float] | None = None
         "transport_tick_late_p95_ms": round(max(r.tick_late_p95_ms for r in runs), 1),
         "gil_wait_p95_ms": round(max(r.gil_wait_p95_ms for r in runs), 2),
         "partials_per_turn": round(sum(r.partials for r in runs) / max(1, len(v2v)), 2),
+        **{
+            f"{name.removesuffix('_ms')}_p95_ms": round(percentile(values, 95), 1)
+            for name in runs[0].stages
+            if (values := [x for r in runs for x in r.stages.get(name, [])])
+        },
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 

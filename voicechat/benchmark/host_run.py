@@ -159,7 +159,8 @@ def run_host_capacity(
                 f"{n} sessions on {len(lv['per_replica'])} replica(s): {lv['turns']} turns, v2v p50 "
                 f"{lv['v2v_p50_ms']} / p95 {lv['v2v_p95_ms']} ms, {lv['cores_used']} cores "
                 f"({', '.join(str(r['cores_used']) for r in lv['per_replica'])}), GIL wait p95 "
-                f"{lv['gil_wait_p95_ms']} ms, excess p95 {lv['excess_p95_ms']} ms"
+                f"{lv['gil_wait_p95_ms']} ms, excess p95 {lv['excess_p95_ms']} ms, end-of-turn wait p95 "
+                f"{lv.get('eot_p95_ms')} ms, score p95 {lv.get('line_end_p95_ms')} ms"
             )
             if lv["turns"] / (n * lv["seconds"]) < 0.25 * levels[0]["turns"] / levels[0]["seconds"]:
                 say("most users got no answer at this level: stopping the sweep here")

@@ -56,6 +56,9 @@ class _User:
     lock: threading.Lock = field(default_factory=threading.Lock)
     v2v_ms: list[float] = field(default_factory=list)
     asked: list[int] = field(default_factory=list)  # which question each v2v_ms answered
+    # Per turn, from its TurnMetrics: the silence waited before the reply was released (eot_ms) and
+    # how long the end-of-turn score took to come back (line_end_ms: the model's lock queue included).
+    stages: dict[str, list[float]] = field(default_factory=lambda: {"eot_ms": [], "line_end_ms": []})
     partials: int = 0
     turns_done: int = 0
     played: int = 0  # questions spoken to the end
@@ -114,6 +117,9 @@ class _User:
             elif isinstance(event, TurnMetrics):
                 self.turns_done += 1
                 self._answered = True
+                for name, values in self.stages.items():
+                    if (value := getattr(event, name)) is not None:
+                        values.append(float(value))
             elif isinstance(event, PartialTranscript):
                 self.partials += 1
 
