@@ -10,7 +10,8 @@ goes straight into :meth:`Conversation.accept`. The engine's blocking model call
 worker threads (:mod:`voicechat.workers`), so the loop is never held for longer than the per-frame
 voice detection.
 
-Same public methods as :class:`ConversationThread`, so a surface can hold either.
+The public methods are :class:`~voicechat.conversation_thread.LoopFedConversation`'s, shared with
+:class:`ConversationThread`, so a surface can hold either.
 
 Threads: the factory (model loading) runs on a short-lived loader thread, ``<name>-load``, so the
 loop never waits for a model; everything else runs on ``loop``, and the listener is called there.
@@ -26,12 +27,8 @@ import contextlib
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
 
-import av
-import numpy as np
-
-from voicechat.conversation_thread import FrameInbox
+from voicechat.conversation_thread import LoopFedConversation
 from voicechat.engine import Conversation
 from voicechat.events import Event
 
@@ -54,7 +51,7 @@ def _on(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-class ConversationOnLoop:
+class ConversationOnLoop(LoopFedConversation):
     """Runs one :class:`Conversation` on ``loop`` (already running, owned by the caller)."""
 
     def __init__(
@@ -65,13 +62,7 @@ class ConversationOnLoop:
         loop: asyncio.AbstractEventLoop,
         name: str = "voicechat-engine",
     ) -> None:
-        self._loop = loop
-        self._listener = listener
-        self._ready = threading.Event()
-        self._conv: Conversation | None = None
-        self._error: BaseException | None = None
-        self._closed = False
-        self._inbox = FrameInbox()
+        super().__init__(loop, listener)
         self._loader = threading.Thread(target=self._load, args=(factory,), name=f"{name}-load", daemon=True)
         self._loader.start()
 
@@ -99,80 +90,8 @@ class ConversationOnLoop:
             self.close()
 
     # ----------------------------------------------------------------- any thread
-    def wait_ready(self, timeout: float | None = None) -> Conversation:
-        """Block until the models are loaded; re-raises the factory's error. Not on the loop's thread."""
-        if not self._ready.wait(timeout):
-            raise TimeoutError("the conversation engine did not start in time")
-        if self._error is not None:
-            raise self._error
-        assert self._conv is not None
-        return self._conv
-
-    @property
-    def ready(self) -> bool:
-        return self._ready.is_set() and self._conv is not None
-
-    @property
-    def conversation(self) -> Conversation | None:
-        return self._conv
-
-    def _call(self, fn: Callable[..., Any], *args: Any) -> bool:
-        if self._closed or not self.ready:
-            return False
-        if _on(self._loop):
-            fn(*args)
-            return True
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # the loop closed
-            return False
-        return True
-
-    def push(self, audio: av.AudioFrame | np.ndarray, sample_rate: int | None = None) -> None:
-        """Microphone audio: straight into the engine on the loop's thread, else through the inbox."""
-        conv = self._conv
-        if conv is None or self._closed:
-            return
-        if _on(self._loop):
-            conv.accept(audio, sample_rate)
-        elif self._inbox.put(audio, sample_rate) and not self._call(self._drain):
-            self._inbox.drop()
-
-    def _drain(self) -> None:
-        conv = self._conv
-        for audio, rate in self._inbox.take():
-            if conv is not None:
-                conv.accept(audio, rate)
-
-    def submit_text(self, text: str) -> None:
-        if self._conv is not None:
-            self._call(self._conv.submit_text, text)
-
-    def stop_speaking(self) -> None:
-        if self._conv is not None:
-            self._call(self._conv.stop_speaking)
-
-    def clear(self) -> None:
-        if self._conv is not None:
-            self._call(self._conv.clear)
-
-    def run(self, fn: Callable[[Conversation], Any], timeout: float = 10.0) -> Any:
-        """``fn(conversation)`` on the loop, and its result (for reads); directly when already there."""
-        conv = self._conv
-        if not self.ready or self._closed or conv is None:
-            raise RuntimeError("the conversation is not running")
-        if _on(self._loop):
-            return fn(conv)
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def call() -> None:
-            try:
-                fut.set_result(fn(conv))
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-        self._loop.call_soon_threadsafe(call)
-        return fut.result(timeout)
+    def _here(self) -> bool:
+        return _on(self._loop)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the conversation (the loop goes on); safe to call twice and from any thread.

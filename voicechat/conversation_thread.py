@@ -79,7 +79,113 @@ class FrameInbox:
         self.take()
 
 
-class ConversationThread:
+class LoopFedConversation:
+    """What both runners share: a :class:`Conversation` on an asyncio ``loop``, fed from any thread.
+
+    Subclasses set up the loop and start the conversation (:class:`ConversationThread` on a thread
+    of its own, :class:`~voicechat.conversation_on_loop.ConversationOnLoop` on one the caller runs),
+    set ``_conv`` or ``_error`` and then ``_ready``, and say how to close. Every method here may be
+    called from any thread; ``_here`` says whether the caller is on the loop's thread, where work
+    runs at once instead of being scheduled.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, listener: Callable[[Event], None]) -> None:
+        self._loop = loop
+        self._listener = listener
+        self._ready = threading.Event()
+        self._conv: Conversation | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+        self._inbox = FrameInbox()
+
+    def _here(self) -> bool:
+        """The caller runs on the loop's thread (only a shared loop is ever called from there)."""
+        return False
+
+    def wait_ready(self, timeout: float | None = None) -> Conversation:
+        """Block until the models are loaded; re-raises the factory's error. Not on the loop's thread."""
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the conversation engine did not start in time")
+        if self._error is not None:
+            raise self._error
+        assert self._conv is not None
+        return self._conv
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._conv is not None
+
+    @property
+    def conversation(self) -> Conversation | None:
+        return self._conv
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """Run ``fn`` on the loop (now, when already there); False when it never will (not ready, closed)."""
+        if self._closed or not self.ready:
+            return False
+        if self._here():
+            fn(*args)
+            return True
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop closed between the check and the call
+            return False
+        return True
+
+    def push(self, audio: av.AudioFrame | np.ndarray, sample_rate: int | None = None) -> None:
+        """Microphone audio; dropped silently before ready or after close.
+
+        On the loop's thread it goes straight into the engine. From any other, frames wait in a
+        :class:`FrameInbox`; the loop is woken only when the inbox was empty, and takes everything
+        there in one callback, so a busy engine wakes once for several frames (no task per frame).
+        """
+        conv = self._conv
+        if conv is None or self._closed:
+            return
+        if self._here():
+            conv.accept(audio, sample_rate)
+        elif self._inbox.put(audio, sample_rate) and not self._call(self._drain):
+            self._inbox.drop()  # the engine is gone: nothing will take these
+
+    def _drain(self) -> None:
+        """The loop's thread: every frame pushed since the last drain, in order."""
+        conv = self._conv
+        for audio, rate in self._inbox.take():
+            if conv is not None:
+                conv.accept(audio, rate)
+
+    def submit_text(self, text: str) -> None:
+        if self._conv is not None:
+            self._call(self._conv.submit_text, text)
+
+    def stop_speaking(self) -> None:
+        if self._conv is not None:
+            self._call(self._conv.stop_speaking)
+
+    def clear(self) -> None:
+        if self._conv is not None:
+            self._call(self._conv.clear)
+
+    def run(self, fn: Callable[[Conversation], Any], timeout: float = 10.0) -> Any:
+        """``fn(conversation)`` on the loop and its result (for reads); directly when already there."""
+        conv = self._conv
+        if not self.ready or self._closed or conv is None:
+            raise RuntimeError("the conversation is not running")
+        if self._here():
+            return fn(conv)
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                fut.set_result(fn(conv))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(call)
+        return fut.result(timeout)
+
+
+class ConversationThread(LoopFedConversation):
     """Runs one :class:`Conversation`; build it with a factory so models load off the caller's thread."""
 
     def __init__(
@@ -89,13 +195,7 @@ class ConversationThread:
         *,
         name: str = "voicechat-engine",
     ) -> None:
-        self._listener = listener
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._conv: Conversation | None = None
-        self._error: BaseException | None = None
-        self._closed = False
-        self._inbox = FrameInbox()
+        super().__init__(asyncio.new_event_loop(), listener)
         self._thread = threading.Thread(target=self._main, args=(factory,), name=name, daemon=True)
         self._thread.start()
 
@@ -123,81 +223,6 @@ class ConversationThread:
         self._loop.close()
 
     # ----------------------------------------------------------------- any thread
-    def wait_ready(self, timeout: float | None = None) -> Conversation:
-        """Block until the models are loaded; re-raises the factory's error."""
-        if not self._ready.wait(timeout):
-            raise TimeoutError("the conversation engine did not start in time")
-        if self._error is not None:
-            raise self._error
-        assert self._conv is not None
-        return self._conv
-
-    @property
-    def ready(self) -> bool:
-        return self._ready.is_set() and self._conv is not None
-
-    @property
-    def conversation(self) -> Conversation | None:
-        return self._conv
-
-    def _call(self, fn: Callable[..., Any], *args: Any) -> bool:
-        """Schedule ``fn`` on the engine thread; False when it never will run (not ready, closed)."""
-        if self._closed or not self.ready:
-            return False
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # the loop closed between the check and the call
-            return False
-        return True
-
-    def push(self, audio: av.AudioFrame | np.ndarray, sample_rate: int | None = None) -> None:
-        """Microphone audio from any thread; dropped silently before ready or after close.
-
-        Frames wait in a :class:`FrameInbox`; the engine thread is woken only when the inbox was
-        empty, and takes everything there in one callback, so a busy engine wakes once for several
-        frames (no task per 20 ms frame either).
-        """
-        if self._conv is None or self._closed:
-            return
-        if self._inbox.put(audio, sample_rate) and not self._call(self._drain):
-            self._inbox.drop()  # the engine is gone: nothing will take these
-
-    def _drain(self) -> None:
-        """Engine thread: every frame pushed since the last drain, in order."""
-        conv = self._conv
-        for audio, rate in self._inbox.take():
-            if conv is not None:
-                conv.accept(audio, rate)
-
-    def submit_text(self, text: str) -> None:
-        if self._conv is not None:
-            self._call(self._conv.submit_text, text)
-
-    def stop_speaking(self) -> None:
-        if self._conv is not None:
-            self._call(self._conv.stop_speaking)
-
-    def clear(self) -> None:
-        if self._conv is not None:
-            self._call(self._conv.clear)
-
-    def run(self, fn: Callable[[Conversation], Any], timeout: float = 10.0) -> Any:
-        """Run ``fn(conversation)`` on the engine thread and return its result (for reads)."""
-        if not self.ready or self._closed:
-            raise RuntimeError("the conversation is not running")
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        conv = self._conv
-        assert conv is not None
-
-        def call() -> None:
-            try:
-                fut.set_result(fn(conv))
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-        self._loop.call_soon_threadsafe(call)
-        return fut.result(timeout)
-
     def close(self, timeout: float = 5.0) -> None:
         """Stop the engine and join its thread; safe to call twice and from any thread but its own."""
         if self._closed:
