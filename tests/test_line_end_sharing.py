@@ -96,3 +96,45 @@ def test_interleaved_conversations_score_as_alone_and_read_only_their_new_words(
     # With its own cells back, each reads the one new word (and the re-read last token), not its
     # history again: without them, a few dozen tokens from the end of the system prompt on.
     assert len(reads) == 2 and all(n <= 6 for n in reads), reads
+
+
+def test_beside_a_cloud_reply_model_the_reply_is_read_while_the_user_speaks(chat: LocalChat, reads: list[int]) -> None:
+    """With the reply from a cloud model, the first score of a turn used to read the reply just
+    played (a dozen tokens or more, most of that score's CPU) at the user's pause, where the reply
+    waits on it. Primed at speech start, the score at the pause reads only the user's words, and
+    says the same (within how much llama.cpp's figures move with how a prompt is split into reads)."""
+    import asyncio
+
+    from voicechat.config import Settings
+    from voicechat.llm.openai import OpenAIChat
+    from voicechat.warm_up import prime_next_turn
+
+    cloud = OpenAIChat(Settings(openai_api_key="sk-test", openai_base_url="http://127.0.0.1:9/v1"))  # never called
+    before, after = [SYSTEM, *PAST["a"][:2]], [SYSTEM, *PAST["a"]]  # the turn between them added a question and a reply
+    line, next_line = "And how many people live", "I'd like to book a table for two"
+
+    def score_next_turn(primed: bool) -> tuple[float | None, list[int]]:
+        mine, theirs = LineEndScorer(chat), LineEndScorer(chat)
+        _empty_cache(chat)
+        mine.score(before, line)
+        theirs.score([SYSTEM, *PAST["b"]], LINES["b"][0])  # another session takes the context meanwhile
+        if primed:  # the user starts to speak: what the engine does then, on its loop
+
+            async def speech_start() -> None:
+                future = prime_next_turn(cloud, after, "", mine)
+                assert future is not None, "a local scorer beside a cloud model is not primed"
+                await future
+
+            asyncio.run(speech_start())
+        theirs.score([SYSTEM, *PAST["b"]], LINES["b"][1])
+        reads.clear()
+        return mine.score(after, next_line), list(reads)
+
+    unprimed, unprimed_reads = score_next_turn(primed=False)
+    primed, primed_reads = score_next_turn(primed=True)
+    assert unprimed is not None and primed is not None
+    assert primed == pytest.approx(unprimed, abs=0.03), (primed, unprimed)
+    with chat.using_model() as llm:
+        words = len(llm.tokenize(f"\nUser: {next_line}".encode(), add_bos=False, special=True))
+    assert sum(unprimed_reads) > words + 8, unprimed_reads  # without priming: the reply and the question too
+    assert sum(primed_reads) <= words + 2, (primed_reads, words)

@@ -40,8 +40,9 @@ class WarmsUpServer(Protocol):
 
 @runtime_checkable
 class PrimesNextTurn(Protocol):
-    """A local chat model: reads the conversation so far into its cache while the user speaks
-    (:func:`voicechat.warm_up.prime_next_turn`). Blocking, on a worker thread."""
+    """A local chat model, or a local end-of-turn scorer beside a cloud one: reads the conversation
+    so far into its cache while the user speaks (:func:`voicechat.warm_up.prime_next_turn`).
+    Blocking, on a worker thread."""
 
     def prime(self, messages: Sequence[Message], *, most: int | None = None) -> None: ...
 

@@ -299,12 +299,14 @@ class Conversation:
         self._emit(SpeechStarted(ev.at / SPEECH_RATE))
 
     def _prime(self, heard: str = "") -> None:
-        """The local reply model reads the conversation, and the user's words so far (a caption), ahead
-        of the turn: the score and the reply then read only what the final transcript adds. Not while
-        a turn is prepared ahead: a late caption must not make its score wait for the model."""
+        """The local reply model (or, beside a cloud one, the local scorer) reads the conversation, and
+        the user's words so far (a caption), ahead of the turn: the score and the reply then read only
+        what the final transcript adds. Not while a turn is prepared ahead: a late caption must not
+        make its score wait for the model."""
         if not self.replying and self.held_turn is None and (self._priming is None or self._priming.done()):
             s = self.settings
-            self._priming = prime_next_turn(self.llm, self.history.messages(s.prompt(), s.history_messages), heard)
+            messages = self.history.messages(s.prompt(), s.history_messages)
+            self._priming = prime_next_turn(self.llm, messages, heard, self.scorer)
 
     def _earlier_text(self) -> str:
         """What the utterance's pieces transcribed so far said (a long monologue is cut in pieces)."""

@@ -49,7 +49,9 @@ async def warm_up_once(
 CAPTION_TOKENS = 48  # ~10 s of speech; re-reading a history (~100–300 tokens) is left to speech start
 
 
-def prime_next_turn(llm: ChatModel, messages: Sequence[Message], heard: str = "") -> asyncio.Future[None] | None:
+def prime_next_turn(
+    llm: ChatModel, messages: Sequence[Message], heard: str = "", scorer: LineEndScoring | None = None
+) -> asyncio.Future[None] | None:
     """On the engine's loop, when the user starts to speak: a local reply model (one with
     ``prime``) reads the conversation so far into its cache on a worker thread, so the turn that
     follows reads only the user's new words. Without it a turn after another conversation used
@@ -62,12 +64,14 @@ def prime_next_turn(llm: ChatModel, messages: Sequence[Message], heard: str = ""
     Only when the cache still holds this conversation, so that just the words are left to read
     (at most ``CAPTION_TOKENS``).
 
-    Not for a local scorer beside a cloud reply model: there the score is the only local work,
-    and with many sessions on one server priming for each would keep its one cache busy for nothing.
+    Beside a cloud reply model, a local end-of-turn ``scorer`` that keeps each conversation's cache
+    cells (:meth:`voicechat.llm.line_end.LineEndScorer.prime`) is primed instead: the reply just
+    played is then read while the user talks, not at their pause.
     """
-    if not isinstance(llm, PrimesNextTurn):
+    target = llm if isinstance(llm, PrimesNextTurn) else scorer if isinstance(scorer, PrimesNextTurn) else None
+    if target is None:
         return None
-    prime = llm.prime
+    prime = target.prime
     if heard:
         from voicechat.llm.line_end import words_only
 

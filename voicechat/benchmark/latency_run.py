@@ -149,7 +149,8 @@ async def _restore_prompt_cache(conv: Conversation, settings: Settings) -> None:
     """
     from voicechat.warm_up import prime_next_turn
 
-    primed = prime_next_turn(conv.llm, conv.history.messages(settings.prompt(), settings.history_messages))
+    history = conv.history.messages(settings.prompt(), settings.history_messages)
+    primed = prime_next_turn(conv.llm, history, "", conv.scorer)
     if primed is not None:
         await primed
 

@@ -88,5 +88,24 @@ class LineEndScorer:
             self._kept = KeptPrefix.take(llm)
             return float(p[endings].sum() / p.sum())
 
+    def prime(self, messages: Sequence[Message], *, most: int | None = None) -> None:
+        """Blocking, on a worker thread: read the conversation so far into this conversation's cells
+        when the user starts to speak (:func:`voicechat.warm_up.prime_next_turn`).
+
+        Beside a cloud reply model the first score of a turn otherwise reads the reply just played
+        (~15–60 tokens, most of that score's CPU) at the user's pause, where the reply waits on it;
+        read while they talk, the score at the pause reads only their words. The CPU is the same,
+        spent earlier. Skipped while another conversation holds the model, so that it never makes a
+        score wait; ``most`` as :meth:`LocalChat.prime`.
+        """
+        prompt = prompt_before_reply(messages, self.chat.language)
+        with self.chat.using_model_if_free() as llm:
+            if llm is None:
+                return
+            if self._kept is not None:
+                self._kept.restore_if_closer(llm, llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+            extend_cache(llm, prompt, live_logits=False, most=most)
+            self._kept = KeptPrefix.take(llm)
+
     async def ascore(self, history: Sequence[Message], text: str) -> float | None:
         return await workers.run(self.score, history, text)

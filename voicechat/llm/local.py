@@ -161,6 +161,18 @@ class LocalChat:
         with self._lock:
             yield self._llm
 
+    @contextlib.contextmanager
+    def using_model_if_free(self) -> Iterator[Any | None]:
+        """The loaded llama under its lock if no one holds it now, else ``None``: for work ahead of
+        time that must never make a turn wait (worker threads only)."""
+        if not self._lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            yield self._llm
+        finally:
+            self._lock.release()
+
     def warm_up(self, messages: Sequence[Message]) -> None:
         """Evaluate the fixed prompt prefix once so the first real turn reuses its KV cache. Blocking."""
         prompt = build_prompt(messages, self.language)
@@ -178,12 +190,9 @@ class LocalChat:
         would re-read each history every caption).
         """
         prompt = prompt_before_reply(messages, self.language)
-        if not self._lock.acquire(blocking=False):
-            return  # another conversation is using the model: it would only take the cache back
-        try:
-            extend_cache(self._llm, prompt, live_logits=False, most=most)
-        finally:
-            self._lock.release()
+        with self.using_model_if_free() as llm:
+            if llm is not None:  # else another conversation is using the model: it would only take the cache back
+                extend_cache(llm, prompt, live_logits=False, most=most)
 
     async def stream(self, messages: Sequence[Message], *, gate: threading.Event | None = None) -> AsyncIterator[str]:
         """``gate``: cleared by the caller to pause decoding between tokens (while the first words are
