@@ -3,7 +3,7 @@
 :class:`~voicechat.conversation_thread.ConversationThread` gives each conversation a thread and a
 loop of its own, so every 20 ms microphone frame crosses a thread: a write to that loop's
 self-pipe, a thread switch, the interpreter lock handed over and back. With many calls in one
-process those hops cost a measurable share of each call's CPU (docs/scaling.md, "Cutting the
+process those hops cost a measurable share of each call's CPU (docs/per-call-cost.md, "Cutting the
 per-call cost"). Where the frames already arrive on an asyncio loop — aiortc's, in the Streamlit
 app — :class:`ConversationOnLoop` runs the conversation on that same loop: a frame pushed there
 goes straight into :meth:`Conversation.accept`. The engine's blocking model calls already run on

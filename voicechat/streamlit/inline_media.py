@@ -8,7 +8,7 @@ the PCM back with ``asyncio.run_coroutine_threadsafe`` (a coroutine, a task, ano
 Encoding or decoding 20 ms of one voice with libopus takes a few hundredths of a millisecond;
 the hand-offs around it cost far more, and they all need the interpreter lock. Measured with
 ``bench/transport_breakdown.py``-style aiortc pairs (``voicechat.benchmark.transport_run``),
-the two hops were ~40 % of one call's transport CPU (docs/scaling.md, "Cutting the per-call cost").
+the two hops were ~40 % of one call's transport CPU (docs/per-call-cost.md, "Cutting the per-call cost").
 
 So, for audio only (video frames are too costly to code on the loop):
 
