@@ -142,6 +142,39 @@ def test_rejected_stage_key_names_the_stage_variable(llm_server: FakeOpenAIServe
     assert llm_server.base_url in str(info.value) and "sk-wrong-0000" not in str(info.value) + info.value.hint
 
 
+def test_a_scoring_server_of_its_own_names_its_own_variables_and_gets_only_its_key(
+    llm_server: FakeOpenAIServer,
+) -> None:
+    """The end of turn scored on a server of its own (VOICECHAT_LINE_END_BASE_URL): a rejected key
+    names the variables that point there, not the LLM stage's, and the LLM stage's key never goes there."""
+    from voicechat.llm.served_line_end import ServedLineEndScorer
+
+    s = load(
+        {
+            "OPENAI_API_KEY": AUDIO_KEY,
+            "VOICECHAT_LLM_BASE_URL": "http://vllm:8000/v1",
+            "VOICECHAT_LLM_API_KEY": LLM_KEY,
+            "VOICECHAT_LINE_END_BASE_URL": llm_server.base_url,
+            "VOICECHAT_LINE_END_API_KEY": "sk-wrong-1111",
+        }
+    )
+    scorer = ServedLineEndScorer(s)
+
+    async def run() -> None:
+        try:
+            await scorer.ascore([], "Hello there")
+        finally:
+            await scorer.aclose()
+
+    with pytest.raises(AuthenticationFailed) as info:
+        asyncio.run(run())
+    said = str(info.value) + info.value.hint
+    assert "VOICECHAT_LINE_END_API_KEY" in said and "VOICECHAT_LINE_END_BASE_URL" in said, said
+    assert "VOICECHAT_LLM" not in said and "sk-wrong-1111" not in said, said
+    sent = [r.headers.get("authorization", "") for r in llm_server.requests]
+    assert sent and all(h == "Bearer sk-wrong-1111" for h in sent), sent
+
+
 @pytest.mark.slow
 def test_voice_turn_splits_across_two_servers(
     audio_server: FakeOpenAIServer, llm_server: FakeOpenAIServer, make_speech, tmp_path: Path

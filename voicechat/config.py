@@ -48,6 +48,9 @@ INTERIM_STT_CHOICES = ("auto", "stt", "local", "off")
 LINE_END_SCORERS = ("local", "server")  # who scores the words: a Gemma in this process, or a model server
 OPENAI_VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
 STAGES = ("stt", "llm", "tts")
+# Servers a request can go to: the three stages, and a scoring server of the end of turn's own
+# (VOICECHAT_LINE_END_BASE_URL/_API_KEY; see voicechat.llm.served_line_end).
+ENDPOINTS = (*STAGES, "line_end")
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
@@ -292,8 +295,8 @@ class Settings:
         OpenAI's API when that is unset): a stage pointed at another server gets its own
         ``VOICECHAT_<KIND>_API_KEY`` or no key, so an OpenAI key never reaches, say, a vLLM box.
         """
-        if kind not in STAGES:
-            raise ValueError(f"stage must be one of {', '.join(STAGES)}, not {kind!r}")
+        if kind not in ENDPOINTS:
+            raise ValueError(f"stage must be one of {', '.join(ENDPOINTS)}, not {kind!r}")
         upper = kind.upper()
         own_url: str | None = getattr(self, f"{kind}_base_url")
         own_key: str | None = getattr(self, f"{kind}_api_key")

@@ -264,7 +264,7 @@ class OpenAIBackend:
     """
 
     name = "openai"
-    stage = ""  # "stt" | "llm" | "tts", set by each backend: which endpoint it calls
+    stage = ""  # "stt" | "llm" | "tts" (or "line_end"), set by each backend: which endpoint it calls
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings.for_stage(self.stage)

@@ -54,9 +54,8 @@ class ServedLineEndScorer(OpenAIBackend):
     stage = "llm"
 
     def __init__(self, settings: Settings, *, timeout_s: float = TIMEOUT_S) -> None:
-        self._own_server = bool(settings.line_end_base_url)
-        if self._own_server:  # a scoring server of its own: the LLM stage's key never goes there
-            settings = settings.replace(llm_base_url=settings.line_end_base_url, llm_api_key=settings.line_end_api_key)
+        if settings.line_end_base_url:  # a scoring server of its own: the LLM stage's key never goes there
+            self.stage = "line_end"  # its key, URL and the variables that set them (Settings.endpoint)
         # No retries and a short timeout: a late score is worth nothing (the silence decides first).
         super().__init__(settings.replace(max_retries=0, request_timeout_s=timeout_s))
         self.model = settings.line_end_model or self.settings.openai_llm_model
@@ -68,7 +67,7 @@ class ServedLineEndScorer(OpenAIBackend):
         """Have the server read the fixed prompt (once per process and server), so the first turn's
         score reads only the words; a failure here shows again, clearly, on the first turn."""
         if not SHARED_MODELS.first_time(
-            ("warm", "served-line-end", self.settings.endpoint("llm").base_url, self.model)
+            ("warm", "served-line-end", self.settings.endpoint(self.stage).base_url, self.model)
         ):
             return
         try:
@@ -85,14 +84,10 @@ class ServedLineEndScorer(OpenAIBackend):
         return line_end_probability(await self._complete(prompt, self.timeout_s))
 
     def failure(self, exc: BaseException) -> VoicechatError:
-        """As for the LLM stage, but naming the variables that point at a scoring server of its own."""
+        """As for any OpenAI-format backend, but a timeout is the scoring server falling behind."""
         error = super().failure(exc)
         if "VOICECHAT_REQUEST_TIMEOUT_S" in error.hint:
             error.hint = "check the scoring server is up and keeps up: a later score is not waited for"
-        if self._own_server:
-            for name in ("message", "hint"):
-                text = getattr(error, name).replace("VOICECHAT_LLM_BASE_URL", "VOICECHAT_LINE_END_BASE_URL")
-                setattr(error, name, text.replace("VOICECHAT_LLM_API_KEY", "VOICECHAT_LINE_END_API_KEY"))
         return error
 
     async def _complete(self, prompt: str, timeout_s: float) -> Any:
