@@ -27,12 +27,9 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,26 +55,10 @@ def scoring_server_process(enabled: bool) -> Iterator[ScoringServer]:
         yield ScoringServer(None, None)
         return
     from voicechat.models import gemma_gguf_path
+    from voicechat_bench_kit import llama_cpp_server
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gemma_gguf_path(), "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--n_ctx", "4096", "--n_threads", "1", "--verbose", "False"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        for _ in range(600):
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/models", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-            time.sleep(0.25)
-        else:
-            raise SystemExit("llama_cpp.server did not come up")
-        yield ScoringServer(proc, url)
-    finally:
-        proc.terminate()
-        proc.wait(15)
+    with llama_cpp_server.running(gemma_gguf_path(), n_ctx=4096, threads=1) as server:
+        yield ScoringServer(server.process, server.base_url)
 
 
 def main() -> None:

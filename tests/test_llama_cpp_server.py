@@ -10,18 +10,11 @@ not the answer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -33,30 +26,12 @@ from voicechat.conversation_factory import create_conversation
 from voicechat.engine import Conversation
 from voicechat.events import AudioOut, ErrorEvent, Interrupted, ReplyDelta, ReplyDone
 from voicechat.file_turns import run_turn_from_wav
+from voicechat_bench_kit import llama_cpp_server
+from voicechat_bench_kit.llama_cpp_server import LlamaCppServer as LlamaServer
 
 pytestmark = pytest.mark.slow
 
 KEY = "llama-server-test-key"
-
-
-@dataclass
-class LlamaServer:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def access_log(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -65,53 +40,12 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
         pytest.fail('llama-cpp-python\'s server extra is missing: pip install -e ".[dev]"')
     from voicechat.models import gemma_gguf_path
 
-    port = _free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                gemma_gguf_path(),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "2048",
-                "--api_key",
-                KEY,
-                "--verbose",
-                "False",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = LlamaServer(process, port, log)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {process.returncode}:\n{server.access_log()}")
-            request = urllib.request.Request(f"{server.base_url}/models", headers={"Authorization": f"Bearer {KEY}"})
-            with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=2) as answer:
-                if answer.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not come up in 180 s:\n{server.access_log()}")
-            time.sleep(0.25)
-        yield server
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGCONT)  # in case a test left it frozen
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        with llama_cpp_server.running(gemma_gguf_path(), n_ctx=2048, api_key=KEY, log=log) as server:
+            yield server
+    except llama_cpp_server.ServerDidNotStart as exc:
+        pytest.fail(str(exc))
 
 
 def stage_settings(server: LlamaServer, **env: str) -> Settings:
@@ -344,7 +278,9 @@ def test_a_scoring_server_that_fails_says_where_and_a_reply_without_probabilitie
     assert error is not None and llama_server.base_url in str(error) and KEY not in str(error)
     assert "did not answer within 1 s" in str(error) and "retries" not in str(error), str(error)
     # Nothing listening there: the hint names the variable that points at it.
-    nowhere = Settings.load({"line_end_base_url": f"http://127.0.0.1:{_free_port()}/v1"}, environ={}, dotenv_path=None)
+    nowhere = Settings.load(
+        {"line_end_base_url": f"http://127.0.0.1:{llama_cpp_server.free_port()}/v1"}, environ={}, dotenv_path=None
+    )
 
     async def refused() -> str:
         unreachable = ServedLineEndScorer(nowhere)
