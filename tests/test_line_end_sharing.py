@@ -138,3 +138,44 @@ def test_beside_a_cloud_reply_model_the_reply_is_read_while_the_user_speaks(chat
         words = len(llm.tokenize(f"\nUser: {next_line}".encode(), add_bos=False, special=True))
     assert sum(unprimed_reads) > words + 8, unprimed_reads  # without priming: the reply and the question too
     assert sum(primed_reads) <= words + 2, (primed_reads, words)
+
+
+def test_a_prime_gives_way_to_a_waiting_score_and_keeps_what_it_read(chat: LocalChat) -> None:
+    """A prime runs only when the model is free, but once running it used to read all it had (a
+    long reply: a quarter of a second here) while another session's score, which a turn waits
+    on, queued behind it. It now stops between two short reads as soon as a score waits, and keeps
+    what it read for its own conversation's next score."""
+    import threading
+    import time
+
+    from voicechat.llm.local import prompt_before_reply
+
+    long = [SYSTEM] + [
+        Message("user" if i % 2 == 0 else "assistant", f"Message {i}: the weather in Paris and Rome, day by day.")
+        for i in range(24)
+    ]
+    ahead, waiting = LineEndScorer(chat), LineEndScorer(chat)
+    _empty_cache(chat)
+    waiting.score([SYSTEM, *PAST["b"]], LINES["b"][0])
+    priming = threading.Thread(target=ahead.prime, args=(long,))
+    priming.start()
+    deadline = time.monotonic() + 30
+    while not chat._lock._lock.locked():  # the prime has the model
+        assert priming.is_alive() and time.monotonic() < deadline, "the prime never took the model"
+    scored: list[float | None] = []
+    scoring = threading.Thread(target=lambda: scored.append(waiting.score([SYSTEM, *PAST["b"]], LINES["b"][1])))
+    scoring.start()
+    scoring.join(60)
+    priming.join(60)
+    assert scored and scored[0] is not None and scored[0] > 0.5  # "…like in Paris" ends
+    with chat.using_model() as llm:
+        whole = len(llm.tokenize(prompt_before_reply(long, "en").encode(), add_bos=True, special=True))
+    assert ahead._kept is not None
+    kept = len(ahead._kept.ids)
+    assert kept < whole - 40, f"the prime read {kept} of {whole} tokens with a score waiting"
+    # What it read is its own: its conversation's score after it matches one that read everything itself.
+    again = LineEndScorer(chat)
+    _empty_cache(chat)
+    want = again.score(long, "I'd like to book a table for two")
+    got = ahead.score(long, "I'd like to book a table for two")
+    assert got is not None and want is not None and got == pytest.approx(want, abs=0.03), (got, want)

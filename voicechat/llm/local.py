@@ -17,12 +17,13 @@ import ctypes
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from voicechat import workers
 from voicechat.errors import BackendUnavailable, ModelFileError
 from voicechat.llm.base import Message
+from voicechat.llm.model_lock import ModelLock
 from voicechat.models import LOCAL_INSTALL_HINT, SHARED_MODELS, gemma_gguf_path
 
 FEW_SHOT: dict[str, list[tuple[str, str]]] = {
@@ -110,7 +111,7 @@ def _route_native_log() -> None:
     llama_cpp.llama_log_set(_native_log_callback, ctypes.c_void_p(0))
 
 
-def _load(path: str, threads: int, n_ctx: int) -> tuple[Any, threading.Lock]:
+def _load(path: str, threads: int, n_ctx: int) -> tuple[Any, ModelLock]:
     try:
         from llama_cpp import Llama
     except ImportError as exc:
@@ -127,7 +128,7 @@ def _load(path: str, threads: int, n_ctx: int) -> tuple[Any, threading.Lock]:
         raise ModelFileError(
             f"could not load GGUF model {path}: {exc}", "set VOICECHAT_LOCAL_LLM_MODEL to a valid .gguf file"
         ) from exc
-    return llm, threading.Lock()
+    return llm, ModelLock()
 
 
 class LocalChat:
@@ -161,6 +162,10 @@ class LocalChat:
         with self._lock:
             yield self._llm
 
+    def model_wanted(self) -> bool:
+        """A turn is waiting for the model now: work ahead of time stops between two reads."""
+        return self._lock.wanted
+
     @contextlib.contextmanager
     def using_model_if_free(self) -> Iterator[Any | None]:
         """The loaded llama under its lock if no one holds it now, else ``None``: for work ahead of
@@ -187,12 +192,13 @@ class LocalChat:
         turn's prompt and reply are still there. Skipped while another conversation holds the model,
         and when more than ``most`` tokens would have to be read (a caption's words, not the history
         again after another conversation took the cache: with several people talking at once that
-        would re-read each history every caption).
+        would re-read each history every caption). Stops between two short reads when a turn starts
+        waiting for the model (:class:`~voicechat.llm.model_lock.ModelLock`).
         """
         prompt = prompt_before_reply(messages, self.language)
         with self.using_model_if_free() as llm:
             if llm is not None:  # else another conversation is using the model: it would only take the cache back
-                extend_cache(llm, prompt, live_logits=False, most=most)
+                extend_cache(llm, prompt, live_logits=False, most=most, give_way=self.model_wanted)
 
     async def stream(self, messages: Sequence[Message], *, gate: threading.Event | None = None) -> AsyncIterator[str]:
         """``gate``: cleared by the caller to pause decoding between tokens (while the first words are
@@ -233,13 +239,21 @@ def prompt_before_reply(messages: Sequence[Message], language: str) -> str:
     return prompt[: prompt.rindex("\nAssistant:")]
 
 
-def extend_cache(llm: Any, prompt: str, *, live_logits: bool, most: int | None = None) -> None:
+def extend_cache(
+    llm: Any,
+    prompt: str,
+    *,
+    live_logits: bool,
+    most: int | None = None,
+    give_way: Callable[[], bool] | None = None,
+) -> None:
     """Make llama's KV cache hold ``prompt``, reading only what it does not already hold (caller has the lock).
 
     ``live_logits``: the last position's logits are read next, so its token (and the one before
     it, see below) is re-read even when cached (logits of an earlier evaluation are stale). Keeps
     ``n_tokens``/``input_ids`` in step with the cache, so the next completion's own prefix match
-    stays correct. ``most``: read nothing if more tokens than that are missing.
+    stays correct. ``most``: read nothing if more tokens than that are missing. ``give_way`` (reading
+    ahead only): asked between pieces of the read; when it says so the read stops there, part done.
     """
     tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
     keep = 0
@@ -255,4 +269,37 @@ def extend_cache(llm: Any, prompt: str, *, live_logits: bool, most: int | None =
     if keep >= len(tokens) or (most is not None and len(tokens) - keep > most):
         return
     llm.n_tokens = keep
-    llm.eval(tokens[keep:])
+    if live_logits:
+        llm.eval(tokens[keep:])
+    else:
+        read_without_logits(llm, tokens[keep:], give_way)
+
+
+PIECE_TOKENS = 8  # a read ahead of time stops for a waiting turn after at most this many (~40 ms)
+
+
+def read_without_logits(llm: Any, tokens: Sequence[int], give_way: Callable[[], bool] | None = None) -> None:
+    """``llm.eval(tokens)`` without the output layer, for reading ahead (priming) where no next-token
+    probabilities are wanted (caller has the lock).
+
+    ``eval`` asks llama.cpp for the last token's logits: Gemma's 262,144-row output layer, ~20 ms of
+    one core whatever the length of the read, most of a short one. The cache it leaves is the same
+    (checked to the last digit of the next score's logits); ``_requires_eval`` tells
+    llama-cpp-python's own prefix reuse that no live logits are left, so a completion re-reads a token.
+    With ``give_way``, reads :data:`PIECE_TOKENS` at a time and stops when it returns true.
+    """
+    if not tokens:
+        return
+    llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+    step = PIECE_TOKENS if give_way is not None else llm.n_batch
+    for i in range(0, len(tokens), step):
+        if i and give_way is not None and give_way():
+            break
+        chunk = list(tokens[i : i + step])
+        n_past = llm.n_tokens
+        llm._batch.set_batch(batch=chunk, n_past=n_past, logits_all=False)
+        llm._batch.batch.logits[len(chunk) - 1] = False  # set_batch always asks for the last one
+        llm._ctx.decode(llm._batch)
+        llm.input_ids[n_past : n_past + len(chunk)] = chunk
+        llm.n_tokens += len(chunk)
+    llm._requires_eval = True
