@@ -95,9 +95,10 @@ class LineEndScorer:
         Beside a cloud reply model the first score of a turn otherwise reads the reply just played
         (~15–60 tokens, most of that score's CPU) at the user's pause, where the reply waits on it;
         read while they talk, the score at the pause reads only their words. The CPU is the same,
-        spent earlier. Skipped while another conversation holds the model, and stopped between two
-        short reads when a score or reply starts waiting for it (what was read is kept), so that it
-        makes a turn wait ~40 ms at most; ``most`` as :meth:`LocalChat.prime`.
+        spent earlier. Skipped while another conversation holds the model; a score arriving while it
+        reads waits for it (stopping the read partway for a waiting score was tried and measured no
+        better: the rest then lands on that conversation's pause; docs/per-call-cost.md). ``most`` as
+        :meth:`LocalChat.prime`.
         """
         prompt = prompt_before_reply(messages, self.chat.language)
         with self.chat.using_model_if_free() as llm:
@@ -105,8 +106,8 @@ class LineEndScorer:
                 return
             if self._kept is not None:
                 self._kept.restore_if_closer(llm, llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
-            extend_cache(llm, prompt, live_logits=False, most=most, give_way=self.chat.model_wanted)
-            self._kept = KeptPrefix.take(llm)  # all of it, or as far as it got before a turn needed the model
+            extend_cache(llm, prompt, live_logits=False, most=most)
+            self._kept = KeptPrefix.take(llm)
 
     async def ascore(self, history: Sequence[Message], text: str) -> float | None:
         return await workers.run(self.score, history, text)

@@ -17,13 +17,12 @@ import ctypes
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from voicechat import workers
 from voicechat.errors import BackendUnavailable, ModelFileError
 from voicechat.llm.base import Message
-from voicechat.llm.model_lock import ModelLock
 from voicechat.models import LOCAL_INSTALL_HINT, SHARED_MODELS, gemma_gguf_path
 
 FEW_SHOT: dict[str, list[tuple[str, str]]] = {
@@ -111,7 +110,7 @@ def _route_native_log() -> None:
     llama_cpp.llama_log_set(_native_log_callback, ctypes.c_void_p(0))
 
 
-def _load(path: str, threads: int, n_ctx: int) -> tuple[Any, ModelLock]:
+def _load(path: str, threads: int, n_ctx: int) -> tuple[Any, threading.Lock]:
     try:
         from llama_cpp import Llama
     except ImportError as exc:
@@ -128,7 +127,7 @@ def _load(path: str, threads: int, n_ctx: int) -> tuple[Any, ModelLock]:
         raise ModelFileError(
             f"could not load GGUF model {path}: {exc}", "set VOICECHAT_LOCAL_LLM_MODEL to a valid .gguf file"
         ) from exc
-    return llm, ModelLock()
+    return llm, threading.Lock()
 
 
 class LocalChat:
@@ -162,10 +161,6 @@ class LocalChat:
         with self._lock:
             yield self._llm
 
-    def model_wanted(self) -> bool:
-        """A turn is waiting for the model now: work ahead of time stops between two reads."""
-        return self._lock.wanted
-
     @contextlib.contextmanager
     def using_model_if_free(self) -> Iterator[Any | None]:
         """The loaded llama under its lock if no one holds it now, else ``None``: for work ahead of
@@ -192,13 +187,12 @@ class LocalChat:
         turn's prompt and reply are still there. Skipped while another conversation holds the model,
         and when more than ``most`` tokens would have to be read (a caption's words, not the history
         again after another conversation took the cache: with several people talking at once that
-        would re-read each history every caption). Stops between two short reads when a turn starts
-        waiting for the model (:class:`~voicechat.llm.model_lock.ModelLock`).
+        would re-read each history every caption).
         """
         prompt = prompt_before_reply(messages, self.language)
         with self.using_model_if_free() as llm:
             if llm is not None:  # else another conversation is using the model: it would only take the cache back
-                extend_cache(llm, prompt, live_logits=False, most=most, give_way=self.model_wanted)
+                extend_cache(llm, prompt, live_logits=False, most=most)
 
     async def stream(self, messages: Sequence[Message], *, gate: threading.Event | None = None) -> AsyncIterator[str]:
         """``gate``: cleared by the caller to pause decoding between tokens (while the first words are
@@ -239,21 +233,13 @@ def prompt_before_reply(messages: Sequence[Message], language: str) -> str:
     return prompt[: prompt.rindex("\nAssistant:")]
 
 
-def extend_cache(
-    llm: Any,
-    prompt: str,
-    *,
-    live_logits: bool,
-    most: int | None = None,
-    give_way: Callable[[], bool] | None = None,
-) -> None:
+def extend_cache(llm: Any, prompt: str, *, live_logits: bool, most: int | None = None) -> None:
     """Make llama's KV cache hold ``prompt``, reading only what it does not already hold (caller has the lock).
 
     ``live_logits``: the last position's logits are read next, so its token (and the one before
     it, see below) is re-read even when cached (logits of an earlier evaluation are stale). Keeps
     ``n_tokens``/``input_ids`` in step with the cache, so the next completion's own prefix match
-    stays correct. ``most``: read nothing if more tokens than that are missing. ``give_way`` (reading
-    ahead only): asked between pieces of the read; when it says so the read stops there, part done.
+    stays correct. ``most``: read nothing if more tokens than that are missing.
     """
     tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
     keep = 0
@@ -272,13 +258,10 @@ def extend_cache(
     if live_logits:
         llm.eval(tokens[keep:])
     else:
-        read_without_logits(llm, tokens[keep:], give_way)
+        read_without_logits(llm, tokens[keep:])
 
 
-PIECE_TOKENS = 8  # a read ahead of time stops for a waiting turn after at most this many (~40 ms)
-
-
-def read_without_logits(llm: Any, tokens: Sequence[int], give_way: Callable[[], bool] | None = None) -> None:
+def read_without_logits(llm: Any, tokens: Sequence[int]) -> None:
     """``llm.eval(tokens)`` without the output layer, for reading ahead (priming) where no next-token
     probabilities are wanted (caller has the lock).
 
@@ -286,16 +269,12 @@ def read_without_logits(llm: Any, tokens: Sequence[int], give_way: Callable[[], 
     one core whatever the length of the read, most of a short one. The cache it leaves is the same
     (checked to the last digit of the next score's logits); ``_requires_eval`` tells
     llama-cpp-python's own prefix reuse that no live logits are left, so a completion re-reads a token.
-    With ``give_way``, reads :data:`PIECE_TOKENS` at a time and stops when it returns true.
     """
     if not tokens:
         return
     llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
-    step = PIECE_TOKENS if give_way is not None else llm.n_batch
-    for i in range(0, len(tokens), step):
-        if i and give_way is not None and give_way():
-            break
-        chunk = list(tokens[i : i + step])
+    for i in range(0, len(tokens), llm.n_batch):
+        chunk = list(tokens[i : i + llm.n_batch])
         n_past = llm.n_tokens
         llm._batch.set_batch(batch=chunk, n_past=n_past, logits_all=False)
         llm._batch.batch.logits[len(chunk) - 1] = False  # set_batch always asks for the last one
