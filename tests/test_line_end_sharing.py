@@ -102,7 +102,8 @@ def test_beside_a_cloud_reply_model_the_reply_is_read_while_the_user_speaks(chat
     """With the reply from a cloud model, the first score of a turn used to read the reply just
     played (a dozen tokens or more, most of that score's CPU) at the user's pause, where the reply
     waits on it. Primed at speech start, the score at the pause reads only the user's words, and
-    says the same (within how much llama.cpp's figures move with how a prompt is split into reads)."""
+    says what the same reads give one conversation alone on the model (its cells, put back after
+    another session used the context, are its own)."""
     import asyncio
 
     from voicechat.config import Settings
@@ -132,8 +133,15 @@ def test_beside_a_cloud_reply_model_the_reply_is_read_while_the_user_speaks(chat
 
     unprimed, unprimed_reads = score_next_turn(primed=False)
     primed, primed_reads = score_next_turn(primed=True)
-    assert unprimed is not None and primed is not None
-    assert primed == pytest.approx(unprimed, abs=0.03), (primed, unprimed)
+    # The same reads with no one else on the model: llama.cpp's figures depend a little on how a prompt
+    # is split into reads (~0.02, see above), so "the same" is measured against the same split.
+    alone = LineEndScorer(chat)
+    _empty_cache(chat)
+    alone.score(before, line)
+    alone.prime(after)
+    want = alone.score(after, next_line)
+    assert unprimed is not None and primed is not None and want is not None
+    assert primed == pytest.approx(want, abs=1e-4), (primed, want, unprimed)
     with chat.using_model() as llm:
         words = len(llm.tokenize(f"\nUser: {next_line}".encode(), add_bos=False, special=True))
     assert sum(unprimed_reads) > words + 8, unprimed_reads  # without priming: the reply and the question too
