@@ -78,9 +78,7 @@ class LineEndScorer:
 
         with self.chat.using_model() as llm:
             endings = self._endings(llm)
-            if self._kept is not None:  # another conversation may have scored on the context since
-                self._kept.restore_if_closer(llm, llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
-            extend_cache(llm, prompt, live_logits=True)
+            self._read_in(llm, prompt, live_logits=True)
             n_vocab = llm.n_vocab()
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
             z = logits.astype(np.float64) - float(logits.max())
@@ -104,10 +102,16 @@ class LineEndScorer:
         with self.chat.using_model_if_free() as llm:
             if llm is None:
                 return
-            if self._kept is not None:
-                self._kept.restore_if_closer(llm, llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
-            extend_cache(llm, prompt, live_logits=False, most=most)
+            self._read_in(llm, prompt, live_logits=False, most=most)
             self._kept = KeptPrefix.take(llm)
+
+    def _read_in(self, llm: Any, prompt: str, *, live_logits: bool, most: int | None = None) -> None:
+        """This conversation's cells back when they hold more of ``prompt`` than the context does (another
+        conversation may have used it since), then the rest of ``prompt`` read (model lock held)."""
+        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        if self._kept is not None:
+            self._kept.restore_if_closer(llm, tokens)
+        extend_cache(llm, prompt, live_logits=live_logits, most=most, tokens=tokens)
 
     async def ascore(self, history: Sequence[Message], text: str) -> float | None:
         return await workers.run(self.score, history, text)

@@ -233,15 +233,19 @@ def prompt_before_reply(messages: Sequence[Message], language: str) -> str:
     return prompt[: prompt.rindex("\nAssistant:")]
 
 
-def extend_cache(llm: Any, prompt: str, *, live_logits: bool, most: int | None = None) -> None:
+def extend_cache(
+    llm: Any, prompt: str, *, live_logits: bool, most: int | None = None, tokens: list[int] | None = None
+) -> None:
     """Make llama's KV cache hold ``prompt``, reading only what it does not already hold (caller has the lock).
 
     ``live_logits``: the last position's logits are read next, so its token (and the one before
     it, see below) is re-read even when cached (logits of an earlier evaluation are stale). Keeps
     ``n_tokens``/``input_ids`` in step with the cache, so the next completion's own prefix match
-    stays correct. ``most``: read nothing if more tokens than that are missing.
+    stays correct. ``most``: read nothing if more tokens than that are missing. ``tokens``: ``prompt``
+    already tokenized by the caller (as ``llm.tokenize(..., add_bos=True, special=True)``).
     """
-    tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+    if tokens is None:
+        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
     keep = 0
     for a, b in zip(llm.input_ids[: llm.n_tokens], tokens, strict=False):
         if a != b:
