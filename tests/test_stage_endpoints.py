@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import subprocess
 import sys
@@ -21,7 +22,15 @@ from voicechat.errors import AuthenticationFailed
 from voicechat.llm.base import Message
 from voicechat.llm.openai import OpenAIChat
 from voicechat.openai_client import PLACEHOLDER_API_KEY
-from voicechat_bench_kit.openai_loopback_server import CHAT, SPEECH, TRANSCRIPTIONS, FakeOpenAIServer, serve
+from voicechat_bench_kit.openai_loopback_server import (
+    CHAT,
+    COMPLETIONS,
+    SPEECH,
+    TRANSCRIPTIONS,
+    FakeOpenAIServer,
+    Reply,
+    serve,
+)
 
 AUDIO_KEY = "sk-audio-SECRET-0123456789"
 LLM_KEY = "sk-llm-SECRET-9876543210"
@@ -173,6 +182,51 @@ def test_a_scoring_server_of_its_own_names_its_own_variables_and_gets_only_its_k
     assert "VOICECHAT_LLM" not in said and "sk-wrong-1111" not in said, said
     sent = [r.headers.get("authorization", "") for r in llm_server.requests]
     assert sent and all(h == "Bearer sk-wrong-1111" for h in sent), sent
+
+
+# The first completion token's top alternatives, as the two shapes servers answer /v1/completions
+# with logprobs: OpenAI's legacy dict (llama-cpp-python's server, vLLM) and the chat format's list
+# (llama.cpp's own llama-server, copied from its answer). P(line ends) = 0.55 + 0.25 = 0.8.
+TOP_ALTERNATIVES = {"\n": math.log(0.55), ".": math.log(0.25), " and": math.log(0.15), " I": math.log(0.05)}
+
+
+def legacy_completion(top: dict[str, float]) -> dict[str, object]:
+    token = max(top, key=lambda t: top[t])
+    logprobs = {"tokens": [token], "token_logprobs": [top[token]], "top_logprobs": [top], "text_offset": [0]}
+    choice = {"text": token, "index": 0, "logprobs": logprobs, "finish_reason": "length"}
+    return {"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "m", "choices": [choice]}
+
+
+def llama_server_completion(top: dict[str, float]) -> dict[str, object]:
+    listed = [{"id": i, "token": t, "bytes": list(t.encode()), "logprob": lp} for i, (t, lp) in enumerate(top.items())]
+    first = {**listed[0], "top_logprobs": listed}
+    choice = {"text": first["token"], "index": 0, "logprobs": {"content": [first]}, "finish_reason": "length"}
+    return {"id": "chatcmpl-1", "object": "text_completion", "created": 1, "model": "m", "choices": [choice]}
+
+
+def test_the_end_of_turn_is_scored_from_either_shape_servers_send_its_probabilities_in(
+    llm_server: FakeOpenAIServer,
+) -> None:
+    """llama.cpp's own server lists the next token's alternatives in the chat format's shape, not
+    OpenAI's legacy one: both must give the same score, or a team serving Gemma on llama-server
+    would see every turn end on silence. One token asked, its alternatives, greedy."""
+    from voicechat.llm.served_line_end import ServedLineEndScorer
+
+    s = load({"VOICECHAT_LINE_END_BASE_URL": llm_server.base_url, "VOICECHAT_LINE_END_API_KEY": LLM_KEY})
+    llm_server.plan(COMPLETIONS, Reply(body=legacy_completion(TOP_ALTERNATIVES)))
+    llm_server.plan(COMPLETIONS, Reply(body=llama_server_completion(TOP_ALTERNATIVES)))
+    scorer = ServedLineEndScorer(s)
+
+    async def run() -> list[float | None]:
+        try:
+            return [await scorer.ascore([], "Turn off the lights."), await scorer.ascore([], "Turn off the lights.")]
+        finally:
+            await scorer.aclose()
+
+    assert asyncio.run(run()) == [pytest.approx(0.8), pytest.approx(0.8)]
+    asked = [r.json for r in llm_server.requests_to(COMPLETIONS)]
+    assert all((a["max_tokens"], a["temperature"], a["logprobs"]) == (1, 0.0, 20) for a in asked), asked
+    assert all(a["prompt"].rstrip().endswith("Turn off the lights") for a in asked), asked
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ STATS = "/v1/_stats"  # not OpenAI's: what a benchmark in another process reads 
 CHAT = "/v1/chat/completions"
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 SPEECH = "/v1/audio/speech"
+COMPLETIONS = "/v1/completions"  # answered only with a planned ``body`` (the end-of-turn score's shapes)
 SPEECH_RATE = 24_000
 
 
@@ -63,6 +64,7 @@ class Reply:
     gate_before: int = 1
     gate_timeout_s: float = 5.0
     then: Literal["finish", "abort", "stall", "keepalive"] = "finish"
+    body: Any = None  # sent as the JSON answer where a route has no default (COMPLETIONS)
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -172,6 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
             pcm = reply.pcm if reply.pcm is not None else sine_pcm()
             writes = reply.writes if reply.writes is not None else split_every(pcm, 3001)
             self._stream(reply, "application/octet-stream", writes)
+        elif self.path == COMPLETIONS and reply.body is not None:
+            self._json(200, reply.body, reply.headers)
         else:
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
 

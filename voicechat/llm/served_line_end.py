@@ -108,11 +108,22 @@ class ServedLineEndScorer(OpenAIBackend):
 
 def line_end_probability(answer: Any) -> float:
     """The summed probability of the line-ending tokens among the first position's top tokens."""
-    try:
-        top: dict[str, float] = answer.choices[0].logprobs.top_logprobs[0]
-    except (AttributeError, IndexError, TypeError) as exc:
-        raise ValueError(
-            "the server sent no next-token probabilities: it must answer /v1/completions with "
-            "logprobs (llama.cpp's server, vLLM, llama-cpp-python's server)"
-        ) from exc
-    return min(1.0, sum(math.exp(lp) for token, lp in top.items() if ends_a_line(token)))
+    return min(1.0, sum(math.exp(lp) for token, lp in first_position_top(answer) if ends_a_line(token)))
+
+
+def first_position_top(answer: Any) -> list[tuple[str, float]]:
+    """The (token, logprob) pairs the server lists for the first completion token, in either shape
+    servers answer ``/v1/completions`` with ``logprobs``: OpenAI's legacy ``top_logprobs`` (a dict
+    per position: llama-cpp-python's server, vLLM) or the chat format's ``content`` (a list per
+    position, each with its ``top_logprobs`` list: llama.cpp's own ``llama-server``)."""
+    logprobs = getattr(answer.choices[0], "logprobs", None) if getattr(answer, "choices", None) else None
+    legacy = getattr(logprobs, "top_logprobs", None)
+    if legacy:
+        return list(legacy[0].items())
+    content = getattr(logprobs, "content", None)  # pydantic keeps the server's extra field as parsed JSON
+    if content and isinstance(content[0], dict) and content[0].get("top_logprobs"):
+        return [(str(t["token"]), float(t["logprob"])) for t in content[0]["top_logprobs"]]
+    raise ValueError(
+        "the server sent no next-token probabilities: it must answer /v1/completions with "
+        "logprobs (llama.cpp's llama-server, vLLM, llama-cpp-python's server)"
+    )
