@@ -1,7 +1,7 @@
 """One call's CPU, engine + WebRTC transport, for this code against a baseline, in one run.
 
     python bench/per_call_ab.py [--baseline-tree DIR [--stock]] [--rounds N] [--low 2] [--high 12] [--seconds 15]
-                                [--end-of-turn semantic] [--score-on-server]
+                                [--end-of-turn semantic] [--score-on-server [--llama-server PATH]]
 
 Each round runs, in one replica worker process of ``voicechat bench --replicas`` (engines and their
 calls' aiortc media on one loop, the OpenAI-format path against the loopback provider), ``--low``
@@ -19,6 +19,9 @@ code as it ships; ``--stock`` adds the baseline with aiortc's own transport firs
 the CPU. ``--score-on-server`` adds this code with the end of turn scored on llama-cpp-python's
 OpenAI-compatible server (``VOICECHAT_LINE_END_BASE_URL``; one thread, the bundled Gemma): the
 replica's CPU per call without the scoring model, and that server's own CPU per call apart.
+``--llama-server PATH`` serves the score from llama.cpp's own ``llama-server`` binary instead
+(``bench/build_llama_server.sh`` builds it), one slot per session of ``--high``: each session's
+prompt stays cached in its slot, and concurrent scores share a batch.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from pathlib import Path
 
 
 class ScoringServer:
-    """llama-cpp-python's OpenAI-compatible server with the bundled Gemma, and its process CPU."""
+    """A llama.cpp OpenAI-compatible server with the bundled Gemma, and its process CPU."""
 
     def __init__(self, proc: subprocess.Popen[bytes] | None, url: str | None) -> None:
         self.proc, self.url = proc, url
@@ -50,14 +53,16 @@ class ScoringServer:
 
 
 @contextlib.contextmanager
-def scoring_server_process(enabled: bool) -> Iterator[ScoringServer]:
+def scoring_server_process(enabled: bool, binary: str | None, slots: int) -> Iterator[ScoringServer]:
     if not enabled:
         yield ScoringServer(None, None)
         return
     from voicechat.models import gemma_gguf_path
     from voicechat_bench_kit import llama_cpp_server
 
-    with llama_cpp_server.running(gemma_gguf_path(), n_ctx=4096, threads=1) as server:
+    n_ctx = 2048 if binary else 4096  # per slot for llama-server; llama-cpp-python's one sequence
+    gguf = gemma_gguf_path()
+    with llama_cpp_server.running(gguf, n_ctx=n_ctx, threads=1, llama_server=binary, slots=slots) as server:
         yield ScoringServer(server.process, server.base_url)
 
 
@@ -75,6 +80,7 @@ def main() -> None:
         action="store_true",
         help="add this code with the end of turn scored on llama-cpp-python's server (its CPU reported apart)",
     )
+    ap.add_argument("--llama-server", metavar="PATH", help="score on this llama-server binary instead")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from voicechat.benchmark.host_run import run_host_level
@@ -109,7 +115,10 @@ def main() -> None:
         if not where.startswith(tree):
             raise SystemExit(f"{name}: the workers would import {where}, not the tree {tree}")
         print(f"{name}: voicechat from {where}")
-    with provider_process() as url, scoring_server_process(args.score_on_server) as scorer:
+    with (
+        provider_process() as url,
+        scoring_server_process(args.score_on_server, args.llama_server, args.high) as scorer,
+    ):
         for r in range(args.rounds):
             for name, (tree, tuned) in variants.items():
                 os.environ["PYTHONPATH"] = tree  # the replica workers (python -m …) import voicechat from here
@@ -135,7 +144,8 @@ def main() -> None:
                 )
     if scoring_server:
         print(
-            f"the scoring server (llama-cpp-python): {statistics.median(scoring_server) * 100:.2f} % of a core per call"
+            f"the scoring server ({'llama-server' if args.llama_server else 'llama-cpp-python'}): "
+            f"{statistics.median(scoring_server) * 100:.2f} % of a core per call"
         )
     med = {k: statistics.median(v) for k, v in per_call.items()}
     ours = [k for k in med if k.startswith("this code")] or [list(med)[-1]]

@@ -132,11 +132,13 @@ def run_host_capacity(
     progress: Callable[[str], None] | None = None,
     end_of_turn: str = "semantic",
     speech_transport: bool = True,
+    line_end_base_url: str | None = None,
 ) -> dict[str, Any]:
     """The host sweep; one JSON-ready dict (see docs/scaling.md, "Capacity of a host").
 
     ``speech_transport``: the replicas' aiortc tuned as the app tunes it
-    (:mod:`voicechat.streamlit.speech_transport`), or aiortc's own.
+    (:mod:`voicechat.streamlit.speech_transport`), or aiortc's own. ``line_end_base_url``: the end
+    of turn scored on that model server instead of in each replica (its CPU is not in the figures).
     """
     from voicechat.benchmark.capacity_report import frame_path_costs, summarise
     from voicechat.benchmark.machine import cpu_isa, cpu_model
@@ -150,6 +152,7 @@ def run_host_capacity(
             "end_of_turn": end_of_turn,
             "questions": [str(p) for p in question_paths],
             "speech_transport": speech_transport,
+            "line_end_base_url": line_end_base_url,
         }
         baseline: dict[int, float] | None = None
         for n in sweep_levels(limit):
@@ -179,6 +182,7 @@ def run_host_capacity(
         "speech_transport": speech_transport,
         "sessions_max": limit,
         "end_of_turn": end_of_turn,
+        "end_of_turn_scored_on": "a model server" if line_end_base_url else "each replica",
         "cpu": f"{cpu_model()} ({cpu_isa()})",
         "cpu_count": cores,
         "provider_delays_ms": {k.rsplit("/", 1)[-1]: round(v * 1000) for k, v in PROVIDER_DELAYS.items()},
