@@ -5,7 +5,7 @@
 
 ``voicechat bench --sessions N --replicas R`` with each replica's semantic end of turn asked of one
 ``llama-server`` (the bundled Gemma 3 270M, one thread, one slot per session so each conversation's
-prompt stays cached; ``bench/build_llama_server.sh`` builds the binary) instead of a model in every
+prompt stays cached; ``scripts/build_llama_server.sh`` builds the binary) instead of a model in every
 replica: what a deployment that serves the reply model on llama.cpp would run. The server shares
 the host's cores, so the latency figures include it; its CPU is sampled after each level and added
 to the replicas' for the host's CPU per call (a slight over-count: the sample also takes in the
@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--json-out", type=Path, help="also write every run's figures here")
     args = ap.parse_args()
     if not Path(args.llama_server).is_file():
-        raise SystemExit(f"no {args.llama_server}: build it with bash bench/build_llama_server.sh")
+        raise SystemExit(f"no {args.llama_server}: build it with bash scripts/build_llama_server.sh")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import psutil
 

@@ -20,7 +20,7 @@ the CPU. ``--score-on-server`` adds this code with the end of turn scored on lla
 OpenAI-compatible server (``VOICECHAT_LINE_END_BASE_URL``; one thread, the bundled Gemma): the
 replica's CPU per call without the scoring model, and that server's own CPU per call apart.
 ``--llama-server PATH`` serves the score from llama.cpp's own ``llama-server`` binary instead
-(``bench/build_llama_server.sh`` builds it), one slot per session of ``--high``: each session's
+(``scripts/build_llama_server.sh`` builds it), one slot per session of ``--high``: each session's
 prompt stays cached in its slot, and concurrent scores share a batch.
 """
 

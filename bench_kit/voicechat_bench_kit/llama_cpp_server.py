@@ -5,7 +5,7 @@ The tests that put the LLM stage (or the end-of-turn score) on a real serving en
 start, the wait until ``/models`` answers, and the stop. The caller passes the GGUF (the kit
 imports nothing from voicechat). Two engines: llama-cpp-python's ``python -m llama_cpp.server``
 (its ``[server]`` extra; one sequence, every prompt token's logits when ``logprobs`` is asked), or,
-given ``llama_server=PATH``, llama.cpp's own ``llama-server`` binary (``bench/build_llama_server.sh``
+given ``llama_server=PATH``, llama.cpp's own ``llama-server`` binary (``scripts/build_llama_server.sh``
 builds it from the llama-cpp-python source that pip installs): ``slots`` sequences, each keeping its
 prompt's cache, and the probabilities of the last position only.
 

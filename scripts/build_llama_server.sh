@@ -4,7 +4,7 @@
 # Debian ships the binary; it is what a deployment serves the reply model (and the end-of-turn
 # score) with, one cached slot per conversation. About 5–8 minutes on 2 cores.
 #
-#   bash bench/build_llama_server.sh        # then: .venv/bin/llama-server --help
+#   bash scripts/build_llama_server.sh        # then: .venv/bin/llama-server --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
