@@ -32,24 +32,27 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=25)
     ap.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--level-seconds", type=float, default=25.0)
-    ap.add_argument("--llama-server", default=str(Path(".venv/bin/llama-server")), metavar="PATH")
+    ap.add_argument("--llama-server", metavar="PATH", help="default: the one scripts/build_llama_server.sh built")
     ap.add_argument("--json-out", type=Path, help="also write every run's figures here")
+    ap.add_argument("--no-prime", action="store_true", help="VOICECHAT_LINE_END_PRIME=0: no read ahead of the pause")
     args = ap.parse_args()
-    if not Path(args.llama_server).is_file():
-        raise SystemExit(f"no {args.llama_server}: build it with bash scripts/build_llama_server.sh")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from voicechat_bench_kit import llama_cpp_server
+
+    binary = args.llama_server or llama_cpp_server.llama_server_binary()
+    if not binary or not Path(binary).is_file():
+        raise SystemExit("no llama-server: build it with bash scripts/build_llama_server.sh")
     import psutil
 
     from voicechat.benchmark.host_run import run_host_capacity
     from voicechat.benchmark.latency_run import default_questions
     from voicechat.benchmark.machine import cpu_isa, cpu_model
     from voicechat.models import gemma_gguf_path
-    from voicechat_bench_kit import llama_cpp_server
 
     questions = list(default_questions())
     runs: dict[str, Any] = {}
     with llama_cpp_server.running(
-        gemma_gguf_path(), n_ctx=2048, threads=1, llama_server=args.llama_server, slots=args.sessions
+        gemma_gguf_path(), n_ctx=2048, threads=1, llama_server=binary, slots=args.sessions
     ) as server:
         proc = psutil.Process(server.process.pid)
 
@@ -72,6 +75,7 @@ def main() -> None:
                 level_seconds=args.level_seconds,
                 progress=level_done,
                 line_end_base_url=server.base_url,
+                line_end_prime=not args.no_prime,
             )
             levels = result["levels"]
             server_cores = [(b - a) / lv["seconds"] for a, b, lv in zip(marks, marks[1:], levels, strict=False)]
@@ -80,8 +84,9 @@ def main() -> None:
             result["scoring_server_cores"] = [round(c, 3) for c in server_cores]
             result["host_cpu_per_call_pct"] = round(slope(ns, host) * 100, 2)
             result["scoring_server_cpu_per_call_pct"] = round(slope(ns, server_cores) * 100, 2)
-            runs[f"R{replicas}_scored_on_llama_server"] = result
-            print(f"R = {replicas} on {cpu_model()} ({cpu_isa()}), the end of turn scored on llama-server:")
+            primed = "not primed" if args.no_prime else "primed"
+            runs[f"R{replicas}_scored_on_llama_server_{primed.replace(' ', '_')}"] = result
+            print(f"R = {replicas} on {cpu_model()} ({cpu_isa()}), the end of turn scored on llama-server, {primed}:")
             print("sessions | turns | v2v p50 / p95 ms | added p95 ms | eot wait p95 | score p95 | cores + server's")
             for lv, s in zip(levels, server_cores, strict=True):
                 added = result["added_p95_ms"][str(lv["sessions"])]

@@ -5,10 +5,16 @@
 # score) with, one cached slot per conversation. About 5–8 minutes on 2 cores.
 #
 #   bash scripts/build_llama_server.sh        # then: .venv/bin/llama-server --help
+#
+# ./scripts/install.sh --dev runs it when .venv/llama-server.version does not name the installed
+# llama-cpp-python (the tests and bench/ score the end of turn on it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
-[ -x "$PY" ] || { echo "run ./scripts/install.sh --dev first" >&2; exit 1; }
+# PYTHON: the interpreter llama-cpp-python is installed in (default .venv/bin/python); the binary
+# goes beside it (deploy/Dockerfile: PYTHON=python, so /usr/local/bin/llama-server).
+PY=${PYTHON:-.venv/bin/python}
+command -v "$PY" >/dev/null || { echo "no $PY: run ./scripts/install.sh --dev first" >&2; exit 1; }
+bindir=$(dirname "$(command -v "$PY")")
 version=$("$PY" -c "import importlib.metadata as m; print(m.version('llama-cpp-python'))")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -22,5 +28,6 @@ cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -D
   -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF \
   -DLLAMA_USE_PREBUILT_UI=OFF -DBUILD_SHARED_LIBS=OFF >/dev/null
 cmake --build "$work/build" --target llama-server -j "$(nproc)"
-install -m 755 "$work/build/bin/llama-server" .venv/bin/llama-server
-echo "built .venv/bin/llama-server (llama.cpp from llama-cpp-python $version)"
+install -m 755 "$work/build/bin/llama-server" "$bindir/llama-server"
+echo "$version" >"$bindir/../llama-server.version"
+echo "built $bindir/llama-server (llama.cpp from llama-cpp-python $version)"

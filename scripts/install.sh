@@ -38,3 +38,12 @@ if [ "$DEV" = 1 ]; then
 else
   python -m pip install -e ".[all]"
 fi
+
+if [ "$DEV" = 1 ]; then
+  # llama.cpp's own llama-server, built from the llama-cpp-python source just installed (no other
+  # download; ~5-8 min on 2 cores, once per version): the tests score the end of turn on it.
+  llama_version=$(python -c "import importlib.metadata as m; print(m.version('llama-cpp-python'))")
+  if [ ! -x .venv/bin/llama-server ] || [ "$(cat .venv/llama-server.version 2>/dev/null)" != "$llama_version" ]; then
+    bash scripts/build_llama_server.sh
+  fi
+fi

@@ -297,3 +297,61 @@ def test_a_scoring_server_that_fails_says_where_and_a_reply_without_probabilitie
     bare = SimpleNamespace(choices=[SimpleNamespace(text=".", logprobs=None)])
     with pytest.raises(ValueError, match="logprobs"):
         line_end_probability(bare)
+
+
+@pytest.fixture(scope="module")
+def own_llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """llama.cpp's own ``llama-server`` (what a deployment serves with): three slots, one thread."""
+    from voicechat.models import gemma_gguf_path
+
+    binary = llama_cpp_server.llama_server_binary()
+    if binary is None:
+        pytest.fail("llama.cpp's llama-server is not built: bash scripts/build_llama_server.sh (install.sh --dev does)")
+    log = tmp_path_factory.mktemp("own-llama-server") / "server.log"
+    try:
+        with llama_cpp_server.running(
+            gemma_gguf_path(), n_ctx=2048, threads=1, api_key=KEY, log=log, llama_server=binary, slots=3
+        ) as server:
+            yield server
+    except llama_cpp_server.ServerDidNotStart as exc:
+        pytest.fail(str(exc))
+
+
+def test_llama_servers_own_binary_scores_three_conversations_at_once_as_the_local_model_would(
+    own_llama_server: LlamaServer,
+) -> None:
+    """The end of turn on llama.cpp's ``llama-server`` (VOICECHAT_LINE_END_BASE_URL), three
+    conversations scoring at once, each twice (the second time its slot holds the prompt): every
+    score within 0.05 of the in-process Gemma's, which the turn policy's curve was chosen on."""
+    from voicechat.llm.base import Message
+    from voicechat.llm.line_end import LineEndScorer
+    from voicechat.llm.local import LocalChat
+    from voicechat.llm.served_line_end import ServedLineEndScorer
+
+    settings = Settings.load(
+        {"line_end_base_url": own_llama_server.base_url, "line_end_api_key": KEY}, environ={}, dotenv_path=None
+    )
+    served = ServedLineEndScorer(settings, timeout_s=120.0)  # a 2-core CI machine may be slow to answer
+    local = LineEndScorer(LocalChat(threads=1))
+    greeted = [Message("user", "Hello"), Message("assistant", "Hello there! How can I help?")]
+    calls = [
+        ([], ["What is the capital of", "What is the capital of Italy?"]),
+        (greeted, ["I'd like to book a table for", "I'd like to book a table for two."]),
+        ([Message("user", "Hi"), Message("assistant", "Hi!")], ["Turn off the", "Turn off the lights."]),
+    ]
+
+    async def conversation(history: list[Message], lines: list[str]) -> list[float | None]:
+        return [await served.ascore(history, line) for line in lines for _ in range(2)]
+
+    async def all_at_once() -> list[list[float | None]]:
+        try:
+            return list(await asyncio.gather(*(conversation(h, lines) for h, lines in calls)))
+        finally:
+            await served.aclose()
+
+    for (history, lines), scores in zip(calls, asyncio.run(all_at_once()), strict=True):
+        here = [local.score(history, line) for line in lines for _ in range(2)]
+        for line, on_server, local_score in zip([x for x in lines for _ in range(2)], scores, here, strict=True):
+            assert on_server is not None and local_score is not None, line
+            assert abs(on_server - local_score) < 0.05, (line, on_server, local_score)
+        assert max(scores[:2]) < min(scores[2:]), (lines, scores)  # the finished line scores higher

@@ -229,6 +229,47 @@ def test_the_end_of_turn_is_scored_from_either_shape_servers_send_its_probabilit
     assert all(a["prompt"].rstrip().endswith("Turn off the lights") for a in asked), asked
 
 
+def test_a_served_scorer_is_primed_with_the_conversation_its_next_score_starts_with(
+    llm_server: FakeOpenAIServer,
+) -> None:
+    """When the user starts to speak, the scoring server is sent the conversation so far, so its slot
+    holds the reply just played and the score at the pause reads only the user's words: the prime's
+    prompt must be exactly the start of the score's. Speaking again within the turn sends nothing
+    (the server has read it all; each request costs it a pass of the output layer)."""
+    from voicechat.llm.served_line_end import ServedLineEndScorer
+    from voicechat.warm_up import prime_next_turn
+
+    s = load(
+        {
+            "OPENAI_API_KEY": AUDIO_KEY,
+            "VOICECHAT_LINE_END_BASE_URL": llm_server.base_url,
+            "VOICECHAT_LINE_END_API_KEY": LLM_KEY,
+        }
+    )
+    for _ in range(2):
+        llm_server.plan(COMPLETIONS, Reply(body=legacy_completion(TOP_ALTERNATIVES)))
+    scorer = ServedLineEndScorer(s)
+    history = [Message("user", "Hello"), Message("assistant", "Hello there! How can I help you today?")]
+
+    async def run() -> float | None:
+        try:
+            primed = prime_next_turn(OpenAIChat(s), history, "", scorer)
+            assert primed is not None, "a served scorer beside a cloud reply model was not primed"
+            await primed
+            score = await scorer.ascore(history, "Turn off the lights.")
+            again = prime_next_turn(OpenAIChat(s), history, "", scorer)  # the user speaks again, same turn
+            assert again is not None
+            await again
+            return score
+        finally:
+            await scorer.aclose()
+
+    assert asyncio.run(run()) == pytest.approx(0.8)
+    prime, score = (r.json["prompt"] for r in llm_server.requests_to(COMPLETIONS))
+    assert prime.endswith("How can I help you today?"), prime
+    assert score.startswith(prime) and score[len(prime) :].strip().endswith("Turn off the lights"), (prime, score)
+
+
 @pytest.mark.slow
 def test_voice_turn_splits_across_two_servers(
     audio_server: FakeOpenAIServer, llm_server: FakeOpenAIServer, make_speech, tmp_path: Path

@@ -48,6 +48,14 @@ class PrimesNextTurn(Protocol):
 
 
 @runtime_checkable
+class PrimesOnServer(Protocol):
+    """An end-of-turn scorer on a model server that keeps each conversation's prompt cached (a
+    llama-server slot): has it read the conversation so far while the user speaks. On the loop."""
+
+    async def aprime(self, messages: Sequence[Message]) -> None: ...
+
+
+@runtime_checkable
 class TranscribesInterim(Protocol):
     """A local STT: a live caption that steps aside when the final transcript needs the model."""
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from voicechat import workers
 from voicechat.audio import SPEECH_RATE
-from voicechat.backend_abilities import PrimesNextTurn, WarmsUp, WarmsUpChat, WarmsUpServer
+from voicechat.backend_abilities import PrimesNextTurn, PrimesOnServer, WarmsUp, WarmsUpChat, WarmsUpServer
 from voicechat.llm.base import ChatModel, Message
 from voicechat.models import SHARED_MODELS
 from voicechat.stt.base import SpeechToText
@@ -66,15 +66,20 @@ def prime_next_turn(
 
     Beside a cloud reply model, a local end-of-turn ``scorer`` that keeps each conversation's cache
     cells (:meth:`voicechat.llm.line_end.LineEndScorer.prime`) is primed instead: the reply just
-    played is then read while the user talks, not at their pause.
+    played is then read while the user talks, not at their pause. A scorer on a model server
+    (:class:`~voicechat.backend_abilities.PrimesOnServer`) gets the same reading as a request, a
+    task on the loop.
     """
+    from voicechat.llm.line_end import words_only
+
     target = llm if isinstance(llm, PrimesNextTurn) else scorer if isinstance(scorer, PrimesNextTurn) else None
     if target is None:
+        if isinstance(scorer, PrimesOnServer):
+            said = [Message("user", words_only(heard))] if heard else []
+            return asyncio.ensure_future(scorer.aprime([*messages, *said]))
         return None
     prime = target.prime
     if heard:
-        from voicechat.llm.line_end import words_only
-
         future = workers.submit(prime, [*messages, Message("user", words_only(heard))], most=CAPTION_TOKENS)
     else:
         future = workers.submit(prime, messages)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -45,6 +46,16 @@ class LlamaCppServer:
 
     def access_log(self) -> str:
         return self.log.read_text(errors="replace") if self.log is not None else ""
+
+
+def llama_server_binary() -> str | None:
+    """llama.cpp's ``llama-server``: ``$LLAMA_SERVER``, else beside this interpreter (where
+    ``scripts/build_llama_server.sh`` installs it), else on ``PATH``; None when none is built."""
+    beside = str(Path(sys.executable).parent / "llama-server")
+    for candidate in (os.environ.get("LLAMA_SERVER"), beside, shutil.which("llama-server")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def free_port() -> int:

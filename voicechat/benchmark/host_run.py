@@ -133,12 +133,14 @@ def run_host_capacity(
     end_of_turn: str = "semantic",
     speech_transport: bool = True,
     line_end_base_url: str | None = None,
+    line_end_prime: bool = True,
 ) -> dict[str, Any]:
     """The host sweep; one JSON-ready dict (see docs/scaling.md, "Capacity of a host").
 
     ``speech_transport``: the replicas' aiortc tuned as the app tunes it
     (:mod:`voicechat.streamlit.speech_transport`), or aiortc's own. ``line_end_base_url``: the end
-    of turn scored on that model server instead of in each replica (its CPU is not in the figures).
+    of turn scored on that model server instead of in each replica (its CPU is not in the figures),
+    read ahead while the user speaks unless ``line_end_prime`` is False.
     """
     from voicechat.benchmark.capacity_report import frame_path_costs, summarise
     from voicechat.benchmark.machine import cpu_isa, cpu_model
@@ -153,6 +155,7 @@ def run_host_capacity(
             "questions": [str(p) for p in question_paths],
             "speech_transport": speech_transport,
             "line_end_base_url": line_end_base_url,
+            "line_end_prime": line_end_prime,
         }
         baseline: dict[int, float] | None = None
         for n in sweep_levels(limit):
@@ -183,6 +186,7 @@ def run_host_capacity(
         "sessions_max": limit,
         "end_of_turn": end_of_turn,
         "end_of_turn_scored_on": "a model server" if line_end_base_url else "each replica",
+        "line_end_prime": line_end_prime,
         "cpu": f"{cpu_model()} ({cpu_isa()})",
         "cpu_count": cores,
         "provider_delays_ms": {k.rsplit("/", 1)[-1]: round(v * 1000) for k, v in PROVIDER_DELAYS.items()},
@@ -208,6 +212,7 @@ def _worker_main() -> int:
         interim_stt="off",
         end_of_turn=job["end_of_turn"],
         line_end_base_url=job.get("line_end_base_url"),  # the end of turn scored on a model server
+        line_end_prime=job.get("line_end_prime", True),
     )
     factory = loopback_factory(settings)
 

@@ -62,6 +62,7 @@ class ServedLineEndScorer(OpenAIBackend):
         self.language = settings.language
         self.timeout_s = timeout_s  # per score; the warm-up waits longer
         self._failing = False
+        self._sent = ""  # the last prompt the server read for this conversation (one scorer per conversation)
 
     async def awarm_up(self) -> None:
         """Have the server read the fixed prompt (once per process and server), so the first turn's
@@ -75,13 +76,37 @@ class ServedLineEndScorer(OpenAIBackend):
         except Exception as exc:
             log.warning("the end-of-turn server did not answer the warm-up: %s", exc)
 
+    async def aprime(self, messages: Sequence[Message]) -> None:
+        """When the user starts to speak: the server reads the conversation so far (the reply just
+        played), so the score at their pause reads only their words. A server that keeps each
+        prompt in a slot (llama-server, vLLM with prefix caching) finds it there; measured on
+        llama-server, docs/per-call-cost.md. Every request costs the server a pass of the output
+        layer (the largest part of a short read), so the user speaking again within a turn, with
+        nothing new to read, sends none; ``VOICECHAT_LINE_END_PRIME=0`` sends none at all (the
+        server's CPU per call against the wait at the pause, docs/per-call-cost.md). A failed prime
+        costs only that head start: not logged as an outage (the score says so if it is down)."""
+        if not messages or not self.settings.line_end_prime:
+            return
+        prompt = prompt_before_reply(messages, self.language.split("-")[0])
+        if self._sent.startswith(prompt):  # read already (the user spoke again within a turn)
+            return
+        client = self.client().with_options(timeout=self.timeout_s)
+        try:
+            await client.completions.create(model=self.model, prompt=prompt, max_tokens=1, temperature=0.0)
+        except Exception as exc:
+            log.debug("the end-of-turn server did not take the prime: %s", exc)
+            return
+        self._sent = prompt
+
     async def ascore(self, history: Sequence[Message], text: str) -> float | None:
         """``None`` when there are no words to judge; raises (translated) when the server fails."""
         words = words_only(text)
         if not words:
             return None
         prompt = prompt_before_reply([*history, Message("user", words)], self.language.split("-")[0])
-        return line_end_probability(await self._complete(prompt, self.timeout_s))
+        answer = await self._complete(prompt, self.timeout_s)
+        self._sent = prompt
+        return line_end_probability(answer)
 
     def failure(self, exc: BaseException) -> VoicechatError:
         """As for any OpenAI-format backend, but a timeout is the scoring server falling behind."""
