@@ -150,6 +150,13 @@ class RunningTurn:
             self._pipeline.forget()  # nor in the speech-to-speech model's memory
         self.task.cancel()
 
+    def _raise_if_cancelled(self) -> None:
+        """A cancel that arrives as the awaited reply gets its last event can be lost on Python 3.11
+        (``asyncio.wait_for`` returns the event instead of raising), and the reply then ends as if
+        whole: kept unmarked in the history after a barge-in. The turn was cut short: end it so."""
+        if self._cancelled:
+            raise asyncio.CancelledError
+
     @property
     def _voice_reply(self) -> VoiceReply | None:
         return None if self._pipeline is None or isinstance(self._pipeline, ReplyPipeline) else self._pipeline
@@ -208,6 +215,7 @@ class RunningTurn:
             self._hold_or_run(lambda: host.history.add(Entry("user", text, n)))
             pipeline = self._pipeline = ReplyPipeline(n, host.llm, host.tts, host.output_rate, self._reply_event)
             await pipeline.run(messages)
+            self._raise_if_cancelled()
             self._hold_or_run(lambda: self._finish(pipeline, interrupted=False, stats=stats))
         except asyncio.CancelledError:
             if pipeline is not None and not self.held and not self._retracted:
@@ -239,6 +247,7 @@ class RunningTurn:
 
         try:
             await reply.run(self.source, earlier, heard)
+            self._raise_if_cancelled()
             if not server_words.done():
                 server_words.set_result("")  # the server sent no transcript: nothing to score
             await asyncio.gather(*scoring, return_exceptions=True)  # the end of turn still reads it
