@@ -343,6 +343,72 @@ def test_words_added_before_the_reply_is_heard_are_answered_once_merged(offline,
     assert not any(isinstance(e, AudioOut) and e.turn == 1 for e in events)
 
 
+def test_a_message_typed_while_the_user_speaks_is_kept_word_for_word(offline, piper_voice) -> None:
+    """The text box while the microphone hears speech (the user, or a room): the typed line is the
+    user's as sent, even when the speech talks over its reply before that reply has begun, and the
+    speech is answered as its own turn, not glued after the typed words."""
+    said = _speech(piper_voice, "What is the capital of Italy?")
+    typed = "And what about France?"
+    cut = FRAME * 25  # 0.5 s into the sentence: more voice than a barge-in needs
+    s, stt, llm, tts = offline
+
+    async def run():
+        conv = create_conversation(s, stt=stt, llm=llm, tts=tts)
+        events: list[object] = []
+        for i in range(0, cut, FRAME):
+            conv.feed_16k(said[i : i + FRAME])
+            await asyncio.sleep(0)
+        conv.submit_text(typed)
+        conv.feed_16k(said[cut : cut + FRAME])  # the next frame arrives before the typed turn has run
+        rest = np.concatenate([said[cut + FRAME :], _silence(2.0)])
+        for i in range(0, len(rest), FRAME):
+            conv.feed_16k(rest[i : i + FRAME])
+            await asyncio.sleep(0)
+        await _until(conv, events, lambda ev: any(isinstance(e, ReplyDone) and not e.interrupted for e in ev))
+        await conv.wait_reply()
+        events += conv.drain()
+        await conv.aclose()
+        return conv, events
+
+    conv, events = asyncio.run(run())
+    shown = [e.text for e in events if isinstance(e, FinalTranscript)]
+    assert shown[0] == typed, shown
+    user = [e.content for e in conv.history.entries if e.role == "user"]
+    assert len(user) == 2 and user[0] == typed, user  # kept as typed, and first
+    assert "italy" in user[1].lower() and "france" not in user[1].lower(), user  # the speech: its own turn
+    answered = [e.turn for e in events if isinstance(e, ReplyDone) and not e.interrupted]
+    assert answered == [2], answered
+
+
+def test_with_the_browsers_recogniser_words_talked_over_before_the_reply_stay_in_the_history(
+    offline, piper_voice
+) -> None:
+    """The page's recogniser sends each final phrase as text; no transcriber here hears the speech.
+    The user going on before the first reply sounds interrupts it: the first phrase is not carried
+    into words this engine will never transcribe (it was dropped from the history)."""
+    more = np.concatenate([_speech(piper_voice, "of Italy?"), _silence(1.0)])
+    s, _stt, llm, tts = offline
+
+    async def run():
+        conv = create_conversation(s, stt=None, interim_stt=None, llm=llm, tts=tts)
+        conv.submit_text("What is the capital")
+        for i in range(0, len(more), FRAME):
+            conv.feed_16k(more[i : i + FRAME])
+            await asyncio.sleep(0)
+        conv.submit_text("of Italy?")  # the recogniser's next final phrase
+        events: list[object] = []
+        await _until(conv, events, lambda ev: any(isinstance(e, ReplyDone) and not e.interrupted for e in ev))
+        await conv.wait_reply()
+        events += conv.drain()
+        await conv.aclose()
+        return conv, events
+
+    conv, events = asyncio.run(run())
+    user = [e.content for e in conv.history.entries if e.role == "user"]
+    assert user == ["What is the capital", "of Italy?"], user
+    assert any(isinstance(e, Interrupted) and e.turn == 1 and e.reason == "barge-in" for e in events)
+
+
 def test_a_question_is_heard_by_its_mark_or_its_opening_word() -> None:
     from voicechat.turn_policy import heard_question
 

@@ -261,7 +261,7 @@ class Conversation:
             and turn.number == released[0]
             and self.turns.utterance_start - released[2] <= window
         )
-        unheard = turn is not None and turn.delivered_s == 0 and self.generating
+        unheard = turn is not None and turn.delivered_s == 0 and self.generating and self._carries(turn)
         # a speech-to-speech reply whose words the engine has not got cannot be merged: interrupt it
         unheard_words = self.voice is not None and turn is not None and (turn.transcript is None or self._server_turns)
         if turn is None or turn.held or not (unheard or went_on) or unheard_words:
@@ -289,6 +289,17 @@ class Conversation:
         self._current = None
         self._emit(Interrupted(turn.number, "resumed", round(heard_s, 3)))
         self._set_state(State.LISTENING)
+
+    def _carries(self, turn: RunningTurn) -> bool:
+        """Whether the words of ``turn`` may wait for what the user adds, to be answered with it.
+
+        Typed words may not when the speech talking over them began before they were sent (it is
+        not their continuation: it would be answered first-typed, then-said, as one line) or when
+        no transcriber hears the speech (the browser recognises it: the carried words would never
+        be answered). Such a reply is interrupted instead; the typed line stays in the history."""
+        if turn.source.text is None:
+            return True
+        return self._hears_audio and self.turns.utterance_start >= turn.began_at
 
     def _on_speech_start(self, ev: SpeechStart) -> None:
         # Speech over a reply is not a barge-in until it has enough voice (see feed_16k).
@@ -405,6 +416,7 @@ class Conversation:
         self._turn += 1
         turn = RunningTurn(self._turn, self, source, held=False)
         turn.eot_ms = eot_ms
+        turn.began_at = self.turns.position
         self._current = turn
 
     # ServerTurnHost: called by a speech-to-speech model whose server ends the turns, on this loop

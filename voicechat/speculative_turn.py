@@ -91,6 +91,15 @@ class RunningTurn:
         self.line_end: float | None = None  # P(the user's words are a finished line), scored while held
         self.question = False  # the transcriber heard a question ("?")
         self._scored = False
+        self.began_at = 0  # the microphone's position (16 kHz samples) when the turn began
+        self._heard_user = False  # the user's words of this turn are shown and kept
+        self._earlier: list[Message] | None = None  # the conversation before typed words were kept
+        if not held and source.text is not None and source.audio is None and not source.pieces:
+            # Typed words are the user's at once: kept even if the turn is cut before it runs.
+            s = host.settings
+            self._earlier = host.history.messages(s.prompt(), s.history_messages)
+            self.transcript = source.text
+            self._hear(source.text)
         self.task: asyncio.Task[None] = asyncio.create_task(self._run())
 
     # ------------------------------------------------------------------ hold / release
@@ -172,6 +181,21 @@ class RunningTurn:
         self._retracted = True
         self.cancel()
 
+    def _hear(self, text: str) -> None:
+        """The user's words of this turn: shown and kept in the history, once."""
+        if self._heard_user:
+            return
+        self._heard_user = True
+        host, n = self.host, self.number
+        self._hold_or_run(lambda: host.deliver(FinalTranscript(n, text)))
+        self._hold_or_run(lambda: host.history.add(Entry("user", text, n)))
+
+    def _conversation_before(self) -> list[Message]:
+        if self._earlier is not None:
+            return self._earlier
+        s = self.host.settings
+        return self.host.history.messages(s.prompt(), s.history_messages)
+
     # ------------------------------------------------------------------ the work
     async def _transcribe(self, stats: dict[str, float]) -> str:
         src, host = self.source, self.host
@@ -207,12 +231,10 @@ class RunningTurn:
                 self._scored = True
                 self._hold_or_run(lambda: host.set_state(State.LISTENING))  # silence or noise: no LLM call
                 return
-            s = host.settings
-            earlier = host.history.messages(s.prompt(), s.history_messages)
+            earlier = self._conversation_before()
             await self._score(earlier, text, stats)
             messages = [*earlier, Message("user", text)]
-            self._hold_or_run(lambda: host.deliver(FinalTranscript(n, text)))
-            self._hold_or_run(lambda: host.history.add(Entry("user", text, n)))
+            self._hear(text)
             pipeline = self._pipeline = ReplyPipeline(n, host.llm, host.tts, host.output_rate, self._reply_event)
             await pipeline.run(messages)
             self._raise_if_cancelled()
@@ -230,8 +252,7 @@ class RunningTurn:
         """The turn on a speech-to-speech model: it hears the audio and answers aloud (no STT, no TTS)."""
         host, n = self.host, self.number
         reply = self._pipeline = voice.voice_reply(n, host.output_rate, self._reply_event)
-        s = host.settings
-        earlier = host.history.messages(s.prompt(), s.history_messages)
+        earlier = self._conversation_before()
         # A turn started ahead is scored on its words, as on the pipeline; until the score is in it
         # counts as on its way (the policy waits up to its ceiling).
         self._scored = not (self.held and host.scorer is not None)
@@ -242,8 +263,7 @@ class RunningTurn:
             self.transcript = text
             if not server_words.done():
                 server_words.set_result(text)
-            self._hold_or_run(lambda: host.deliver(FinalTranscript(n, text)))
-            self._hold_or_run(lambda: host.history.add(Entry("user", text, n)))
+            self._hear(text)
 
         try:
             await reply.run(self.source, earlier, heard)
