@@ -70,18 +70,23 @@ def prime_next_turn(
     (:class:`~voicechat.backend_abilities.PrimesOnServer`) gets the same reading as a request, a
     task on the loop.
     """
-    from voicechat.llm.line_end import words_only
-
     target = llm if isinstance(llm, PrimesNextTurn) else scorer if isinstance(scorer, PrimesNextTurn) else None
     if target is None:
         if isinstance(scorer, PrimesOnServer):
-            said = [Message("user", words_only(heard))] if heard else []
-            return asyncio.ensure_future(scorer.aprime([*messages, *said]))
+            return asyncio.ensure_future(scorer.aprime([*messages, *_caption_line(heard)]))
         return None
-    prime = target.prime
     if heard:
-        future = workers.submit(prime, [*messages, Message("user", words_only(heard))], most=CAPTION_TOKENS)
+        future = workers.submit(target.prime, [*messages, *_caption_line(heard)], most=CAPTION_TOKENS)
     else:
-        future = workers.submit(prime, messages)
+        future = workers.submit(target.prime, messages)
     future.add_done_callback(lambda f: f.cancelled() or f.exception())
     return future
+
+
+def _caption_line(heard: str) -> list[Message]:
+    """The caption as the user's line, worded as the end-of-turn score reads it (none if empty)."""
+    if not heard:
+        return []
+    from voicechat.llm.line_end import words_only  # with a model to prime, never before
+
+    return [Message("user", words_only(heard))]
