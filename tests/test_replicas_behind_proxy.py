@@ -7,11 +7,14 @@ question open the proxy's address. Checked: both conversations get a spoken repl
 different replicas (each replica's own stats hook saw exactly one browser session, and each
 browser's cookie names its replica); each page's websocket stayed on its replica across reruns,
 including a forced reconnect (nginx reloaded, which closes the old websockets: the page's next
-typed message is handled by the same session on the same replica); and a third browser, past a
-replica's ``VOICECHAT_MAX_SESSIONS=1``, is told so in its page.
+typed message is handled by the same session on the same replica); each conversation's end of
+turn was scored on the scoring server both replicas share; and a third browser, past a replica's
+``VOICECHAT_MAX_SESSIONS=1``, is told so in its page.
 
-The stages are on the loopback OpenAI-format server (no model loads on the 2 shared cores): what is
-under test is the routing and the transport through the proxy, not the models.
+The stages are on the loopback OpenAI-format server (no model loads in the replicas on the 2 shared
+cores), and the end of turn is scored on one llama.cpp ``llama-server`` as deploy/ runs it: what is
+under test is the routing, the transport through the proxy and the shared scoring server, not the
+models' answers.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import pytest
 from tests.conftest import require
 from tests.streamlit_harness import ROOT, AppServer, chromium, free_port, inbound_audio, press, wait_for
 from voicechat.streamlit.i18n import labels
+from voicechat_bench_kit import llama_cpp_server
 from voicechat_bench_kit.openai_loopback_server import FakeOpenAIServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -119,20 +123,30 @@ def fake_mic(make_speech) -> Path:  # type: ignore[no-untyped-def]
 
 @contextlib.contextmanager
 def deployment(tmp_path: Path, provider: FakeOpenAIServer) -> Iterator[tuple[list[AppServer], Nginx]]:
-    """Two replicas as deploy/run_replicas.sh starts them (one cookie secret, a session limit each), nginx in front."""
-    env = {
-        "OPENAI_BASE_URL": provider.base_url,
-        "VOICECHAT_STT": "openai",
-        "VOICECHAT_LLM": "openai",
-        "VOICECHAT_TTS": "openai",
-        "VOICECHAT_INTERIM_STT": "off",
-        "VOICECHAT_END_OF_TURN": "silence",  # no end-of-turn model to load in each replica
-        "VOICECHAT_MAX_SESSIONS": "1",
-        "STREAMLIT_SERVER_COOKIE_SECRET": "the-same-secret-on-every-replica",
-    }
-    replicas = [AppServer(tmp_path / f"stats{i}.jsonl", tmp_path / f"replica{i}.log", **env) for i in (1, 2)]
-    with replicas[0], replicas[1], Nginx(tmp_path / "nginx", [r.port for r in replicas]) as proxy:
-        yield replicas, proxy
+    """Two replicas as deploy/run_replicas.sh starts them (one cookie secret, a session limit each, the
+    end of turn scored on one llama.cpp ``llama-server`` with a slot per call), nginx in front."""
+    from voicechat.models import gemma_gguf_path
+
+    binary = llama_cpp_server.llama_server_binary()
+    if binary is None:
+        pytest.fail("llama.cpp's llama-server is not built: bash scripts/build_llama_server.sh (install.sh --dev does)")
+    with llama_cpp_server.running(
+        gemma_gguf_path(), threads=1, llama_server=binary, slots=2, log=tmp_path / "score.log"
+    ) as score:
+        env = {
+            "OPENAI_BASE_URL": provider.base_url,
+            "VOICECHAT_STT": "openai",
+            "VOICECHAT_LLM": "openai",
+            "VOICECHAT_TTS": "openai",
+            "VOICECHAT_INTERIM_STT": "off",
+            "VOICECHAT_END_OF_TURN": "semantic",
+            "VOICECHAT_LINE_END_BASE_URL": score.base_url,  # no end-of-turn model in the replicas
+            "VOICECHAT_MAX_SESSIONS": "1",
+            "STREAMLIT_SERVER_COOKIE_SECRET": "the-same-secret-on-every-replica",
+        }
+        replicas = [AppServer(tmp_path / f"stats{i}.jsonl", tmp_path / f"replica{i}.log", **env) for i in (1, 2)]
+        with replicas[0], replicas[1], Nginx(tmp_path / "nginx", [r.port for r in replicas]) as proxy:
+            yield replicas, proxy
 
 
 def _replica_cookie(context: Any) -> str:
@@ -196,6 +210,10 @@ def test_two_replicas_behind_nginx_keep_each_browser_on_its_own(fake_mic: Path, 
                         sleep=pump,
                     )
                 sessions = [next(iter(server.by_session())) for server in mine]
+                # The question's end was scored as finished, on the one scoring server both replicas share.
+                for server, sid in zip(mine, sessions, strict=True):
+                    scores = server.by_session()[sid].get("line_end_scores", [])
+                    assert any(p is not None and p > 0.5 for p in scores), (server.port, scores)
                 for server in replicas:  # one browser session each: nobody's websocket went to the other
                     assert len(server.by_session()) == 1, server.by_session()
                 reruns = [

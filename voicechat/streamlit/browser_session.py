@@ -338,6 +338,7 @@ class VoiceSession:
             "assistant_lines": [line.text for line in snap.lines if line.role == "assistant" and not line.streaming],
             "audio_frames_out": snap.audio_frames_out,
             "metrics_turns": len(snap.metrics),
+            "line_end_scores": [m.line_end for m in snap.metrics],
             "pushed_samples": self.outlet.pushed_samples,
             "errors": list(snap.errors),
             "browser_stt_error": self.browser_stt_error,
