@@ -244,6 +244,7 @@ def test_a_served_scorer_is_primed_with_the_conversation_its_next_score_starts_w
             "OPENAI_API_KEY": AUDIO_KEY,
             "VOICECHAT_LINE_END_BASE_URL": llm_server.base_url,
             "VOICECHAT_LINE_END_API_KEY": LLM_KEY,
+            "VOICECHAT_LINE_END_PRIME": "1",
         }
     )
     for _ in range(2):
@@ -268,6 +269,37 @@ def test_a_served_scorer_is_primed_with_the_conversation_its_next_score_starts_w
     prime, score = (r.json["prompt"] for r in llm_server.requests_to(COMPLETIONS))
     assert prime.endswith("How can I help you today?"), prime
     assert score.startswith(prime) and score[len(prime) :].strip().endswith("Turn off the lights"), (prime, score)
+
+
+def test_a_served_scorer_by_default_is_sent_only_the_scores(llm_server: FakeOpenAIServer) -> None:
+    """Unprimed by default: a deployment serves the score to hold more calls per core, and each
+    prime costs the server a pass of the output layer (a third more CPU per call, measured)."""
+    from voicechat.llm.served_line_end import ServedLineEndScorer
+    from voicechat.warm_up import prime_next_turn
+
+    s = load(
+        {
+            "OPENAI_API_KEY": AUDIO_KEY,
+            "VOICECHAT_LINE_END_BASE_URL": llm_server.base_url,
+            "VOICECHAT_LINE_END_API_KEY": LLM_KEY,
+        }
+    )
+    llm_server.plan(COMPLETIONS, Reply(body=legacy_completion(TOP_ALTERNATIVES)))
+    scorer = ServedLineEndScorer(s)
+    history = [Message("user", "Hello"), Message("assistant", "Hello there! How can I help you today?")]
+
+    async def run() -> float | None:
+        try:
+            primed = prime_next_turn(OpenAIChat(s), history, "", scorer)
+            if primed is not None:
+                await primed
+            return await scorer.ascore(history, "Turn off the lights.")
+        finally:
+            await scorer.aclose()
+
+    assert asyncio.run(run()) == pytest.approx(0.8)
+    prompts = [r.json["prompt"] for r in llm_server.requests_to(COMPLETIONS)]
+    assert len(prompts) == 1 and prompts[0].strip().endswith("Turn off the lights"), prompts
 
 
 @pytest.mark.slow

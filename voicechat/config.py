@@ -180,8 +180,10 @@ class Settings:
     line_end_base_url: str | None = field(default=None, metadata=_env("VOICECHAT_LINE_END_BASE_URL"))
     line_end_api_key: str | None = field(default=None, repr=False, metadata=_env("VOICECHAT_LINE_END_API_KEY"))
     line_end_model: str | None = field(default=None, metadata=_env("VOICECHAT_LINE_END_MODEL"))
-    # A served scorer reads each reply while the user speaks: ~200 ms less wait, a request more a turn.
-    line_end_prime: bool = field(default=True, metadata=_env("VOICECHAT_LINE_END_PRIME"))
+    # A served scorer may read each reply while the user speaks: ~170 ms less wait at the pause on a
+    # scoring server with headroom, for a third more CPU per call (docs/per-call-cost.md). Off: a
+    # deployment that serves the score does so to hold more calls per core.
+    line_end_prime: bool = field(default=False, metadata=_env("VOICECHAT_LINE_END_PRIME"))
 
     system_prompt: str | None = field(default=None, metadata=_env("VOICECHAT_SYSTEM_PROMPT"))
     max_tokens: int = field(default=50, metadata=_env("VOICECHAT_MAX_TOKENS"))

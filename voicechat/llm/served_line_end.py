@@ -82,8 +82,8 @@ class ServedLineEndScorer(OpenAIBackend):
         prompt in a slot (llama-server, vLLM with prefix caching) finds it there; measured on
         llama-server, docs/per-call-cost.md. Every request costs the server a pass of the output
         layer (the largest part of a short read), so the user speaking again within a turn, with
-        nothing new to read, sends none; ``VOICECHAT_LINE_END_PRIME=0`` sends none at all (the
-        server's CPU per call against the wait at the pause, docs/per-call-cost.md). A failed prime
+        nothing new to read, sends none. Only with ``VOICECHAT_LINE_END_PRIME=1``: it trades the
+        server's CPU per call (a third more) for the wait at the pause (docs/per-call-cost.md). A failed prime
         costs only that head start: not logged as an outage (the score says so if it is down)."""
         if not messages or not self.settings.line_end_prime:
             return
