@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--level-seconds", type=float, default=25.0)
     ap.add_argument("--llama-server", metavar="PATH", help="default: the one scripts/build_llama_server.sh built")
     ap.add_argument("--json-out", type=Path, help="also write every run's figures here")
-    ap.add_argument("--no-prime", action="store_true", help="VOICECHAT_LINE_END_PRIME=0: no read ahead of the pause")
+    ap.add_argument("--prime", action="store_true", help="VOICECHAT_LINE_END_PRIME=1: each reply read ahead")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from voicechat_bench_kit import llama_cpp_server
@@ -71,7 +71,7 @@ def main() -> None:
                 level_seconds=args.level_seconds,
                 progress=level_done,
                 line_end_base_url=server.base_url,
-                line_end_prime=not args.no_prime,
+                line_end_prime=args.prime,
             )
             levels = result["levels"]
             server_cores = [(b - a) / lv["seconds"] for a, b, lv in zip(marks, marks[1:], levels, strict=False)]
@@ -80,7 +80,7 @@ def main() -> None:
             result["scoring_server_cores"] = [round(c, 3) for c in server_cores]
             result["host_cpu_per_call_pct"] = round(slope(ns, host) * 100, 2)
             result["scoring_server_cpu_per_call_pct"] = round(slope(ns, server_cores) * 100, 2)
-            primed = "not primed" if args.no_prime else "primed"
+            primed = "primed" if args.prime else "not primed"
             runs[f"R{replicas}_scored_on_llama_server_{primed.replace(' ', '_')}"] = result
             print(f"R = {replicas} on {cpu_model()} ({cpu_isa()}), the end of turn scored on llama-server, {primed}:")
             print("sessions | turns | v2v p50 / p95 ms | added p95 ms | eot wait p95 | score p95 | cores + server's")

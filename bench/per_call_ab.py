@@ -81,7 +81,7 @@ def main() -> None:
         help="add this code with the end of turn scored on llama-cpp-python's server (its CPU reported apart)",
     )
     ap.add_argument("--llama-server", metavar="PATH", help="score on this llama-server binary instead")
-    ap.add_argument("--no-prime", action="store_true", help="served: VOICECHAT_LINE_END_PRIME=0 (no read ahead)")
+    ap.add_argument("--prime", action="store_true", help="served: VOICECHAT_LINE_END_PRIME=1 (read each reply ahead)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from voicechat.benchmark.host_run import run_host_level
@@ -128,7 +128,7 @@ def main() -> None:
                 job["speech_transport"] = tuned
                 if name == served:
                     job["line_end_base_url"] = scorer.url
-                    job["line_end_prime"] = not args.no_prime
+                    job["line_end_prime"] = args.prime
                 levels, server_cores = [], []
                 for n in (args.low, args.high):
                     before = scorer.cpu_s()

@@ -133,14 +133,14 @@ def run_host_capacity(
     end_of_turn: str = "semantic",
     speech_transport: bool = True,
     line_end_base_url: str | None = None,
-    line_end_prime: bool = True,
+    line_end_prime: bool = False,
 ) -> dict[str, Any]:
     """The host sweep; one JSON-ready dict (see docs/scaling.md, "Capacity of a host").
 
     ``speech_transport``: the replicas' aiortc tuned as the app tunes it
     (:mod:`voicechat.streamlit.speech_transport`), or aiortc's own. ``line_end_base_url``: the end
     of turn scored on that model server instead of in each replica (its CPU is not in the figures),
-    read ahead while the user speaks unless ``line_end_prime`` is False.
+    read ahead while the user speaks only if ``line_end_prime`` (the default is not to).
     """
     from voicechat.benchmark.capacity_report import frame_path_costs, summarise
     from voicechat.benchmark.machine import cpu_isa, cpu_model
@@ -212,7 +212,7 @@ def _worker_main() -> int:
         interim_stt="off",
         end_of_turn=job["end_of_turn"],
         line_end_base_url=job.get("line_end_base_url"),  # the end of turn scored on a model server
-        line_end_prime=job.get("line_end_prime", True),
+        line_end_prime=job.get("line_end_prime", False),
     )
     factory = loopback_factory(settings)
 
