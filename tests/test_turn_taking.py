@@ -315,6 +315,36 @@ def test_an_interrupted_replys_history_holds_only_what_was_played(offline) -> No
     assert conv.history.messages("sys", 8)[-1].content == " ".join(heard) + " …"  # what the LLM sees next
 
 
+def test_speech_over_a_sounding_reply_in_one_batch_of_frames_interrupts_it_once(offline, piper_voice) -> None:
+    """Under load a surface hands the engine many frames at once (ConversationThread drains its
+    inbox in one go). The first frames with enough voice cut the reply; the rest of the batch must
+    not cut it again: a second cut measured what was heard after the queued audio had been dropped,
+    so the history kept every generated word as heard."""
+    talk = np.concatenate([_speech(piper_voice, "Wait, wait, stop there please."), _silence(0.1)])
+    s, stt, llm, tts = offline
+
+    async def run():
+        conv = create_conversation(s, stt=stt, llm=llm, tts=tts)
+        events: list[object] = []
+        conv.submit_text("Tell me a story about a brave knight and a dragon.")
+        await _until(conv, events, lambda ev: _reply_audio_s(ev, 1) >= 1.5)  # sounding, more queued
+        for i in range(0, len(talk), FRAME):  # one batch: no loop step between the frames
+            conv.feed_16k(talk[i : i + FRAME])
+        await conv.wait_reply()
+        events += conv.drain()
+        await conv.aclose()
+        return conv, events
+
+    conv, events = asyncio.run(run())
+    cuts = [e for e in events if isinstance(e, Interrupted) and e.turn == 1]
+    assert [e.reason for e in cuts] == ["barge-in"], cuts
+    assert cuts[0].heard_s < _reply_audio_s(events, 1), (cuts[0].heard_s, _reply_audio_s(events, 1))
+    generated = "".join(e.text for e in events if isinstance(e, ReplyDelta) and e.turn == 1).split()
+    entry = next(e for e in conv.history.entries if e.role == "assistant" and e.turn == 1)
+    heard = entry.content.split()
+    assert entry.interrupted and heard == generated[: len(heard)] and len(heard) < len(generated), (heard, generated)
+
+
 def test_words_added_before_the_reply_is_heard_are_answered_once_merged(offline, piper_voice) -> None:
     more = np.concatenate([_speech(piper_voice, "of Italy?"), _silence(2.0)])
     s, stt, llm, tts = offline

@@ -179,8 +179,13 @@ class Conversation:
 
     @property
     def generating(self) -> bool:
-        """A committed turn is being transcribed or its reply generated (playback not counted)."""
-        return self._current is not None and not self._current.held and not self._current.done
+        """A committed turn is being transcribed or its reply generated (playback not counted).
+
+        Not once it is cut: its task ends only at the next loop step, and frames handed over in the
+        same batch (a surface drains its inbox at once) would otherwise interrupt it again, with
+        its queued audio already dropped, so counting all of it as heard."""
+        cur = self._current
+        return cur is not None and not cur.held and not cur.done and not cur.cancelled
 
     @property
     def replying(self) -> bool:

@@ -124,6 +124,11 @@ class RunningTurn:
         return self.task.done()
 
     @property
+    def cancelled(self) -> bool:
+        """Cut (barge-in, stop, dropped): its task may run one more loop step to record that."""
+        return self._cancelled
+
+    @property
     def scoring(self) -> bool:
         """The end-of-turn score of this turn's words is still on its way."""
         return not self._scored and not self.task.done()
