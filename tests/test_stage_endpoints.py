@@ -229,6 +229,21 @@ def test_the_end_of_turn_is_scored_from_either_shape_servers_send_its_probabilit
     assert all(a["prompt"].rstrip().endswith("Turn off the lights") for a in asked), asked
 
 
+def _scored_on(server: FakeOpenAIServer, **more: str) -> Settings:
+    """Cloud stages, the end of turn scored on ``server``."""
+    return load(
+        {
+            "OPENAI_API_KEY": AUDIO_KEY,
+            "VOICECHAT_LINE_END_BASE_URL": server.base_url,
+            "VOICECHAT_LINE_END_API_KEY": LLM_KEY,
+            **more,
+        }
+    )
+
+
+PLAYED = [Message("user", "Hello"), Message("assistant", "Hello there! How can I help you today?")]
+
+
 def test_a_served_scorer_is_primed_with_the_conversation_its_next_score_starts_with(
     llm_server: FakeOpenAIServer,
 ) -> None:
@@ -239,18 +254,11 @@ def test_a_served_scorer_is_primed_with_the_conversation_its_next_score_starts_w
     from voicechat.llm.served_line_end import ServedLineEndScorer
     from voicechat.warm_up import prime_next_turn
 
-    s = load(
-        {
-            "OPENAI_API_KEY": AUDIO_KEY,
-            "VOICECHAT_LINE_END_BASE_URL": llm_server.base_url,
-            "VOICECHAT_LINE_END_API_KEY": LLM_KEY,
-            "VOICECHAT_LINE_END_PRIME": "1",
-        }
-    )
+    s = _scored_on(llm_server, VOICECHAT_LINE_END_PRIME="1")
     for _ in range(2):
         llm_server.plan(COMPLETIONS, Reply(body=legacy_completion(TOP_ALTERNATIVES)))
     scorer = ServedLineEndScorer(s)
-    history = [Message("user", "Hello"), Message("assistant", "Hello there! How can I help you today?")]
+    history = PLAYED
 
     async def run() -> float | None:
         try:
@@ -277,16 +285,10 @@ def test_a_served_scorer_by_default_is_sent_only_the_scores(llm_server: FakeOpen
     from voicechat.llm.served_line_end import ServedLineEndScorer
     from voicechat.warm_up import prime_next_turn
 
-    s = load(
-        {
-            "OPENAI_API_KEY": AUDIO_KEY,
-            "VOICECHAT_LINE_END_BASE_URL": llm_server.base_url,
-            "VOICECHAT_LINE_END_API_KEY": LLM_KEY,
-        }
-    )
+    s = _scored_on(llm_server)
     llm_server.plan(COMPLETIONS, Reply(body=legacy_completion(TOP_ALTERNATIVES)))
     scorer = ServedLineEndScorer(s)
-    history = [Message("user", "Hello"), Message("assistant", "Hello there! How can I help you today?")]
+    history = PLAYED
 
     async def run() -> float | None:
         try:

@@ -373,6 +373,15 @@ def test_words_added_before_the_reply_is_heard_are_answered_once_merged(offline,
     assert not any(isinstance(e, AudioOut) and e.turn == 1 for e in events)
 
 
+async def _after_an_answer(conv: Conversation, events: list[object]) -> tuple[Conversation, list[object]]:
+    """Until a reply has been given whole, then the conversation closed, with every event."""
+    await _until(conv, events, lambda ev: any(isinstance(e, ReplyDone) and not e.interrupted for e in ev))
+    await conv.wait_reply()
+    events += conv.drain()
+    await conv.aclose()
+    return conv, events
+
+
 def test_a_message_typed_while_the_user_speaks_is_kept_word_for_word(offline, piper_voice) -> None:
     """The text box while the microphone hears speech (the user, or a room): the typed line is the
     user's as sent, even when the speech talks over its reply before that reply has begun, and the
@@ -394,11 +403,7 @@ def test_a_message_typed_while_the_user_speaks_is_kept_word_for_word(offline, pi
         for i in range(0, len(rest), FRAME):
             conv.feed_16k(rest[i : i + FRAME])
             await asyncio.sleep(0)
-        await _until(conv, events, lambda ev: any(isinstance(e, ReplyDone) and not e.interrupted for e in ev))
-        await conv.wait_reply()
-        events += conv.drain()
-        await conv.aclose()
-        return conv, events
+        return await _after_an_answer(conv, events)
 
     conv, events = asyncio.run(run())
     shown = [e.text for e in events if isinstance(e, FinalTranscript)]
@@ -427,11 +432,7 @@ def test_with_the_browsers_recogniser_words_talked_over_before_the_reply_stay_in
             await asyncio.sleep(0)
         conv.submit_text("of Italy?")  # the recogniser's next final phrase
         events: list[object] = []
-        await _until(conv, events, lambda ev: any(isinstance(e, ReplyDone) and not e.interrupted for e in ev))
-        await conv.wait_reply()
-        events += conv.drain()
-        await conv.aclose()
-        return conv, events
+        return await _after_an_answer(conv, events)
 
     conv, events = asyncio.run(run())
     user = [e.content for e in conv.history.entries if e.role == "user"]
