@@ -49,7 +49,9 @@ def test_a_real_turn_is_recorded_on_both_sides_time_aligned_and_never_touches_di
     offline, make_speech, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s, stt, llm, tts = offline
-    wav = make_speech(QUESTION, rate=48000, lead_s=0.5, trail_s=1.0)
+    # Past the end-of-turn ceiling (1.6 s): the turn ends on silence fed in real time, however slow the
+    # score, never on end_of_input's silence added at once (which would shift the tracks against the clock).
+    wav = make_speech(QUESTION, rate=48000, lead_s=0.5, trail_s=2.0)
     monkeypatch.chdir(tmp_path)
 
     async def run():

@@ -154,8 +154,14 @@ def test_lights_chart_and_recordings_after_one_turn(fake_mic: Path, tmp_path: Pa
             )
             sleep(1.0)
             prepare(page)
-            sleep(3.0)  # the buttons are already there: give the callback's rerun time to replace the bytes
+            # The buttons are already there: the callback's rerun replaces their bytes when it gets to it
+            # (a fixed 3 s wait raced a slow rerun). Wait for the longer recording; the assertions say why not.
             after_stop, _ = read_wav(download(page, "⬇️ Download conversation audio (WAV)"))
+            for _ in range(30):
+                if len(after_stop) > len(wav):
+                    break
+                sleep(1.0)
+                after_stop, _ = read_wav(download(page, "⬇️ Download conversation audio (WAV)"))
             page.screenshot(path=str(ARTIFACTS / "streamlit_status_chart_recording.png"), full_page=True)
         except BaseException:
             page.screenshot(path=str(ARTIFACTS / "streamlit_status_chart_recording_failure.png"), full_page=True)
